@@ -1,0 +1,88 @@
+//! Tokens already verified, keyed by a digest of the whole token: Azure
+//! sends one token with many calls, so most calls skip the RSA check.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::domain::ports::Caller;
+
+pub struct VerifiedCache {
+    entries: Mutex<HashMap<[u8; 32], (i64, Caller)>>,
+    capacity: usize,
+}
+
+pub fn digest(token: &str) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    d.as_ref().try_into().expect("SHA-256 is 32 bytes")
+}
+
+pub enum Lookup {
+    Hit(Caller),
+    Expired,
+    Miss,
+}
+
+impl VerifiedCache {
+    pub fn new(capacity: usize) -> VerifiedCache {
+        VerifiedCache {
+            entries: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    /// `valid_until` is the token's `exp` plus leeway, compared with `now`.
+    pub fn get(&self, key: &[u8; 32], now: i64) -> Lookup {
+        let mut entries = self.entries.lock().expect("cache lock");
+        match entries.get(key) {
+            Some((until, caller)) if now <= *until => Lookup::Hit(caller.clone()),
+            Some(_) => {
+                entries.remove(key);
+                Lookup::Expired
+            }
+            None => Lookup::Miss,
+        }
+    }
+
+    pub fn insert(&self, key: [u8; 32], valid_until: i64, caller: Caller, now: i64) {
+        let mut entries = self.entries.lock().expect("cache lock");
+        if entries.len() >= self.capacity {
+            entries.retain(|_, (until, _)| now <= *until);
+            if entries.len() >= self.capacity {
+                // Bounded memory beats a perfect hit rate: start over.
+                entries.clear();
+            }
+        }
+        entries.insert(key, (valid_until, caller));
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.entries.lock().expect("cache lock").len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller() -> Caller {
+        Caller {
+            app_id: "a".into(),
+            tenant_id: "t".into(),
+            token_version: "2.0".into(),
+        }
+    }
+
+    #[test]
+    fn expiry_is_checked_on_every_use_and_memory_is_bounded() {
+        let cache = VerifiedCache::new(2);
+        cache.insert(digest("one"), 100, caller(), 0);
+        assert!(matches!(cache.get(&digest("one"), 100), Lookup::Hit(_)));
+        assert!(matches!(cache.get(&digest("one"), 101), Lookup::Expired));
+        assert!(matches!(cache.get(&digest("one"), 50), Lookup::Miss));
+        for i in 0..10 {
+            cache.insert(digest(&i.to_string()), 100, caller(), 0);
+            assert!(cache.len() <= 2);
+        }
+    }
+}

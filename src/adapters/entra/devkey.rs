@@ -1,0 +1,117 @@
+//! A local development signing key: lets `replay` and the tests sign
+//! realistic Entra-shaped tokens and serve the matching key set, so the
+//! local path runs the same verification code as production.
+
+use std::path::Path;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
+use aws_lc_rs::signature::KeyPair as _;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+use super::EntraConfig;
+
+pub struct DevKey {
+    pub kid: String,
+    pem: String,
+    encoding: EncodingKey,
+    jwk: Value,
+}
+
+impl DevKey {
+    pub fn generate() -> DevKey {
+        let pair = KeyPair::generate(KeySize::Rsa2048).expect("RSA key generation");
+        let der = pair.as_der().expect("PKCS#8 encoding");
+        let body = STANDARD.encode(der.as_ref());
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+            .collect();
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        );
+        DevKey::from_pem(&pem).expect("a key we just made parses")
+    }
+
+    pub fn from_pem(pem: &str) -> Result<DevKey, String> {
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = STANDARD
+            .decode(b64.trim())
+            .map_err(|e| format!("not PEM: {e}"))?;
+        let pair = KeyPair::from_pkcs8(&der).map_err(|e| format!("not an RSA PKCS#8 key: {e}"))?;
+        let public = PublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+        let n = URL_SAFE_NO_PAD.encode(&public.n);
+        let kid = format!("itsm-bridge-dev-{}", &n[..12]);
+        let jwk = json!({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+                         "n": n, "e": URL_SAFE_NO_PAD.encode(&public.e)});
+        let encoding = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
+        Ok(DevKey {
+            kid,
+            pem: pem.to_string(),
+            encoding,
+            jwk,
+        })
+    }
+
+    /// `dir/dev-signing-key.pem`, made on first use.
+    pub fn load_or_create(dir: &Path) -> Result<DevKey, String> {
+        let path = dir.join("dev-signing-key.pem");
+        match std::fs::read_to_string(&path) {
+            Ok(pem) => DevKey::from_pem(&pem),
+            Err(_) => {
+                let key = DevKey::generate();
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                std::fs::write(&path, &key.pem).map_err(|e| format!("{}: {e}", path.display()))?;
+                Ok(key)
+            }
+        }
+    }
+
+    /// The key set document, as Entra's keys endpoint serves it.
+    pub fn jwks(&self) -> Value {
+        json!({"keys": [self.jwk]})
+    }
+
+    /// Signs `claims` with RS256 and this key's kid.
+    pub fn sign(&self, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding).expect("RS256 signing")
+    }
+
+    /// Claims like those of the token Azure Monitor's action group gets for
+    /// the configured app: v1 for an `api://` audience, else v2.
+    pub fn claims_for(config: &EntraConfig, now: i64) -> Value {
+        let tenant = &config.tenant_id;
+        let aud = config.audiences.first().cloned().unwrap_or_default();
+        let app = config.allowed_app_ids.first().cloned().unwrap_or_default();
+        let mut claims = json!({
+            "aud": aud, "tid": tenant, "iat": now, "nbf": now, "exp": now + 3600,
+            "oid": "00000000-0000-0000-0000-0000000000aa", "sub": "00000000-0000-0000-0000-0000000000aa",
+            "uti": "dev", "idp": format!("https://sts.windows.net/{tenant}/"),
+        });
+        if aud.starts_with("api://") {
+            claims["ver"] = json!("1.0");
+            claims["iss"] = json!(format!("https://sts.windows.net/{tenant}/"));
+            claims["appid"] = json!(app);
+            claims["appidacr"] = json!("2");
+        } else {
+            claims["ver"] = json!("2.0");
+            claims["iss"] = json!(format!(
+                "{}/{tenant}/v2.0",
+                config.authority.trim_end_matches('/')
+            ));
+            claims["azp"] = json!(app);
+            claims["azpacr"] = json!("2");
+        }
+        if let Some(role) = &config.required_role {
+            claims["roles"] = json!([role]);
+        }
+        claims
+    }
+}

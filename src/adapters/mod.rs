@@ -1,0 +1,7 @@
+//! Adapters: the real implementations of the domain's ports.
+
+pub mod dryrun;
+pub mod entra;
+pub mod servicenow;
+pub mod store;
+pub mod wire;

@@ -1,0 +1,272 @@
+//! ServiceNow Table API client (reqwest + rustls). Built once per container;
+//! its connection pool is reused across warm invocations.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use serde_json::Value;
+use url::Url;
+
+use super::auth::{Authenticator, Credentials};
+use super::format::{IncidentFields, ServiceNowFormat};
+use crate::adapters::wire::{ItsmRequest, RequestLog, WireFormat};
+use crate::domain::correlation::IncidentRef;
+use crate::domain::mapping::{IncidentDraft, Resolution};
+use crate::domain::ports::{ItsmClient, ItsmError, ResolveOutcome};
+
+#[derive(Debug, Clone)]
+pub struct ServiceNowConfig {
+    pub instance_url: Url,
+    pub credentials: Credentials,
+    pub fields: IncidentFields,
+    /// Per request; keep the total well under Azure's ~10 s wait.
+    pub timeout: Duration,
+}
+
+pub struct ServiceNowClient {
+    http: reqwest::Client,
+    base: Url,
+    auth: Authenticator,
+    format: ServiceNowFormat,
+    log: Option<Arc<RequestLog>>,
+}
+
+/// A reqwest error in a few words, without the request's URL.
+pub(crate) fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "could not connect".into()
+    } else {
+        format!("request failed: {e}")
+    }
+}
+
+struct Answer {
+    status: u16,
+    body: Value,
+}
+
+impl ServiceNowClient {
+    pub fn new(
+        config: ServiceNowConfig,
+        log: Option<Arc<RequestLog>>,
+    ) -> Result<ServiceNowClient, String> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(Duration::from_secs(3))
+            .user_agent(concat!("itsm-bridge/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(ServiceNowClient {
+            auth: Authenticator::new(config.credentials, &config.instance_url),
+            http,
+            base: config.instance_url,
+            format: ServiceNowFormat {
+                fields: config.fields,
+            },
+            log,
+        })
+    }
+
+    async fn send(&self, req: ItsmRequest) -> Result<Answer, ItsmError> {
+        let url = self.base.join(&req.path).map_err(|e| ItsmError::Rejected {
+            status: 0,
+            message: format!("bad request path: {e}"),
+        })?;
+        let method = reqwest::Method::from_bytes(req.method.as_bytes()).expect("static method");
+        let mut attempt = 0;
+        let answer = loop {
+            attempt += 1;
+            let mut rb = self
+                .http
+                .request(method.clone(), url.clone())
+                .header(ACCEPT, "application/json");
+            if let Some(body) = &req.body {
+                rb = rb.json(body);
+            }
+            rb = self.auth.apply(&self.http, rb).await?;
+            let resp = rb
+                .send()
+                .await
+                .map_err(|e| ItsmError::Unavailable(describe(&e)))?;
+            // An OAuth token can be revoked before it expires: log in once more.
+            if resp.status().as_u16() == 401 && attempt == 1 && self.auth.is_oauth() {
+                self.auth.invalidate().await;
+                continue;
+            }
+            break read(resp).await;
+        };
+        if let Some(log) = &self.log {
+            log.push(req);
+        }
+        answer
+    }
+}
+
+/// Turns a ServiceNow answer into a JSON body or a clear error. 404 is
+/// left to the caller, which knows what it means for its operation.
+async fn read(resp: reqwest::Response) -> Result<Answer, ItsmError> {
+    let status = resp.status().as_u16();
+    let is_json = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    let retry_after = resp
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| ItsmError::Unavailable(describe(&e)))?;
+    let body: Option<Value> = serde_json::from_str(&text).ok();
+    if (200..300).contains(&status) {
+        return match body {
+            Some(body) if is_json || body.get("result").is_some() => Ok(Answer { status, body }),
+            _ => Err(ItsmError::Unavailable(format!(
+                "ServiceNow answered HTTP {status} with {} instead of JSON; a hibernating developer \
+                 instance does this until someone wakes it",
+                if text.trim_start().starts_with('<') {
+                    "an HTML page"
+                } else {
+                    "something else"
+                }
+            ))),
+        };
+    }
+    let message = body
+        .as_ref()
+        .map_or_else(|| format!("HTTP {status}"), envelope_message);
+    match status {
+        404 => Ok(Answer {
+            status,
+            body: body.unwrap_or(Value::Null),
+        }),
+        429 => Err(ItsmError::Unavailable(format!(
+            "ServiceNow is rate limiting (HTTP 429, Retry-After {})",
+            retry_after.as_deref().unwrap_or("not given")
+        ))),
+        s if s >= 500 => Err(ItsmError::Unavailable(format!(
+            "ServiceNow answered HTTP {s}: {message}"
+        ))),
+        401 => Err(ItsmError::Rejected {
+            status,
+            message: format!(
+                "ServiceNow refused the credentials ({message}); check SERVICENOW_USERNAME and \
+                 SERVICENOW_PASSWORD, or the OAuth client"
+            ),
+        }),
+        _ => Err(ItsmError::Rejected { status, message }),
+    }
+}
+
+/// `{"error":{"message","detail"},"status":"failure"}` → "message: detail".
+fn envelope_message(body: &Value) -> String {
+    let err = body.get("error").unwrap_or(&Value::Null);
+    let message = err
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("no message");
+    match err
+        .get("detail")
+        .and_then(Value::as_str)
+        .filter(|d| !d.is_empty())
+    {
+        Some(detail) => format!("{message}: {detail}"),
+        None => message.to_string(),
+    }
+}
+
+fn field(v: &Value, name: &str) -> Option<String> {
+    v.get(name)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+fn incident(v: &Value) -> Option<IncidentRef> {
+    Some(IncidentRef {
+        id: field(v, "sys_id")?,
+        number: field(v, "number")?,
+    })
+}
+
+#[async_trait]
+impl ItsmClient for ServiceNowClient {
+    fn kind(&self) -> &'static str {
+        "servicenow"
+    }
+
+    async fn create(&self, draft: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
+        let answer = self.send(self.format.create(draft)).await?;
+        if answer.status == 404 {
+            return Err(ItsmError::Rejected {
+                status: 404,
+                message:
+                    "ServiceNow has no incident table at this URL: check SERVICENOW_INSTANCE_URL"
+                        .into(),
+            });
+        }
+        incident(&answer.body["result"]).ok_or_else(|| {
+            ItsmError::Unavailable("ServiceNow's create answer has no sys_id and number".into())
+        })
+    }
+
+    async fn find(&self, correlation_key: &str) -> Result<Option<IncidentRef>, ItsmError> {
+        // An empty value or a `^` would widen the encoded query to other
+        // records; keys are hex digests, so this only guards against bugs.
+        if correlation_key.is_empty()
+            || !correlation_key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(ItsmError::Rejected {
+                status: 0,
+                message: "refusing to query ServiceNow with an empty or unsafe correlation key"
+                    .into(),
+            });
+        }
+        let answer = self.send(self.format.find(correlation_key)).await?;
+        if answer.status == 404 {
+            return Ok(None); // Table API v1 answers 404 when nothing matches.
+        }
+        let records = answer.body["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        // Check every record: an ignored query field would match everything.
+        Ok(records
+            .iter()
+            .filter(|r| field(r, "correlation_id").as_deref() == Some(correlation_key))
+            .find_map(incident))
+    }
+
+    async fn resolve(
+        &self,
+        incident: &IncidentRef,
+        resolution: &Resolution,
+    ) -> Result<ResolveOutcome, ItsmError> {
+        match self.send(self.format.resolve(incident, resolution)).await {
+            Ok(answer) if answer.status == 404 => Ok(ResolveOutcome::NotFound),
+            Ok(_) => Ok(ResolveOutcome::Resolved),
+            Err(ItsmError::Rejected {
+                status: 403,
+                message,
+            }) => Err(ItsmError::Rejected {
+                status: 403,
+                message: format!(
+                    "ServiceNow refused to resolve {} ({message}); resolving needs close_code and \
+                     close_notes: set SERVICENOW_CLOSE_CODE to a close code your instance accepts, \
+                     and give the integration user the itil role",
+                    incident.number
+                ),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+}

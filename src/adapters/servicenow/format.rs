@@ -1,0 +1,107 @@
+//! ServiceNow Table API requests for the three operations.
+
+use serde_json::{Map, Value, json};
+
+use crate::adapters::wire::{ItsmRequest, WireFormat, segment};
+use crate::domain::correlation::IncidentRef;
+use crate::domain::mapping::{IncidentDraft, Resolution};
+
+pub const INCIDENT_PATH: &str = "/api/now/table/incident";
+
+/// Incident fields that come from configuration, not from the alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentFields {
+    /// `caller_id`, by user name or display name.
+    pub caller: Option<String>,
+    /// `assignment_group`, by name.
+    pub assignment_group: Option<String>,
+    pub category: Option<String>,
+    /// `close_code` set when resolving; choices differ by release.
+    pub close_code: String,
+}
+
+impl Default for IncidentFields {
+    fn default() -> Self {
+        IncidentFields {
+            caller: None,
+            assignment_group: None,
+            category: None,
+            close_code: "Solution provided".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ServiceNowFormat {
+    pub fields: IncidentFields,
+}
+
+impl WireFormat for ServiceNowFormat {
+    fn kind(&self) -> &'static str {
+        "servicenow"
+    }
+
+    fn create(&self, d: &IncidentDraft) -> ItsmRequest {
+        let mut body = Map::new();
+        let mut set = |k: &str, v: &str| {
+            body.insert(k.to_string(), Value::String(v.to_string()));
+        };
+        set("short_description", &d.short_description);
+        set("description", &d.description);
+        set("impact", &d.impact.to_string());
+        set("urgency", &d.urgency.to_string());
+        set("correlation_id", &d.correlation_key);
+        set("correlation_display", &d.correlation_label);
+        let optional = [
+            ("cmdb_ci", d.configuration_item.as_deref()),
+            ("caller_id", self.fields.caller.as_deref()),
+            ("assignment_group", self.fields.assignment_group.as_deref()),
+            ("category", self.fields.category.as_deref()),
+        ];
+        for (k, v) in optional {
+            if let Some(v) = v {
+                set(k, v);
+            }
+        }
+        ItsmRequest::new(
+            "POST",
+            INCIDENT_PATH,
+            &[
+                ("sysparm_fields", "sys_id,number"),
+                // Reference fields (cmdb_ci, caller_id, assignment_group) by name.
+                ("sysparm_input_display_value", "true"),
+                ("sysparm_exclude_reference_link", "true"),
+            ],
+            Some(Value::Object(body)),
+        )
+    }
+
+    fn find(&self, correlation_key: &str) -> ItsmRequest {
+        ItsmRequest::new(
+            "GET",
+            INCIDENT_PATH,
+            &[
+                (
+                    "sysparm_query",
+                    &format!("correlation_id={correlation_key}"),
+                ),
+                ("sysparm_fields", "sys_id,number,correlation_id"),
+                ("sysparm_limit", "10"),
+            ],
+            None,
+        )
+    }
+
+    fn resolve(&self, incident: &IncidentRef, resolution: &Resolution) -> ItsmRequest {
+        ItsmRequest::new(
+            "PATCH",
+            &format!("{INCIDENT_PATH}/{}", segment(&incident.id)),
+            &[("sysparm_fields", "sys_id,number,state")],
+            Some(json!({
+                "state": "6",
+                "close_code": self.fields.close_code,
+                "close_notes": resolution.notes,
+            })),
+        )
+    }
+}

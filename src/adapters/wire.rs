@@ -1,0 +1,70 @@
+//! ITSM requests as values: built once per operation by an ITSM's wire
+//! format, then either sent (real clients) or only shown (dry-run).
+
+use std::sync::Mutex;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::domain::correlation::IncidentRef;
+use crate::domain::mapping::{IncidentDraft, Resolution};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ItsmRequest {
+    pub method: &'static str,
+    /// Path and query, relative to the instance URL.
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+}
+
+impl ItsmRequest {
+    pub fn new(
+        method: &'static str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Self {
+        let mut path = path.to_string();
+        if !query.is_empty() {
+            let mut q = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in query {
+                q.append_pair(k, v);
+            }
+            path.push('?');
+            path.push_str(&q.finish());
+        }
+        ItsmRequest { method, path, body }
+    }
+}
+
+/// How one ITSM spells each operation on the wire.
+pub trait WireFormat: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn create(&self, draft: &IncidentDraft) -> ItsmRequest;
+    fn find(&self, correlation_key: &str) -> ItsmRequest;
+    fn resolve(&self, incident: &IncidentRef, resolution: &Resolution) -> ItsmRequest;
+}
+
+/// The requests sent (or, in dry-run, that would be sent), for `replay`.
+#[derive(Debug, Default)]
+pub struct RequestLog {
+    requests: Mutex<Vec<ItsmRequest>>,
+}
+
+impl RequestLog {
+    pub fn push(&self, request: ItsmRequest) {
+        self.requests.lock().expect("log lock").push(request);
+    }
+
+    pub fn take(&self) -> Vec<ItsmRequest> {
+        std::mem::take(&mut *self.requests.lock().expect("log lock"))
+    }
+}
+
+/// Percent-encodes one path segment (record ids may hold `|` or `/`).
+pub fn segment(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}

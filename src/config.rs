@@ -1,0 +1,345 @@
+//! Every setting, from the environment, checked once at start. Errors name
+//! the variable to fix. The README's configuration table mirrors this file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::adapters::entra::{self, EntraConfig, KeySource};
+use crate::adapters::servicenow::{Credentials, IncidentFields, ServiceNowConfig};
+use crate::domain::mapping::SeverityTable;
+use crate::domain::pipeline::Settings;
+
+/// Azure caps a common-schema alert at 256 KB.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Clone)]
+pub enum ItsmConfig {
+    ServiceNow(ServiceNowConfig),
+    /// Shows the ServiceNow requests instead of sending them.
+    DryRun(IncidentFields),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub entra: EntraConfig,
+    pub itsm: ItsmConfig,
+    /// Folder of the embedded correlation store.
+    pub state_dir: PathBuf,
+    pub settings: Settings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: {var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+/// Reads variables through `lookup`, so tests and `replay` need not touch
+/// the process environment.
+pub struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl<'a> Env<'a> {
+    pub fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Env<'a> {
+        Env { lookup }
+    }
+
+    fn get(&self, var: &str) -> Option<String> {
+        (self.lookup)(var)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, var: &'static str, hint: &str) -> Result<String, ConfigError> {
+        self.get(var)
+            .ok_or_else(|| err(var, format!("is not set; {hint}")))
+    }
+
+    fn list(&self, var: &str) -> Vec<String> {
+        self.get(var)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn number(&self, var: &'static str, default: u64) -> Result<u64, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| err(var, format!("{v:?} is not a whole number"))),
+        }
+    }
+}
+
+fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        problem: problem.into(),
+    }
+}
+
+fn is_guid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+        && parts
+            .iter()
+            .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
+        Ok(Config {
+            entra: entra_config(env)?,
+            itsm: itsm_config(env)?,
+            state_dir: env
+                .get("STATE_DIR")
+                .map_or_else(|| std::env::temp_dir().join("itsm-bridge"), PathBuf::from),
+            settings: Settings {
+                severity: match env.get("SEVERITY_MAP") {
+                    Some(spec) => {
+                        SeverityTable::parse(&spec).map_err(|e| err("SEVERITY_MAP", e))?
+                    }
+                    None => SeverityTable::default(),
+                },
+                lease_secs: env.number("CLAIM_LEASE_SECS", 60)? as i64,
+                ttl_secs: env.number("RECORD_TTL_DAYS", 90)? as i64 * 24 * 3600,
+            },
+        })
+    }
+}
+
+pub fn entra_config(env: &Env) -> Result<EntraConfig, ConfigError> {
+    let tenant_id = env.required(
+        "ENTRA_TENANT_ID",
+        "set it to the Directory (tenant) ID of your app registration",
+    )?;
+    if !is_guid(&tenant_id) {
+        return Err(err(
+            "ENTRA_TENANT_ID",
+            format!("{tenant_id:?} is not a tenant GUID"),
+        ));
+    }
+    let audiences = env.list("ENTRA_AUDIENCES");
+    if audiences.is_empty() {
+        return Err(err(
+            "ENTRA_AUDIENCES",
+            "is not set; set it to your app's Application ID URI (api://…) and/or client id",
+        ));
+    }
+    let mut allowed_app_ids = env.list("ENTRA_ALLOWED_APP_IDS");
+    if allowed_app_ids.is_empty() {
+        allowed_app_ids.push(entra::ACTION_GROUP_APP_ID.to_string());
+    }
+    let authority = env
+        .get("ENTRA_AUTHORITY")
+        .unwrap_or_else(|| entra::PUBLIC_AUTHORITY.to_string());
+    let authority_url =
+        Url::parse(&authority).map_err(|e| err("ENTRA_AUTHORITY", e.to_string()))?;
+    if authority_url.scheme() != "https" && !entra::is_loopback(&authority_url) {
+        return Err(err("ENTRA_AUTHORITY", "must be https"));
+    }
+    let keys = match env.get("ENTRA_JWKS_URL") {
+        Some(url) => KeySource::parse(&url).map_err(|e| err("ENTRA_JWKS_URL", e))?,
+        None => EntraConfig::default_keys(&authority, &tenant_id)
+            .map_err(|e| err("ENTRA_AUTHORITY", e))?,
+    };
+    Ok(EntraConfig {
+        tenant_id,
+        audiences,
+        allowed_app_ids,
+        required_role: env.get("ENTRA_REQUIRED_ROLE"),
+        authority,
+        keys,
+        leeway_secs: env.number("ENTRA_LEEWAY_SECS", 60)?,
+        key_refresh: Duration::from_secs(env.number("ENTRA_KEY_REFRESH_SECS", 24 * 3600)?),
+        unknown_kid_interval: Duration::from_secs(
+            env.number("ENTRA_UNKNOWN_KID_INTERVAL_SECS", 300)?,
+        ),
+    })
+}
+
+fn itsm_config(env: &Env) -> Result<ItsmConfig, ConfigError> {
+    match env.get("ITSM_KIND").as_deref().unwrap_or("servicenow") {
+        "servicenow" => Ok(ItsmConfig::ServiceNow(servicenow_config(env)?)),
+        "dry-run" => Ok(ItsmConfig::DryRun(servicenow_fields(env))),
+        other => Err(err(
+            "ITSM_KIND",
+            format!("{other:?} is not one of servicenow, dry-run"),
+        )),
+    }
+}
+
+pub fn servicenow_fields(env: &Env) -> IncidentFields {
+    IncidentFields {
+        caller: env.get("SERVICENOW_CALLER"),
+        assignment_group: env.get("SERVICENOW_ASSIGNMENT_GROUP"),
+        category: env.get("SERVICENOW_CATEGORY"),
+        close_code: env
+            .get("SERVICENOW_CLOSE_CODE")
+            .unwrap_or_else(|| IncidentFields::default().close_code),
+    }
+}
+
+fn servicenow_config(env: &Env) -> Result<ServiceNowConfig, ConfigError> {
+    const URL_VAR: &str = "SERVICENOW_INSTANCE_URL";
+    let raw = env.required(URL_VAR, "set it to https://<instance>.service-now.com")?;
+    let instance_url = Url::parse(&raw).map_err(|e| err(URL_VAR, format!("{raw:?}: {e}")))?;
+    if instance_url.scheme() != "https"
+        && !(instance_url.scheme() == "http" && entra::is_loopback(&instance_url))
+    {
+        return Err(err(
+            URL_VAR,
+            "must be https (plain http only for localhost)",
+        ));
+    }
+    let username = env.get("SERVICENOW_USERNAME");
+    let password = env.get("SERVICENOW_PASSWORD");
+    let client = env
+        .get("SERVICENOW_CLIENT_ID")
+        .zip(env.get("SERVICENOW_CLIENT_SECRET"));
+    let default_mode = match (&client, &username) {
+        (Some(_), Some(_)) => "oauth-password",
+        (Some(_), None) => "oauth-client-credentials",
+        _ => "basic",
+    };
+    let mode = env
+        .get("SERVICENOW_AUTH")
+        .unwrap_or_else(|| default_mode.to_string());
+    let user = |var: &'static str, v: Option<String>| {
+        v.ok_or_else(|| err(var, format!("is required for SERVICENOW_AUTH={mode}")))
+    };
+    let credentials = match mode.as_str() {
+        "basic" => Credentials::Basic {
+            username: user("SERVICENOW_USERNAME", username)?,
+            password: user("SERVICENOW_PASSWORD", password)?,
+        },
+        "oauth-password" | "oauth-client-credentials" => {
+            let (client_id, client_secret) = client.ok_or_else(|| {
+                err("SERVICENOW_CLIENT_ID", format!("SERVICENOW_CLIENT_ID and SERVICENOW_CLIENT_SECRET are required for SERVICENOW_AUTH={mode}"))
+            })?;
+            if mode == "oauth-password" {
+                Credentials::OAuthPassword {
+                    client_id,
+                    client_secret,
+                    username: user("SERVICENOW_USERNAME", username)?,
+                    password: user("SERVICENOW_PASSWORD", password)?,
+                }
+            } else {
+                Credentials::OAuthClient {
+                    client_id,
+                    client_secret,
+                }
+            }
+        }
+        other => {
+            return Err(err(
+                "SERVICENOW_AUTH",
+                format!("{other:?} is not one of basic, oauth-password, oauth-client-credentials"),
+            ));
+        }
+    };
+    Ok(ServiceNowConfig {
+        instance_url,
+        credentials,
+        fields: servicenow_fields(env),
+        timeout: Duration::from_millis(env.number("ITSM_TIMEOUT_MS", 8000)?),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |k: &str| map.get(k).cloned();
+        Config::from_env(&Env::new(&lookup))
+    }
+
+    const BASE: [(&str, &str); 5] = [
+        ("ENTRA_TENANT_ID", "aaaabbbb-0000-cccc-1111-dddd2222eeee"),
+        (
+            "ENTRA_AUDIENCES",
+            "api://itsm-bridge, 11112222-bbbb-3333-cccc-4444dddd5555",
+        ),
+        ("SERVICENOW_INSTANCE_URL", "https://dev1.service-now.com"),
+        ("SERVICENOW_USERNAME", "bridge"),
+        ("SERVICENOW_PASSWORD", "pw"),
+    ];
+
+    #[test]
+    fn defaults() {
+        let c = load(&BASE).unwrap();
+        assert_eq!(c.entra.audiences.len(), 2);
+        assert_eq!(c.entra.allowed_app_ids, vec![entra::ACTION_GROUP_APP_ID]);
+        assert_eq!(
+            c.entra.keys,
+            KeySource::parse("https://login.microsoftonline.com/aaaabbbb-0000-cccc-1111-dddd2222eeee/discovery/v2.0/keys").unwrap()
+        );
+        let ItsmConfig::ServiceNow(sn) = c.itsm else {
+            panic!("servicenow is the default")
+        };
+        assert!(matches!(sn.credentials, Credentials::Basic { .. }));
+        assert_eq!(sn.fields.close_code, "Solution provided");
+        assert_eq!(c.settings.ttl_secs, 90 * 86400);
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        let without = |var: &str| {
+            BASE.iter()
+                .copied()
+                .filter(|(k, _)| *k != var)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            load(&without("ENTRA_TENANT_ID")).unwrap_err().var,
+            "ENTRA_TENANT_ID"
+        );
+        assert_eq!(
+            load(&without("ENTRA_AUDIENCES")).unwrap_err().var,
+            "ENTRA_AUDIENCES"
+        );
+        assert_eq!(
+            load(&without("SERVICENOW_PASSWORD")).unwrap_err().var,
+            "SERVICENOW_PASSWORD"
+        );
+        let mut bad = BASE.to_vec();
+        bad.push(("SERVICENOW_INSTANCE_URL", "http://dev1.service-now.com"));
+        assert_eq!(load(&bad).unwrap_err().var, "SERVICENOW_INSTANCE_URL");
+        let mut bad = BASE.to_vec();
+        bad.push(("ENTRA_LEEWAY_SECS", "soon"));
+        assert_eq!(load(&bad).unwrap_err().var, "ENTRA_LEEWAY_SECS");
+        let mut bad = BASE.to_vec();
+        bad[0] = ("ENTRA_TENANT_ID", "contoso.onmicrosoft.com");
+        assert_eq!(load(&bad).unwrap_err().var, "ENTRA_TENANT_ID");
+    }
+
+    #[test]
+    fn oauth_is_chosen_by_what_is_set() {
+        let mut vars = BASE.to_vec();
+        vars.extend([
+            ("SERVICENOW_CLIENT_ID", "cid"),
+            ("SERVICENOW_CLIENT_SECRET", "cs"),
+        ]);
+        let ItsmConfig::ServiceNow(sn) = load(&vars).unwrap().itsm else {
+            panic!()
+        };
+        assert!(matches!(sn.credentials, Credentials::OAuthPassword { .. }));
+        let debug = format!("{:?}", sn.credentials);
+        assert!(!debug.contains("pw") && !debug.contains("cs"), "{debug}");
+    }
+}

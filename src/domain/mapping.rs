@@ -1,0 +1,343 @@
+//! Alert → incident draft: what an operator reads in the service desk.
+//! ITSM-neutral; each ITSM adapter turns a draft into its own wire format.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use super::alert::{Alert, MonitorCondition, Severity, scalar, text, texts};
+use super::correlation::{correlation_key, correlation_label};
+
+pub const SHORT_DESCRIPTION_MAX: usize = 160;
+pub const DESCRIPTION_MAX: usize = 4000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentDraft {
+    /// Stable key derived from the whole alert id; at most 100 characters.
+    pub correlation_key: String,
+    /// Short human label for the correlation; at most 100 characters.
+    pub correlation_label: String,
+    pub short_description: String,
+    pub description: String,
+    pub severity: Severity,
+    pub impact: u8,
+    pub urgency: u8,
+    /// First of `configurationItems`, by name.
+    pub configuration_item: Option<String>,
+}
+
+/// Text the ITSM records when the alert resolves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    pub notes: String,
+}
+
+/// Severity → (impact, urgency), ServiceNow's scale 1 High … 3 Low.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeverityTable {
+    entries: Vec<(Severity, u8, u8)>,
+}
+
+impl Default for SeverityTable {
+    fn default() -> Self {
+        use Severity::*;
+        SeverityTable {
+            entries: vec![
+                (Sev0, 1, 1),
+                (Sev1, 1, 2),
+                (Sev2, 2, 2),
+                (Sev3, 2, 3),
+                (Sev4, 3, 3),
+                (Unknown, 3, 3),
+            ],
+        }
+    }
+}
+
+impl SeverityTable {
+    /// Parses overrides such as `Sev0=1/1,Sev4=3/3,unknown=3/3` on top of the default.
+    pub fn parse(spec: &str) -> Result<SeverityTable, String> {
+        let mut table = SeverityTable::default();
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let bad = || format!("{item:?} is not SevN=IMPACT/URGENCY with values 1 to 3");
+            let (sev, levels) = item.split_once('=').ok_or_else(bad)?;
+            let (impact, urgency) = levels.split_once('/').ok_or_else(bad)?;
+            let severity = Severity::parse(sev);
+            if severity == Severity::Unknown && !sev.trim().eq_ignore_ascii_case("unknown") {
+                return Err(bad());
+            }
+            let level = |s: &str| s.trim().parse::<u8>().ok().filter(|n| (1..=3).contains(n));
+            let (impact, urgency) = (
+                level(impact).ok_or_else(bad)?,
+                level(urgency).ok_or_else(bad)?,
+            );
+            for entry in table.entries.iter_mut().filter(|e| e.0 == severity) {
+                *entry = (severity, impact, urgency);
+            }
+        }
+        Ok(table)
+    }
+
+    pub fn levels(&self, severity: Severity) -> (u8, u8) {
+        self.entries
+            .iter()
+            .find(|e| e.0 == severity)
+            .map_or((3, 3), |e| (e.1, e.2))
+    }
+}
+
+pub fn draft(alert: &Alert, table: &SeverityTable) -> IncidentDraft {
+    let (impact, urgency) = table.levels(alert.severity);
+    let rule = alert.alert_rule.as_deref().unwrap_or("Azure Monitor alert");
+    let mut short = format!("[{}] {rule}", alert.severity.as_str());
+    if let Some(what) = what_happened(alert) {
+        let _ = write!(short, ": {what}");
+    }
+    let _ = write!(short, " on {}", target_name(alert));
+    IncidentDraft {
+        correlation_key: correlation_key(&alert.alert_id),
+        correlation_label: correlation_label(alert),
+        short_description: clean(&short, SHORT_DESCRIPTION_MAX),
+        description: clean(&describe(alert), DESCRIPTION_MAX),
+        severity: alert.severity,
+        impact,
+        urgency,
+        configuration_item: alert.configuration_items.first().map(|ci| clean(ci, 255)),
+    }
+}
+
+pub fn resolution(alert: &Alert) -> Resolution {
+    let when = alert
+        .resolved_at
+        .as_deref()
+        .map_or(String::new(), |t| format!(" at {t}"));
+    Resolution {
+        notes: clean(
+            &format!(
+                "Resolved automatically by itsm-bridge: Azure Monitor reported the alert {} as Resolved{when}.",
+                alert.alert_rule.as_deref().unwrap_or(&alert.alert_id)
+            ),
+            DESCRIPTION_MAX,
+        ),
+    }
+}
+
+/// The resource an operator looks for: the configuration item, else the
+/// last segment of the first target resource id.
+pub fn target_name(alert: &Alert) -> String {
+    alert
+        .configuration_items
+        .first()
+        .cloned()
+        .or_else(|| {
+            let id = alert.target_ids.first()?;
+            id.trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "Azure".to_string())
+}
+
+/// One line saying what was measured or what happened, per monitoring service.
+fn what_happened(alert: &Alert) -> Option<String> {
+    let ctx = &alert.context;
+    let first = ctx.pointer("/condition/allOf/0");
+    if let Some(c) =
+        first.filter(|c| c.get("metricName").is_some() || c.get("searchQuery").is_some())
+    {
+        let subject = text(c, "metricName")
+            .or_else(|| text(c, "metricMeasureColumn"))
+            .or_else(|| text(c, "searchQuery").map(|q| format!("query {q}")))?;
+        let mut line = subject;
+        for key in ["timeAggregation", "operator", "threshold"] {
+            if let Some(v) = text(c, key) {
+                let _ = write!(line, " {v}");
+            }
+        }
+        if let Some(v) = text(c, "metricValue") {
+            let _ = write!(line, " (value {v})");
+        }
+        return Some(line);
+    }
+    if let Some(kind) = text(ctx, "AlertType") {
+        let count = text(ctx, "ResultCount").unwrap_or_else(|| "?".into());
+        return Some(format!("{kind}, {count} results"));
+    }
+    if let Some(expr) = text(ctx, "expression") {
+        let value = text(ctx, "expressionValue").map_or(String::new(), |v| format!(" (value {v})"));
+        return Some(format!("{expr}{value}"));
+    }
+    if let Some(summary) = text(ctx, "DetectionSummary") {
+        return Some(summary);
+    }
+    if let Some(budget) = ctx.get("AlertData").filter(|d| d.is_object()) {
+        return Some(format!(
+            "budget {} spent {} of {}",
+            text(budget, "BudgetName").unwrap_or_default(),
+            text(budget, "SpentAmount").unwrap_or_default(),
+            text(budget, "BudgetThreshold").unwrap_or_default()
+        ));
+    }
+    let props = ctx.get("properties").unwrap_or(&Value::Null);
+    if let Some(status) = text(props, "currentHealthStatus") {
+        let was =
+            text(props, "previousHealthStatus").map_or(String::new(), |p| format!(" (was {p})"));
+        return Some(format!("health {status}{was}"));
+    }
+    if let Some(title) = text(props, "title") {
+        return Some(title);
+    }
+    let op = text(ctx, "operationName")?;
+    Some(match text(ctx, "status") {
+        Some(status) => format!("{op} {status}"),
+        None => op,
+    })
+}
+
+fn describe(alert: &Alert) -> String {
+    let mut d = String::new();
+    let mut line = |label: &str, value: Option<&str>| {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            let _ = writeln!(d, "{label}: {v}");
+        }
+    };
+    line("Alert rule", alert.alert_rule.as_deref());
+    line("Severity", Some(alert.severity.as_str()));
+    line(
+        "Condition",
+        Some(match alert.condition {
+            MonitorCondition::Fired => "Fired",
+            MonitorCondition::Resolved => "Resolved",
+        }),
+    );
+    line("What", what_happened(alert).as_deref());
+    line("Monitoring service", alert.monitoring_service.as_deref());
+    line("Signal type", alert.signal_type.as_deref());
+    line("Fired at", alert.fired_at.as_deref());
+    line("Resolved at", alert.resolved_at.as_deref());
+    line("Description", alert.description.as_deref());
+    line("Target resources", Some(&alert.target_ids.join(", ")));
+    line(
+        "Configuration items",
+        Some(&alert.configuration_items.join(", ")),
+    );
+    line("Resource group", alert.target_resource_group.as_deref());
+    line("Resource type", alert.target_resource_type.as_deref());
+    line("Alert rule id", alert.alert_rule_id.as_deref());
+    line("Alert id", Some(&alert.alert_id));
+    line("Origin alert id", alert.origin_alert_id.as_deref());
+    if let Value::Object(props) = &alert.custom_properties {
+        for (k, v) in props {
+            line(k, scalar(v).as_deref());
+        }
+    }
+    let links = links(alert);
+    if !links.is_empty() {
+        d.push_str("Links:\n");
+        for link in links {
+            let _ = writeln!(d, "- {link}");
+        }
+    }
+    d
+}
+
+/// Every http(s) link the alert carries, in order, without repeats.
+pub fn links(alert: &Alert) -> Vec<String> {
+    let mut out: Vec<String> = alert.investigation_link.iter().cloned().collect();
+    collect_links(&alert.context, &mut out);
+    for t in texts(&alert.custom_properties, "links") {
+        out.push(t);
+    }
+    out.retain(|l| l.starts_with("https://") || l.starts_with("http://"));
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|l| seen.insert(l.clone()));
+    out
+}
+
+fn collect_links(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) if s.starts_with("https://") || s.starts_with("http://") => {
+            out.push(s.clone())
+        }
+        Value::Array(items) => items.iter().for_each(|i| collect_links(i, out)),
+        Value::Object(map) => map.values().for_each(|i| collect_links(i, out)),
+        _ => {}
+    }
+}
+
+/// Drops control characters (keeping newlines and tabs) and cuts to `max`
+/// characters, so nothing in a payload breaks the ITSM's field limits.
+pub fn clean(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect();
+    if out.chars().count() > max {
+        out = out.chars().take(max - 1).collect();
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::alert::parse;
+    use serde_json::json;
+
+    fn alert(essentials: Value, context: Value) -> Alert {
+        let body = json!({"schemaId": "azureMonitorCommonAlertSchema",
+            "data": {"essentials": essentials, "alertContext": context}});
+        parse(body.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn metric_alert_says_what_was_measured() {
+        let a = alert(
+            json!({"alertId": "/x/alerts/1", "monitorCondition": "Fired", "alertRule": "cpu-high",
+                   "severity": "Sev1", "configurationItems": ["vm-web-01"]}),
+            json!({"condition": {"allOf": [{"metricName": "Percentage CPU", "operator": "GreaterThan",
+                   "threshold": "80", "timeAggregation": "Average", "metricValue": 91.5}]}}),
+        );
+        let d = draft(&a, &SeverityTable::default());
+        assert_eq!(
+            d.short_description,
+            "[Sev1] cpu-high: Percentage CPU Average GreaterThan 80 (value 91.5) on vm-web-01"
+        );
+        assert_eq!((d.impact, d.urgency), (1, 2));
+        assert_eq!(d.configuration_item.as_deref(), Some("vm-web-01"));
+        assert!(d.description.contains("Alert id: /x/alerts/1"));
+    }
+
+    #[test]
+    fn long_and_hostile_text_is_cut_and_cleaned() {
+        let a = alert(
+            json!({"alertId": "a", "monitorCondition": "Fired", "alertRule": "r\u{0}\u{7}".repeat(200)}),
+            json!({}),
+        );
+        let d = draft(&a, &SeverityTable::default());
+        assert_eq!(d.short_description.chars().count(), SHORT_DESCRIPTION_MAX);
+        assert!(!d.short_description.chars().any(|c| c.is_control()));
+    }
+
+    #[test]
+    fn severity_table_overrides_and_rejects() {
+        let t = SeverityTable::parse("Sev4=2/2, unknown=1/3").unwrap();
+        assert_eq!(t.levels(Severity::Sev4), (2, 2));
+        assert_eq!(t.levels(Severity::Unknown), (1, 3));
+        assert_eq!(t.levels(Severity::Sev0), (1, 1));
+        for bad in ["Sev9=1/1", "Sev1=0/1", "Sev1=1", "Sev1"] {
+            assert!(SeverityTable::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn links_are_collected_once() {
+        let a = alert(
+            json!({"alertId": "a", "monitorCondition": "Fired", "investigationLink": "https://i"}),
+            json!({"LinkToSearchResults": "https://l", "nested": [{"u": "https://l"}, {"u": "not a link"}]}),
+        );
+        assert_eq!(links(&a), vec!["https://i", "https://l"]);
+    }
+}

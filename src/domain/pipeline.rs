@@ -1,0 +1,339 @@
+//! The correlation state machine: one alert notification in, at most one
+//! ITSM write out, and a record that lets any retry continue where the
+//! last attempt stopped.
+//!
+//! | record \ condition        | Fired                      | Resolved                          |
+//! |---------------------------|----------------------------|-----------------------------------|
+//! | none                      | claim, create, record Open | record ResolvedWithoutIncident    |
+//! | Claimed, lease live       | in progress (retry later)  | in progress (retry later)         |
+//! | Claimed, lease expired    | take over, find, else create | take over, find and resolve     |
+//! | Open                      | duplicate                  | resolve, record Resolved          |
+//! | Resolved / Gone / Without | stale fired (no-op)        | already resolved (no-op)          |
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::alert::{Alert, MonitorCondition};
+use super::correlation::{CorrelationRecord, IncidentRef, RecordState};
+use super::mapping::{self, SeverityTable};
+use super::ports::{CorrelationStore, ItsmClient, ItsmError, ResolveOutcome, StoreError};
+
+/// Unix seconds now; swapped in tests to move time.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub severity: SeverityTable,
+    /// How long a claim protects an attempt that is talking to the ITSM.
+    /// Must exceed the longest attempt (the Lambda timeout).
+    pub lease_secs: i64,
+    /// How long records live.
+    pub ttl_secs: i64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            severity: SeverityTable::default(),
+            lease_secs: 60,
+            ttl_secs: 90 * 24 * 3600,
+        }
+    }
+}
+
+/// What was done with one notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A new incident was opened.
+    Created,
+    /// An earlier attempt had opened the incident without recording it; found and recorded.
+    Recovered,
+    /// The alert already has an incident; nothing was sent to the ITSM.
+    Duplicate,
+    /// A Fired for an alert that has already resolved; nothing was sent.
+    StaleFired,
+    /// The incident was resolved.
+    Resolved,
+    /// Resolved before any incident existed; remembered, nothing was sent.
+    ResolvedWithoutIncident,
+    /// The incident was resolved before; nothing was sent.
+    AlreadyResolved,
+    /// The ITSM no longer has the incident; recorded, nothing to resolve.
+    IncidentGone,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Recovered => "recovered",
+            Outcome::Duplicate => "duplicate",
+            Outcome::StaleFired => "stale_fired",
+            Outcome::Resolved => "resolved",
+            Outcome::ResolvedWithoutIncident => "resolved_without_incident",
+            Outcome::AlreadyResolved => "already_resolved",
+            Outcome::IncidentGone => "incident_gone",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Processed {
+    pub outcome: Outcome,
+    pub incident: Option<IncidentRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProcessError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Itsm(#[from] ItsmError),
+    #[error("another delivery of this alert is being processed right now; retry later")]
+    InProgress,
+}
+
+pub struct Bridge {
+    itsm: Arc<dyn ItsmClient>,
+    store: Arc<dyn CorrelationStore>,
+    settings: Settings,
+    clock: Clock,
+}
+
+/// Rounds of read-decide-write before contention is answered with "retry later".
+const ROUNDS: usize = 3;
+
+impl Bridge {
+    pub fn new(
+        itsm: Arc<dyn ItsmClient>,
+        store: Arc<dyn CorrelationStore>,
+        settings: Settings,
+        clock: Clock,
+    ) -> Bridge {
+        Bridge {
+            itsm,
+            store,
+            settings,
+            clock,
+        }
+    }
+
+    pub fn itsm_kind(&self) -> &'static str {
+        self.itsm.kind()
+    }
+
+    pub async fn process(&self, alert: &Alert) -> Result<Processed, ProcessError> {
+        for _ in 0..ROUNDS {
+            match self.step(alert).await {
+                // Someone wrote between our read and our write: read again.
+                Err(ProcessError::Store(StoreError::Conflict)) => continue,
+                other => return other,
+            }
+        }
+        Err(ProcessError::InProgress)
+    }
+
+    async fn step(&self, alert: &Alert) -> Result<Processed, ProcessError> {
+        use MonitorCondition::{Fired, Resolved};
+        use RecordState::{Claimed, Open, ResolvedWithoutIncident};
+        let now = (self.clock)();
+        let current = self.store.get(&alert.alert_id, now).await?;
+        match (alert.condition, current) {
+            (Fired, None) => {
+                let claim = self.claim(alert, None, now).await?;
+                self.open(alert, claim, false).await
+            }
+            (_, Some(r)) if r.state == Claimed && r.lease_until > now => {
+                Err(ProcessError::InProgress)
+            }
+            (Fired, Some(r)) if r.state == Claimed => {
+                let claim = self.claim(alert, Some(&r), now).await?;
+                self.open(alert, claim, true).await
+            }
+            (Fired, Some(r)) => Ok(Processed {
+                outcome: if r.state == Open {
+                    Outcome::Duplicate
+                } else {
+                    Outcome::StaleFired
+                },
+                incident: r.incident,
+            }),
+            (Resolved, None) => {
+                let rec = self.next(None, alert, ResolvedWithoutIncident, None, now);
+                self.store.put(&rec, None, now).await?;
+                Ok(done(Outcome::ResolvedWithoutIncident, None))
+            }
+            (Resolved, Some(r)) if r.state == Claimed => {
+                let claim = self.claim(alert, Some(&r), now).await?;
+                let key = claim.correlation_key.clone();
+                match self.itsm.find(&key).await {
+                    Ok(Some(incident)) => self.resolve(alert, claim, incident).await,
+                    Ok(None) => {
+                        let rec =
+                            self.next(Some(&claim), alert, ResolvedWithoutIncident, None, now);
+                        self.store.put(&rec, Some(claim.version), now).await?;
+                        Ok(done(Outcome::ResolvedWithoutIncident, None))
+                    }
+                    Err(e) => Err(self.release(claim, e).await),
+                }
+            }
+            (Resolved, Some(r)) if r.state == Open => {
+                let incident = r.incident.clone().ok_or_else(|| {
+                    StoreError::Unavailable(format!(
+                        "record for {} is open without an incident",
+                        r.alert_id
+                    ))
+                })?;
+                self.resolve(alert, r, incident).await
+            }
+            (Resolved, Some(r)) => Ok(done(Outcome::AlreadyResolved, r.incident)),
+        }
+    }
+
+    /// Takes the alert for this attempt: a conditional write that only one
+    /// concurrent delivery can win.
+    async fn claim(
+        &self,
+        alert: &Alert,
+        prev: Option<&CorrelationRecord>,
+        now: i64,
+    ) -> Result<CorrelationRecord, ProcessError> {
+        let mut rec = self.next(prev, alert, RecordState::Claimed, None, now);
+        rec.lease_until = now + self.settings.lease_secs;
+        self.store.put(&rec, prev.map(|p| p.version), now).await?;
+        Ok(rec)
+    }
+
+    /// Opens the incident under a claim. After a takeover the ITSM is asked
+    /// first, since the previous attempt may have created it.
+    async fn open(
+        &self,
+        alert: &Alert,
+        claim: CorrelationRecord,
+        look_first: bool,
+    ) -> Result<Processed, ProcessError> {
+        let draft = mapping::draft(alert, &self.settings.severity);
+        let found = if look_first {
+            match self.itsm.find(&draft.correlation_key).await {
+                Ok(found) => found,
+                Err(e) => return Err(self.release(claim, e).await),
+            }
+        } else {
+            None
+        };
+        let (incident, outcome) = match found {
+            Some(incident) => (incident, Outcome::Recovered),
+            None => match self.itsm.create(&draft).await {
+                Ok(incident) => (incident, Outcome::Created),
+                Err(e) => return Err(self.release(claim, e).await),
+            },
+        };
+        let now = (self.clock)();
+        let rec = self.next(
+            Some(&claim),
+            alert,
+            RecordState::Open,
+            Some(incident.clone()),
+            now,
+        );
+        // If this fails the claim stays; the next attempt after the lease
+        // finds the incident by its correlation key instead of creating another.
+        self.store.put(&rec, Some(claim.version), now).await?;
+        Ok(done(outcome, Some(incident)))
+    }
+
+    async fn resolve(
+        &self,
+        alert: &Alert,
+        prev: CorrelationRecord,
+        incident: IncidentRef,
+    ) -> Result<Processed, ProcessError> {
+        let (state, outcome) = match self
+            .itsm
+            .resolve(&incident, &mapping::resolution(alert))
+            .await
+        {
+            Ok(ResolveOutcome::Resolved) => (RecordState::Resolved, Outcome::Resolved),
+            Ok(ResolveOutcome::NotFound) => {
+                tracing::warn!(incident = %incident.number, "incident no longer exists in the ITSM; recorded as gone");
+                (RecordState::IncidentGone, Outcome::IncidentGone)
+            }
+            Err(e) if prev.state == RecordState::Claimed => {
+                return Err(self.release(prev, e).await);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let now = (self.clock)();
+        let rec = self.next(Some(&prev), alert, state, Some(incident.clone()), now);
+        self.store.put(&rec, Some(prev.version), now).await?;
+        Ok(done(outcome, Some(incident)))
+    }
+
+    /// After an ITSM failure, ends the claim's lease at once so that the
+    /// retry Azure sends takes over without waiting (and looks before creating).
+    async fn release(&self, claim: CorrelationRecord, cause: ItsmError) -> ProcessError {
+        let now = (self.clock)();
+        let mut rec = claim.clone();
+        rec.lease_until = 0;
+        rec.version = claim.version + 1;
+        rec.updated_at = now;
+        if let Err(e) = self.store.put(&rec, Some(claim.version), now).await {
+            // The lease then simply runs out; the retry waits for it.
+            tracing::warn!(error = %e, "could not release the claim after an ITSM failure");
+        }
+        cause.into()
+    }
+
+    fn next(
+        &self,
+        prev: Option<&CorrelationRecord>,
+        alert: &Alert,
+        state: RecordState,
+        incident: Option<IncidentRef>,
+        now: i64,
+    ) -> CorrelationRecord {
+        let fired = alert.condition == MonitorCondition::Fired;
+        let kept =
+            |field: fn(&CorrelationRecord) -> &Option<String>| prev.and_then(|p| field(p).clone());
+        CorrelationRecord {
+            alert_id: alert.alert_id.clone(),
+            correlation_key: crate::domain::correlation::correlation_key(&alert.alert_id),
+            itsm: self.itsm.kind().to_string(),
+            state,
+            incident: incident.or_else(|| prev.and_then(|p| p.incident.clone())),
+            fired_at: kept(|p| &p.fired_at).or_else(|| alert.fired_at.clone().filter(|_| fired)),
+            // Only metric alerts carry resolvedDateTime; others get our time.
+            resolved_at: kept(|p| &p.resolved_at).or_else(|| {
+                (!fired).then(|| alert.resolved_at.clone().unwrap_or_else(|| rfc3339(now)))
+            }),
+            lease_until: 0,
+            updated_at: now,
+            expires_at: now + self.settings.ttl_secs,
+            version: prev.map_or(1, |p| p.version + 1),
+        }
+    }
+}
+
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+fn done(outcome: Outcome, incident: Option<IncidentRef>) -> Processed {
+    Processed { outcome, incident }
+}

@@ -1,0 +1,154 @@
+//! The one place where failures become HTTP answers, shaped for Azure's
+//! retry rules: it retries 408, 429, 503, 504 and timeouts, never 500, 502
+//! or other 4xx. So whatever may succeed later is a 503; what the sender
+//! must fix is a 4xx saying what; nothing is ever a 500.
+
+use serde_json::{Value, json};
+
+use crate::domain::alert::SchemaError;
+use crate::domain::pipeline::{Outcome, ProcessError, Processed};
+use crate::domain::ports::{AuthError, ItsmError, StoreError};
+
+#[derive(Debug)]
+pub enum Failure {
+    Method(String),
+    TooLarge(usize),
+    Auth(AuthError),
+    Schema(SchemaError),
+    Process(ProcessError),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Value,
+}
+
+/// Seconds Azure (or anyone) should wait before retrying a 503.
+const RETRY_AFTER: &str = "5";
+
+impl Failure {
+    pub fn status(&self) -> u16 {
+        match self {
+            Failure::Method(_) => 405,
+            Failure::TooLarge(_) => 413,
+            Failure::Auth(AuthError::Unauthenticated(_)) => 401,
+            Failure::Auth(AuthError::Forbidden(_)) => 403,
+            Failure::Auth(AuthError::KeysUnavailable(_)) => 503,
+            Failure::Schema(_) => 400,
+            Failure::Process(ProcessError::InProgress) => 503,
+            Failure::Process(ProcessError::Store(_)) => 503,
+            Failure::Process(ProcessError::Itsm(ItsmError::Unavailable(_))) => 503,
+            // The ITSM refused; retrying will not help until the
+            // configuration changes, so tell Azure not to retry.
+            Failure::Process(ProcessError::Itsm(ItsmError::Rejected { .. })) => 502,
+        }
+    }
+
+    /// A short machine-readable reason, also used in logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Failure::Method(_) => "method_not_allowed",
+            Failure::TooLarge(_) => "body_too_large",
+            Failure::Auth(AuthError::Unauthenticated(_)) => "unauthenticated",
+            Failure::Auth(AuthError::Forbidden(_)) => "forbidden",
+            Failure::Auth(AuthError::KeysUnavailable(_)) => "signing_keys_unavailable",
+            Failure::Schema(_) => "invalid_alert",
+            Failure::Process(ProcessError::InProgress) => "in_progress",
+            Failure::Process(ProcessError::Store(StoreError::Conflict)) => "store_conflict",
+            Failure::Process(ProcessError::Store(StoreError::Unavailable(_))) => {
+                "store_unavailable"
+            }
+            Failure::Process(ProcessError::Itsm(ItsmError::Unavailable(_))) => "itsm_unavailable",
+            Failure::Process(ProcessError::Itsm(ItsmError::Rejected { .. })) => "itsm_rejected",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Failure::Method(m) => format!("method {m} is not allowed; Azure Monitor sends POST"),
+            Failure::TooLarge(n) => {
+                format!("the body is {n} bytes; a common-schema alert is at most 256 KB")
+            }
+            Failure::Auth(e) => e.to_string(),
+            Failure::Schema(e) => e.to_string(),
+            Failure::Process(e) => e.to_string(),
+        }
+    }
+
+    pub fn answer(&self) -> Answer {
+        let status = self.status();
+        let message = self.message();
+        let mut headers = vec![];
+        match (self, status) {
+            (Failure::Method(_), _) => headers.push(("allow", "POST".to_string())),
+            (Failure::Auth(AuthError::Unauthenticated(why)), _) => {
+                // RFC 6750: a request without credentials gets no error code.
+                let value = if why.starts_with("no Authorization") {
+                    "Bearer".to_string()
+                } else {
+                    format!(
+                        "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                        why.replace('"', "'")
+                    )
+                };
+                headers.push(("www-authenticate", value));
+            }
+            (_, 503) => headers.push(("retry-after", RETRY_AFTER.to_string())),
+            _ => {}
+        }
+        Answer {
+            status,
+            headers,
+            body: json!({"error": self.reason(), "message": message}),
+        }
+    }
+}
+
+pub fn success(alert_id: &str, processed: &Processed) -> Answer {
+    let status = if matches!(processed.outcome, Outcome::Created | Outcome::Recovered) {
+        201
+    } else {
+        200
+    };
+    Answer {
+        status,
+        headers: vec![],
+        body: json!({
+            "outcome": processed.outcome.as_str(),
+            "alert_id": alert_id,
+            "incident": processed.incident,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_azure_retry_rules() {
+        let retryable = [
+            Failure::Auth(AuthError::KeysUnavailable("x".into())),
+            Failure::Process(ProcessError::InProgress),
+            Failure::Process(ProcessError::Store(StoreError::Unavailable("x".into()))),
+            Failure::Process(ProcessError::Itsm(ItsmError::Unavailable("x".into()))),
+        ];
+        for f in retryable {
+            let a = f.answer();
+            assert_eq!(a.status, 503, "{f:?}");
+            assert!(a.headers.iter().any(|(h, _)| *h == "retry-after"));
+        }
+        let auth =
+            Failure::Auth(AuthError::Unauthenticated("the token has expired".into())).answer();
+        assert_eq!(auth.status, 401);
+        assert!(auth.headers[0].1.contains("invalid_token"));
+        assert_eq!(Failure::Schema(SchemaError::Missing("x")).status(), 400);
+        let rejected = ItsmError::Rejected {
+            status: 403,
+            message: "m".into(),
+        };
+        assert_eq!(Failure::Process(ProcessError::Itsm(rejected)).status(), 502);
+    }
+}

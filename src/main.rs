@@ -1,0 +1,31 @@
+//! The Lambda entry: configuration and clients once per container, then one
+//! `handle` per function URL request.
+
+use std::sync::Arc;
+
+use itsm_bridge::config::{Config, Env};
+use itsm_bridge::domain::pipeline::system_clock;
+use itsm_bridge::{bootstrap, http};
+use lambda_http::{Error, Request, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    // Honours AWS_LAMBDA_LOG_FORMAT=JSON and AWS_LAMBDA_LOG_LEVEL / RUST_LOG.
+    lambda_http::tracing::init_default_subscriber();
+    let lookup = |k: &str| std::env::var(k).ok();
+    // Refuses to start without ENTRA_TENANT_ID and ENTRA_AUDIENCES: no
+    // request is ever served unauthenticated.
+    let config = Config::from_env(&Env::new(&lookup))?;
+    if std::env::var_os("CORRELATION_TABLE").is_none() {
+        tracing::warn!(
+            state_dir = %config.state_dir.display(),
+            "correlation state is embedded and per container: fine for a trial, not for production"
+        );
+    }
+    let app = Arc::new(bootstrap::build(&config, system_clock(), None)?);
+    lambda_http::run(service_fn(move |req: Request| {
+        let app = app.clone();
+        async move { Ok::<_, Error>(http::handle(&app, req).await) }
+    }))
+    .await
+}
