@@ -1,1 +1,235 @@
-fn main() {}
+//! replay: the local front door. Runs alert files through the same handler
+//! as the Lambda, with the embedded store and, by default, a dry-run ITSM
+//! that shows the requests it would send.
+//!
+//! cargo run --bin replay -- [--json] [--state DIR] [--itsm dry-run|servicenow]
+//!                           [--token JWT] [--print-event] FILE...
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use itsm_bridge::adapters::entra::DevKey;
+use itsm_bridge::adapters::wire::{ItsmRequest, RequestLog};
+use itsm_bridge::config::{Config, Env};
+use itsm_bridge::domain::pipeline::system_clock;
+use itsm_bridge::{bootstrap, http};
+use serde_json::{Value, json};
+
+const USAGE: &str = "usage: replay [--json] [--state DIR] [--itsm dry-run|servicenow] [--token JWT] [--print-event] FILE...
+  FILE           a Lambda function URL event (payload 2.0) or a bare common-schema alert body
+  --json         one JSON object per event on stdout
+  --state DIR    where correlation records and the development key live (default .itsm-bridge)
+  --itsm KIND    dry-run (default: show the ServiceNow requests) or servicenow (send them;
+                 needs SERVICENOW_INSTANCE_URL and credentials in the environment)
+  --token JWT    send this token, verified against ENTRA_* as configured, instead of
+                 signing one with the local development key
+  --print-event  print each FILE as a function URL event carrying a fresh development
+                 token (for cargo lambda invoke --data-file) instead of running it";
+
+/// Development defaults, used only where the environment sets nothing.
+const DEV_TENANT: &str = "00000000-0000-4000-8000-00000000da7a";
+const DEV_AUDIENCE: &str = "api://itsm-bridge-dev";
+
+struct Args {
+    json: bool,
+    state: PathBuf,
+    itsm: String,
+    token: Option<String>,
+    print_event: bool,
+    files: Vec<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        json: false,
+        state: PathBuf::from(".itsm-bridge"),
+        itsm: "dry-run".into(),
+        token: None,
+        print_event: false,
+        files: vec![],
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--json" => args.json = true,
+            "--print-event" => args.print_event = true,
+            "--state" => args.state = PathBuf::from(value("--state")?),
+            "--itsm" => args.itsm = value("--itsm")?,
+            "--token" => args.token = Some(value("--token")?),
+            "-h" | "--help" => return Err(String::new()),
+            s if s.starts_with("--") => return Err(format!("unknown option {s}")),
+            _ => args.files.push(PathBuf::from(arg)),
+        }
+    }
+    if !matches!(args.itsm.as_str(), "dry-run" | "servicenow") {
+        return Err(format!(
+            "--itsm {} is not one of dry-run, servicenow",
+            args.itsm
+        ));
+    }
+    if args.files.is_empty() {
+        return Err("no FILE given".into());
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("replay: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args).await {
+        Ok(all_ok) if all_ok => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("replay: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<bool, String> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        lambda_http::tracing::init_default_subscriber();
+    }
+    let (config, token) = configure(&args)?;
+    if args.print_event {
+        for file in &args.files {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&to_event(file, &token)?).expect("JSON")
+            );
+        }
+        return Ok(true);
+    }
+    let log = Arc::new(RequestLog::default());
+    let app =
+        bootstrap::build(&config, system_clock(), Some(log.clone())).map_err(|e| e.to_string())?;
+    let mut all_ok = true;
+    for file in &args.files {
+        let event = to_event(file, &token)?;
+        let request = lambda_http::request::from_str(&event.to_string())
+            .map_err(|e| format!("{}: not a function URL event: {e}", file.display()))?;
+        let response = http::handle(&app, request).await;
+        let status = response.status().as_u16();
+        let body: Value = match response.body() {
+            lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        all_ok &= status < 500;
+        let requests = log.take();
+        if args.json {
+            println!("{}", summary(file, status, &body, &requests));
+        } else {
+            print_human(file, status, &body, &requests);
+        }
+    }
+    Ok(all_ok)
+}
+
+/// Configuration from the environment, with development defaults for Entra;
+/// and the token to send.
+fn configure(args: &Args) -> Result<(Config, String), String> {
+    let state = args.state.clone();
+    let itsm = args.itsm.clone();
+    let dev = args.token.is_none();
+    let jwks_path = std::path::absolute(state.join("dev-jwks.json")).map_err(|e| e.to_string())?;
+    let jwks_url =
+        url::Url::from_file_path(&jwks_path).map_err(|()| "bad state path".to_string())?;
+    let lookup = move |k: &str| -> Option<String> {
+        match k {
+            "ITSM_KIND" => return Some(itsm.clone()),
+            "STATE_DIR" => return Some(state.display().to_string()),
+            // The development key's set, whatever the environment says.
+            "ENTRA_JWKS_URL" if dev => return Some(jwks_url.to_string()),
+            _ => {}
+        }
+        std::env::var(k).ok().or_else(|| match k {
+            "ENTRA_TENANT_ID" if dev => Some(DEV_TENANT.into()),
+            "ENTRA_AUDIENCES" if dev => Some(DEV_AUDIENCE.into()),
+            _ => None,
+        })
+    };
+    let config = Config::from_env(&Env::new(&lookup)).map_err(|e| e.to_string())?;
+    let token = match &args.token {
+        Some(t) => t.clone(),
+        None => {
+            let key = DevKey::load_or_create(&args.state)?;
+            std::fs::write(&jwks_path, key.jwks().to_string())
+                .map_err(|e| format!("{}: {e}", jwks_path.display()))?;
+            key.sign(&DevKey::claims_for(&config.entra, (system_clock())()))
+        }
+    };
+    Ok((config, token))
+}
+
+/// A function URL event carrying `token`: the file's own event, or a bare
+/// body wrapped in one.
+fn to_event(file: &Path, token: &str) -> Result<Value, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let parsed: Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", file.display()))?;
+    let mut event = if parsed.get("requestContext").is_some() {
+        parsed
+    } else {
+        json!({
+            "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
+            "headers": {"content-type": "application/json"},
+            "requestContext": {
+                "accountId": "anonymous", "apiId": "replay", "domainName": "replay.lambda-url.localhost",
+                "domainPrefix": "replay", "requestId": "replay", "routeKey": "$default", "stage": "$default",
+                "time": "01/Jan/2026:00:00:00 +0000", "timeEpoch": 0,
+                "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "replay"}
+            },
+            "body": text, "isBase64Encoded": false
+        })
+    };
+    event["headers"]["authorization"] = json!(format!("Bearer {token}"));
+    Ok(event)
+}
+
+fn summary(file: &Path, status: u16, body: &Value, requests: &[ItsmRequest]) -> Value {
+    json!({
+        "event": file.display().to_string(),
+        "status": status,
+        "outcome": body.get("outcome").or_else(|| body.get("error")).cloned().unwrap_or(Value::Null),
+        "alert_id": body.get("alert_id").cloned().unwrap_or(Value::Null),
+        "incident": body.get("incident").cloned().unwrap_or(Value::Null),
+        "message": body.get("message").cloned().unwrap_or(Value::Null),
+        "itsm_requests": requests,
+    })
+}
+
+fn print_human(file: &Path, status: u16, body: &Value, requests: &[ItsmRequest]) {
+    let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("");
+    let outcome = if status < 400 {
+        text("outcome")
+    } else {
+        text("error")
+    };
+    let incident = body
+        .pointer("/incident/number")
+        .and_then(Value::as_str)
+        .map_or(String::new(), |n| format!(" incident {n}"));
+    println!("{}: {status} {outcome}{incident}", file.display());
+    if status >= 400 {
+        println!("  {}", text("message"));
+    }
+    for r in requests {
+        println!("  {} {}", r.method, r.path);
+        if let Some(b) = &r.body {
+            for line in serde_json::to_string_pretty(b).expect("JSON").lines() {
+                println!("    {line}");
+            }
+        }
+    }
+}

@@ -89,11 +89,16 @@ impl SeverityTable {
 pub fn draft(alert: &Alert, table: &SeverityTable) -> IncidentDraft {
     let (impact, urgency) = table.levels(alert.severity);
     let rule = alert.alert_rule.as_deref().unwrap_or("Azure Monitor alert");
-    let mut short = format!("[{}] {rule}", alert.severity.as_str());
+    let mut short = match alert.severity {
+        Severity::Unknown => rule.to_string(),
+        sev => format!("[{}] {rule}", sev.as_str()),
+    };
     if let Some(what) = what_happened(alert) {
         let _ = write!(short, ": {what}");
     }
-    let _ = write!(short, " on {}", target_name(alert));
+    if let Some(target) = target_name(alert) {
+        let _ = write!(short, " on {target}");
+    }
     IncidentDraft {
         correlation_key: correlation_key(&alert.alert_id),
         correlation_label: correlation_label(alert),
@@ -102,7 +107,7 @@ pub fn draft(alert: &Alert, table: &SeverityTable) -> IncidentDraft {
         severity: alert.severity,
         impact,
         urgency,
-        configuration_item: alert.configuration_items.first().map(|ci| clean(ci, 255)),
+        configuration_item: configuration_items(alert).first().map(|ci| clean(ci, 255)),
     }
 }
 
@@ -122,21 +127,25 @@ pub fn resolution(alert: &Alert) -> Resolution {
     }
 }
 
+/// Budget alerts list `["budgets"]`: a category, not a resource.
+fn configuration_items(alert: &Alert) -> &[String] {
+    if alert.monitoring_service.as_deref() == Some("CostAlerts") {
+        &[]
+    } else {
+        &alert.configuration_items
+    }
+}
+
 /// The resource an operator looks for: the configuration item, else the
 /// last segment of the first target resource id.
-pub fn target_name(alert: &Alert) -> String {
-    alert
-        .configuration_items
-        .first()
-        .cloned()
-        .or_else(|| {
-            let id = alert.target_ids.first()?;
-            id.trim_end_matches('/')
-                .rsplit('/')
-                .next()
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "Azure".to_string())
+pub fn target_name(alert: &Alert) -> Option<String> {
+    configuration_items(alert).first().cloned().or_else(|| {
+        let id = alert.target_ids.first()?;
+        id.trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .map(str::to_string)
+    })
 }
 
 /// One line saying what was measured or what happened, per monitoring service.

@@ -1,0 +1,236 @@
+//! The spawn helper: the real app (Entra verifier, ServiceNow client, redb
+//! store) wired to a fake ServiceNow and a key set served over loopback HTTP.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use itsm_bridge::adapters::entra::{DevKey, EntraVerifier};
+use itsm_bridge::adapters::servicenow::ServiceNowClient;
+use itsm_bridge::adapters::store::RedbStore;
+use itsm_bridge::config::{Config, Env, ItsmConfig};
+use itsm_bridge::domain::correlation::CorrelationRecord;
+use itsm_bridge::domain::pipeline::{Bridge, Clock};
+use itsm_bridge::domain::ports::CorrelationStore;
+use itsm_bridge::http::{self, App};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+pub const TENANT: &str = "aaaabbbb-0000-cccc-1111-dddd2222eeee";
+pub const AUDIENCE: &str = "api://itsm-bridge-test";
+pub const CLIENT_ID: &str = "11112222-bbbb-3333-cccc-4444dddd5555";
+pub const ACTION_GROUP: &str = "461e8683-5575-4561-ac7f-899cc907d62a";
+pub const SN_USER: &str = "bridge.integration";
+pub const SN_PASSWORD: &str = "s3cret-Pa55word";
+
+/// One RSA key per test binary: generating keys is the slow part.
+pub fn key() -> &'static DevKey {
+    static KEY: std::sync::OnceLock<DevKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(DevKey::generate)
+}
+
+pub struct TestApp {
+    pub app: App,
+    pub servicenow: MockServer,
+    pub entra: MockServer,
+    pub store: Arc<RedbStore>,
+    /// Seconds added to the real clock, to move time.
+    pub offset: Arc<AtomicI64>,
+    pub config: Config,
+    _state: tempfile::TempDir,
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+pub struct Spawn {
+    pub vars: Vec<(&'static str, String)>,
+}
+
+impl Default for Spawn {
+    fn default() -> Self {
+        Spawn {
+            vars: vec![
+                ("SERVICENOW_USERNAME", SN_USER.into()),
+                ("SERVICENOW_PASSWORD", SN_PASSWORD.into()),
+                ("SERVICENOW_ASSIGNMENT_GROUP", "Cloud Operations".into()),
+                ("SERVICENOW_CALLER", "azure.monitor".into()),
+                ("SERVICENOW_CATEGORY", "Infrastructure".into()),
+                ("ITSM_TIMEOUT_MS", "1500".into()),
+            ],
+        }
+    }
+}
+
+impl Spawn {
+    pub fn var(mut self, k: &'static str, v: &str) -> Spawn {
+        self.vars.retain(|(key, _)| *key != k);
+        self.vars.push((k, v.to_string()));
+        self
+    }
+
+    pub async fn start(self) -> TestApp {
+        let servicenow = MockServer::start().await;
+        let entra = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path(format!("/{TENANT}/discovery/v2.0/keys")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(key().jwks()))
+            .mount(&entra)
+            .await;
+        let state = tempfile::tempdir().unwrap();
+        let mut vars: HashMap<&str, String> = HashMap::from([
+            ("ENTRA_TENANT_ID", TENANT.to_string()),
+            ("ENTRA_AUDIENCES", format!("{AUDIENCE},{CLIENT_ID}")),
+            ("ENTRA_REQUIRED_ROLE", "ActionGroupsSecureWebhook".into()),
+            ("ENTRA_AUTHORITY", entra.uri()),
+            ("SERVICENOW_INSTANCE_URL", servicenow.uri()),
+            ("STATE_DIR", state.path().display().to_string()),
+        ]);
+        vars.extend(self.vars.iter().map(|(k, v)| (*k, v.clone())));
+        let lookup = move |k: &str| vars.get(k).cloned();
+        let config = Config::from_env(&Env::new(&lookup)).expect("test configuration is valid");
+        let offset = Arc::new(AtomicI64::new(0));
+        let clock: Clock = {
+            let offset = offset.clone();
+            Arc::new(move || now() + offset.load(Ordering::SeqCst))
+        };
+        let ItsmConfig::ServiceNow(sn) = &config.itsm else {
+            panic!("tests use ServiceNow")
+        };
+        let store = Arc::new(RedbStore::open(&config.state_dir).unwrap());
+        let app = App {
+            verifier: Arc::new(EntraVerifier::new(config.entra.clone(), clock.clone())),
+            bridge: Bridge::new(
+                Arc::new(ServiceNowClient::new(sn.clone(), None).unwrap()),
+                store.clone(),
+                config.settings.clone(),
+                clock,
+            ),
+        };
+        TestApp {
+            app,
+            servicenow,
+            entra,
+            store,
+            offset,
+            config,
+            _state: state,
+        }
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub headers: lambda_http::http::HeaderMap,
+}
+
+impl Reply {
+    pub fn outcome(&self) -> &str {
+        self.body["outcome"]
+            .as_str()
+            .or(self.body["error"].as_str())
+            .unwrap_or("")
+    }
+    pub fn message(&self) -> &str {
+        self.body["message"].as_str().unwrap_or("")
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Spawn::default().start().await
+    }
+
+    /// A valid v1 token (Application ID URI audience), as Azure sends by default.
+    pub fn token(&self) -> String {
+        key().sign(&self.claims())
+    }
+
+    pub fn claims(&self) -> Value {
+        DevKey::claims_for(&self.config.entra, now())
+    }
+
+    pub async fn post(&self, body: &Value) -> Reply {
+        self.send(
+            "POST",
+            Some(&format!("Bearer {}", self.token())),
+            &body.to_string(),
+        )
+        .await
+    }
+
+    pub async fn send(&self, verb: &str, authorization: Option<&str>, body: &str) -> Reply {
+        let mut headers = json!({"content-type": "application/json"});
+        if let Some(a) = authorization {
+            headers["authorization"] = json!(a);
+        }
+        let event = json!({
+            "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
+            "headers": headers,
+            "requestContext": {
+                "accountId": "anonymous", "apiId": "test", "domainName": "test.lambda-url.eu-west-1.on.aws",
+                "domainPrefix": "test", "requestId": "r", "routeKey": "$default", "stage": "$default",
+                "time": "01/Jan/2026:00:00:00 +0000", "timeEpoch": 0,
+                "http": {"method": verb, "path": "/", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "t"}
+            },
+            "body": body, "isBase64Encoded": false
+        });
+        let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+        let response = http::handle(&self.app, request).await;
+        let body = match response.body() {
+            lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap(),
+            other => panic!("expected a JSON text body, got {other:?}"),
+        };
+        Reply {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body,
+        }
+    }
+
+    pub fn advance(&self, secs: i64) {
+        self.offset.fetch_add(secs, Ordering::SeqCst);
+    }
+
+    pub async fn record(&self, alert_id: &str) -> Option<CorrelationRecord> {
+        self.store
+            .get(alert_id, now() + self.offset.load(Ordering::SeqCst))
+            .await
+            .unwrap()
+    }
+}
+
+pub fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/tests/fixtures/azure-samples/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// A metric alert (Azure's own test payload) with its own alert id.
+pub fn metric_alert(id: &str, condition: &str) -> Value {
+    let mut body = fixture("test-metric-static-fired.json");
+    let e = &mut body["data"]["essentials"];
+    e["alertId"] = json!(format!(
+        "/subscriptions/aaaa0a0a-bb1b-cc2c-dd3d-eeeeee4e4e4e/providers/Microsoft.AlertsManagement/alerts/{id}"
+    ));
+    e["monitorCondition"] = json!(condition);
+    if condition == "Resolved" {
+        e["resolvedDateTime"] = json!("2025-04-15T18:32:12.8515284Z");
+    }
+    body
+}
+
+pub fn alert_id(body: &Value) -> String {
+    body["data"]["essentials"]["alertId"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}

@@ -1,0 +1,146 @@
+//! The replay binary, end to end: dry-run by default, real ServiceNow on request.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn replay(
+    state: &std::path::Path,
+    extra: &[&str],
+    files: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, Vec<Value>) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_replay"));
+    cmd.current_dir(root)
+        .arg("--json")
+        .arg("--state")
+        .arg(state)
+        .args(extra);
+    for f in files {
+        cmd.arg(format!("{root}/events/{f}"));
+    }
+    for var in [
+        "ENTRA_TENANT_ID",
+        "ENTRA_AUDIENCES",
+        "ENTRA_JWKS_URL",
+        "ITSM_KIND",
+        "SERVICENOW_INSTANCE_URL",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    let out = cmd.output().unwrap();
+    let lines = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    (out.status.code().unwrap(), lines)
+}
+
+#[test]
+fn dry_run_shows_a_create_a_duplicate_and_a_resolve() {
+    let state = tempfile::tempdir().unwrap();
+    let (code, lines) = replay(
+        state.path(),
+        &[],
+        &["metric-static-fired.json", "metric-static-fired.json"],
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(lines[0]["status"], 201);
+    assert_eq!(lines[0]["outcome"], "created");
+    assert_eq!(lines[0]["itsm_requests"][0]["method"], "POST");
+    assert!(
+        lines[0]["itsm_requests"][0]["path"]
+            .as_str()
+            .unwrap()
+            .starts_with("/api/now/table/incident?")
+    );
+    assert_eq!(
+        lines[0]["itsm_requests"][0]["body"]["cmdb_ci"],
+        "test-storageAccount"
+    );
+    assert_eq!(lines[1]["outcome"], "duplicate");
+    assert_eq!(lines[1]["itsm_requests"], json!([]));
+    assert_eq!(lines[1]["incident"], lines[0]["incident"]);
+
+    // A later run with the same state resolves what the first one opened.
+    let (code, lines_after) = replay(state.path(), &[], &["metric-static-resolved.json"], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(lines_after[0]["outcome"], "resolved");
+    assert_eq!(lines_after[0]["itsm_requests"][0]["method"], "PATCH");
+    assert_eq!(lines_after[0]["itsm_requests"][0]["body"]["state"], "6");
+    assert_eq!(lines_after[0]["incident"], lines[0]["incident"]);
+}
+
+#[test]
+fn a_bare_body_is_wrapped_and_a_bad_token_is_refused() {
+    let state = tempfile::tempdir().unwrap();
+    let bare = format!(
+        "{}/tests/fixtures/azure-samples/test-budget-fired.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_replay"))
+        .args(["--json", "--state"])
+        .arg(state.path())
+        .arg(&bare)
+        .env_remove("ENTRA_JWKS_URL")
+        .output()
+        .unwrap();
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["outcome"], "created", "{line}");
+
+    let env = [
+        ("ENTRA_TENANT_ID", "aaaabbbb-0000-cccc-1111-dddd2222eeee"),
+        ("ENTRA_AUDIENCES", "api://x"),
+        ("ENTRA_JWKS_URL", "file:///nonexistent/jwks.json"),
+    ];
+    let (code, lines) = replay(
+        state.path(),
+        &["--token", "eyJhbGciOiJub25lIn0.e30."],
+        &["metric-static-fired.json"],
+        &env,
+    );
+    assert_eq!(code, 0, "a 4xx is not a replay failure");
+    assert_eq!(lines[0]["status"], 401);
+    assert!(
+        !lines[0].to_string().contains("eyJhbGciOiJub25lIn0"),
+        "the token never appears in output"
+    );
+}
+
+#[tokio::test]
+async fn servicenow_mode_sends_and_a_5xx_fails_the_run() {
+    let servicenow = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503).set_body_json(
+            json!({"error": {"message": "down", "detail": ""}, "status": "failure"}),
+        ))
+        .expect(1)
+        .mount(&servicenow)
+        .await;
+    let state = tempfile::tempdir().unwrap();
+    let uri = servicenow.uri();
+    let (code, lines) = tokio::task::spawn_blocking(move || {
+        replay(
+            state.path(),
+            &["--itsm", "servicenow"],
+            &["log-v2-fired.json"],
+            &[
+                ("SERVICENOW_INSTANCE_URL", &uri),
+                ("SERVICENOW_USERNAME", "u"),
+                ("SERVICENOW_PASSWORD", "p"),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1);
+    assert_eq!(lines[0]["status"], 503);
+    assert_eq!(lines[0]["outcome"], "itsm_unavailable");
+    assert_eq!(lines[0]["itsm_requests"][0]["method"], "POST");
+}

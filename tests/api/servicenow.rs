@@ -1,0 +1,567 @@
+//! Fired → incident → Resolved against a fake ServiceNow that answers with
+//! the Table API's real envelopes, statuses and quirks.
+
+use std::time::Duration;
+
+use itsm_bridge::domain::correlation::{RecordState, correlation_key};
+use serde_json::{Value, json};
+use wiremock::matchers::{
+    basic_auth, body_partial_json, header, method, path, path_regex, query_param,
+};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::helpers::*;
+
+const SYS_ID: &str = "9d385017c611228701d22104cc95c371";
+
+fn created(number: &str) -> ResponseTemplate {
+    ResponseTemplate::new(201)
+        .insert_header(
+            "Location",
+            format!("https://dev.service-now.com/api/now/table/incident/{SYS_ID}"),
+        )
+        .set_body_json(json!({"result": {"sys_id": SYS_ID, "number": number}}))
+}
+
+fn failure(status: u16, message: &str, detail: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(
+        json!({"error": {"message": message, "detail": detail}, "status": "failure"}),
+    )
+}
+
+fn create_mock() -> wiremock::MockBuilder {
+    Mock::given(method("POST")).and(path("/api/now/table/incident"))
+}
+
+fn resolve_mock() -> wiremock::MockBuilder {
+    Mock::given(method("PATCH")).and(path(format!("/api/now/table/incident/{SYS_ID}")))
+}
+
+fn lookup_mock() -> wiremock::MockBuilder {
+    Mock::given(method("GET")).and(path("/api/now/table/incident"))
+}
+
+#[tokio::test]
+async fn fired_creates_one_incident_with_the_mapped_fields() {
+    let t = TestApp::spawn().await;
+    let fired = metric_alert("fired-1", "Fired");
+    let key = correlation_key(&alert_id(&fired));
+    create_mock()
+        .and(basic_auth(SN_USER, SN_PASSWORD))
+        .and(query_param("sysparm_fields", "sys_id,number"))
+        .and(query_param("sysparm_input_display_value", "true"))
+        .and(body_partial_json(json!({
+            "correlation_id": key,
+            "impact": "3", "urgency": "3",
+            "cmdb_ci": "test-storageAccount",
+            "assignment_group": "Cloud Operations",
+            "caller_id": "azure.monitor",
+            "category": "Infrastructure",
+        })))
+        .respond_with(created("INC0010001"))
+        .expect(1)
+        .mount(&t.servicenow)
+        .await;
+
+    let first = t.post(&fired).await;
+    assert_eq!(
+        (first.status, first.outcome()),
+        (201, "created"),
+        "{:?}",
+        first.body
+    );
+    assert_eq!(
+        first.body["incident"],
+        json!({"id": SYS_ID, "number": "INC0010001"})
+    );
+
+    let sent = &t.servicenow.received_requests().await.unwrap()[0];
+    let body: Value = serde_json::from_slice(&sent.body).unwrap();
+    let short = body["short_description"].as_str().unwrap();
+    assert!(
+        short.starts_with("[Sev4] test-metricAlertRule: Transactions"),
+        "{short}"
+    );
+    assert!(short.chars().count() <= 160);
+    assert!(
+        body["correlation_display"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .count()
+            <= 100
+    );
+    assert!(
+        body["description"]
+            .as_str()
+            .unwrap()
+            .contains(&alert_id(&fired))
+    );
+
+    // Azure delivers again: no second incident, no ITSM call at all.
+    let again = t.post(&fired).await;
+    assert_eq!((again.status, again.outcome()), (200, "duplicate"));
+    assert_eq!(again.body["incident"]["number"], "INC0010001");
+    assert_eq!(t.servicenow.received_requests().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn resolved_resolves_the_incident_once() {
+    let t = TestApp::spawn().await;
+    create_mock()
+        .respond_with(created("INC0010002"))
+        .expect(1)
+        .mount(&t.servicenow)
+        .await;
+    resolve_mock()
+        .and(body_partial_json(
+            json!({"state": "6", "close_code": "Solution provided"}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"result": {"sys_id": SYS_ID, "number": "INC0010002", "state": "6"}}),
+        ))
+        .expect(1)
+        .mount(&t.servicenow)
+        .await;
+    let fired = metric_alert("pair-1", "Fired");
+    assert_eq!(t.post(&fired).await.status, 201);
+
+    let resolved = t.post(&metric_alert("pair-1", "Resolved")).await;
+    assert_eq!(
+        (resolved.status, resolved.outcome()),
+        (200, "resolved"),
+        "{:?}",
+        resolved.body
+    );
+    let patch = t
+        .servicenow
+        .received_requests()
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    let notes: Value = serde_json::from_slice(&patch.body).unwrap();
+    assert!(notes["close_notes"].as_str().unwrap().contains("Resolved"));
+
+    let again = t.post(&metric_alert("pair-1", "Resolved")).await;
+    assert_eq!((again.status, again.outcome()), (200, "already_resolved"));
+    let late_fired = t.post(&fired).await;
+    assert_eq!(
+        (late_fired.status, late_fired.outcome()),
+        (200, "stale_fired")
+    );
+
+    let record = t.record(&alert_id(&fired)).await.unwrap();
+    assert_eq!(record.state, RecordState::Resolved);
+    assert_eq!(record.incident.unwrap().number, "INC0010002");
+    assert_eq!(record.itsm, "servicenow");
+    assert!(record.fired_at.is_some() && record.resolved_at.is_some());
+    assert!(record.expires_at > now() + 89 * 86400);
+}
+
+#[tokio::test]
+async fn resolved_before_fired_is_remembered_and_opens_nothing() {
+    let t = TestApp::spawn().await;
+    let resolved = t.post(&metric_alert("early", "Resolved")).await;
+    assert_eq!(
+        (resolved.status, resolved.outcome()),
+        (200, "resolved_without_incident")
+    );
+    let fired = t.post(&metric_alert("early", "Fired")).await;
+    assert_eq!((fired.status, fired.outcome()), (200, "stale_fired"));
+    assert!(t.servicenow.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn error_envelope_becomes_a_clear_error_and_the_retry_looks_before_creating() {
+    let t = TestApp::spawn().await;
+    create_mock()
+        .respond_with(failure(
+            400,
+            "Invalid value for field",
+            "impact: not a choice",
+        ))
+        .up_to_n_times(1)
+        .mount(&t.servicenow)
+        .await;
+    let fired = metric_alert("rejected", "Fired");
+    let reply = t.post(&fired).await;
+    assert_eq!(
+        reply.status, 502,
+        "a rejected request is not retried by Azure"
+    );
+    assert_eq!(reply.outcome(), "itsm_rejected");
+    assert!(
+        reply
+            .message()
+            .contains("Invalid value for field: impact: not a choice"),
+        "{}",
+        reply.message()
+    );
+
+    // The operator fixes it and replays: the claim was released, and the
+    // retry asks ServiceNow before creating, since a create may have landed.
+    lookup_mock()
+        .and(query_param(
+            "sysparm_query",
+            format!("correlation_id={}", correlation_key(&alert_id(&fired))),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": []})))
+        .expect(1)
+        .mount(&t.servicenow)
+        .await;
+    create_mock()
+        .respond_with(created("INC0010003"))
+        .expect(1)
+        .mount(&t.servicenow)
+        .await;
+    let retry = t.post(&fired).await;
+    assert_eq!((retry.status, retry.outcome()), (201, "created"));
+}
+
+#[tokio::test]
+async fn bad_credentials_name_the_variables_to_fix() {
+    let t = TestApp::spawn().await;
+    create_mock()
+        .respond_with(failure(
+            401,
+            "User Not Authenticated",
+            "Required to provide Auth information",
+        ))
+        .mount(&t.servicenow)
+        .await;
+    let reply = t.post(&metric_alert("unauth", "Fired")).await;
+    assert_eq!(reply.status, 502);
+    assert!(
+        reply.message().contains("SERVICENOW_USERNAME"),
+        "{}",
+        reply.message()
+    );
+    assert!(!reply.message().contains(SN_PASSWORD));
+}
+
+#[tokio::test]
+async fn data_policy_on_resolve_says_what_to_configure_and_keeps_the_incident_open() {
+    let t = TestApp::spawn().await;
+    create_mock()
+        .respond_with(created("INC0010004"))
+        .mount(&t.servicenow)
+        .await;
+    resolve_mock()
+        .respond_with(failure(
+            403,
+            "Operation Failed",
+            "Data Policy Exception: The following fields are mandatory: Resolution code",
+        ))
+        .up_to_n_times(1)
+        .mount(&t.servicenow)
+        .await;
+    let fired = metric_alert("policy", "Fired");
+    t.post(&fired).await;
+    let reply = t.post(&metric_alert("policy", "Resolved")).await;
+    assert_eq!(reply.status, 502);
+    assert!(
+        reply.message().contains("Resolution code"),
+        "{}",
+        reply.message()
+    );
+    assert!(
+        reply.message().contains("SERVICENOW_CLOSE_CODE"),
+        "{}",
+        reply.message()
+    );
+    assert_eq!(
+        t.record(&alert_id(&fired)).await.unwrap().state,
+        RecordState::Open
+    );
+
+    // Not lost: once the instance accepts it, the next delivery resolves.
+    resolve_mock()
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {}})))
+        .mount(&t.servicenow)
+        .await;
+    let retry = t.post(&metric_alert("policy", "Resolved")).await;
+    assert_eq!((retry.status, retry.outcome()), (200, "resolved"));
+}
+
+#[tokio::test]
+async fn rate_limits_and_outages_answer_503_so_azure_retries() {
+    let t = TestApp::spawn().await;
+    create_mock()
+        .respond_with(failure(429, "Too many requests", "").insert_header("Retry-After", "7"))
+        .up_to_n_times(1)
+        .mount(&t.servicenow)
+        .await;
+    create_mock()
+        .respond_with(failure(503, "Service Unavailable", "node restarting"))
+        .up_to_n_times(1)
+        .mount(&t.servicenow)
+        .await;
+    let fired = metric_alert("busy", "Fired");
+    let limited = t.post(&fired).await;
+    assert_eq!(limited.status, 503);
+    assert_eq!(limited.headers["retry-after"], "5");
+    assert!(
+        limited.message().contains("Retry-After 7"),
+        "{}",
+        limited.message()
+    );
+    let down = t.post(&fired).await;
+    assert_eq!((down.status, down.outcome()), (503, "itsm_unavailable"));
+
+    lookup_mock()
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": []})))
+        .mount(&t.servicenow)
+        .await;
+    create_mock()
+        .respond_with(created("INC0010005"))
+        .expect(1)
+        .mount(&t.servicenow)
+        .await;
+    assert_eq!(t.post(&fired).await.outcome(), "created");
+}
+
+#[tokio::test]
+async fn a_hibernating_instance_is_not_a_success() {
+    let t = TestApp::spawn().await;
+    create_mock()
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("Content-Type", "text/html;charset=UTF-8")
+                .set_body_string("<html><head><title>Instance Hibernating page</title></head><body>Your instance is hibernating</body></html>"),
+        )
+        .mount(&t.servicenow)
+        .await;
+    let reply = t.post(&metric_alert("sleepy", "Fired")).await;
+    assert_eq!(reply.status, 503);
+    assert!(reply.message().contains("HTML page"), "{}", reply.message());
+}
+
+#[tokio::test]
+async fn an_incident_created_by_a_timed_out_attempt_is_found_not_duplicated() {
+    let t = TestApp::spawn().await;
+    let fired = metric_alert("slow", "Fired");
+    let key = correlation_key(&alert_id(&fired));
+    // ServiceNow creates the incident but answers after our timeout.
+    create_mock()
+        .respond_with(created("INC0010006").set_delay(Duration::from_millis(2500)))
+        .expect(1)
+        .mount(&t.servicenow)
+        .await;
+    let first = t.post(&fired).await;
+    assert_eq!((first.status, first.outcome()), (503, "itsm_unavailable"));
+
+    // A quirk of encoded queries: an ignored field matches every record, so
+    // each returned record's key is checked.
+    lookup_mock()
+        .and(header("accept", "application/json"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": [
+            {"sys_id": "0000000000000000000000000000dead", "number": "INC0000001", "correlation_id": "someone-else"},
+            {"sys_id": SYS_ID, "number": "INC0010006", "correlation_id": key},
+        ]})))
+        .expect(1)
+        .mount(&t.servicenow)
+        .await;
+    let retry = t.post(&fired).await;
+    assert_eq!(
+        (retry.status, retry.outcome()),
+        (201, "recovered"),
+        "{:?}",
+        retry.body
+    );
+    assert_eq!(retry.body["incident"]["number"], "INC0010006");
+}
+
+#[tokio::test]
+async fn a_lookup_that_returns_other_records_does_not_count_as_found() {
+    let t = TestApp::spawn().await;
+    let fired = metric_alert("lookalike", "Fired");
+    create_mock()
+        .respond_with(failure(500, "Internal error", ""))
+        .up_to_n_times(1)
+        .mount(&t.servicenow)
+        .await;
+    assert_eq!(t.post(&fired).await.status, 503);
+    lookup_mock()
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": [
+            {"sys_id": "0000000000000000000000000000beef", "number": "INC0000002", "correlation_id": ""},
+        ]})))
+        .mount(&t.servicenow)
+        .await;
+    create_mock()
+        .respond_with(created("INC0010007"))
+        .expect(1)
+        .mount(&t.servicenow)
+        .await;
+    let retry = t.post(&fired).await;
+    assert_eq!((retry.status, retry.outcome()), (201, "created"));
+    assert_eq!(retry.body["incident"]["number"], "INC0010007");
+}
+
+#[tokio::test]
+async fn a_live_claim_makes_others_wait_and_an_expired_one_is_taken_over() {
+    let t = TestApp::spawn().await;
+    let fired = metric_alert("crashed", "Fired");
+    // An attempt that claims, creates, and dies before recording.
+    create_mock()
+        .respond_with(created("INC0010008").set_delay(Duration::from_millis(2500)))
+        .up_to_n_times(1)
+        .mount(&t.servicenow)
+        .await;
+    let _ = t.post(&fired).await;
+    // Make that look like a crash: the claim is live again, as if never released.
+    let mut record = t.record(&alert_id(&fired)).await.unwrap();
+    let version = record.version;
+    record.lease_until = now() + 60;
+    record.version += 1;
+    use itsm_bridge::domain::ports::CorrelationStore;
+    t.store.put(&record, Some(version), now()).await.unwrap();
+
+    let waiting = t.post(&fired).await;
+    assert_eq!((waiting.status, waiting.outcome()), (503, "in_progress"));
+
+    t.advance(61);
+    lookup_mock()
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": [
+            {"sys_id": SYS_ID, "number": "INC0010008", "correlation_id": correlation_key(&alert_id(&fired))}]})))
+        .mount(&t.servicenow)
+        .await;
+    let taken_over = t.post(&fired).await;
+    assert_eq!(
+        (taken_over.status, taken_over.outcome()),
+        (201, "recovered")
+    );
+    let creates = t
+        .servicenow
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .count();
+    assert_eq!(creates, 1);
+}
+
+#[tokio::test]
+async fn concurrent_deliveries_open_exactly_one_incident() {
+    let t = TestApp::spawn().await;
+    create_mock()
+        .respond_with(created("INC0010009").set_delay(Duration::from_millis(200)))
+        .expect(1)
+        .mount(&t.servicenow)
+        .await;
+    let fired = metric_alert("burst", "Fired");
+    let replies = futures::future::join_all((0..8).map(|_| t.post(&fired))).await;
+    let created = replies.iter().filter(|r| r.outcome() == "created").count();
+    assert_eq!(created, 1);
+    for r in &replies {
+        assert!(
+            matches!(
+                (r.status, r.outcome()),
+                (201, "created") | (200, "duplicate") | (503, "in_progress")
+            ),
+            "{:?}",
+            r.body
+        );
+    }
+    // Those told to retry get the incident on their retry.
+    assert_eq!(t.post(&fired).await.outcome(), "duplicate");
+}
+
+#[tokio::test]
+async fn a_deleted_incident_is_recorded_not_retried() {
+    let t = TestApp::spawn().await;
+    create_mock()
+        .respond_with(created("INC0010010"))
+        .mount(&t.servicenow)
+        .await;
+    resolve_mock()
+        .respond_with(failure(
+            404,
+            "No Record found",
+            "Record doesn't exist or ACL restricts the record retrieval",
+        ))
+        .mount(&t.servicenow)
+        .await;
+    let fired = metric_alert("deleted", "Fired");
+    t.post(&fired).await;
+    let reply = t.post(&metric_alert("deleted", "Resolved")).await;
+    assert_eq!((reply.status, reply.outcome()), (200, "incident_gone"));
+    assert_eq!(
+        t.record(&alert_id(&fired)).await.unwrap().state,
+        RecordState::IncidentGone
+    );
+}
+
+#[tokio::test]
+async fn oauth_token_is_fetched_once_and_renewed_after_a_401() {
+    let t = Spawn::default()
+        .var("SERVICENOW_CLIENT_ID", "client-1")
+        .var("SERVICENOW_CLIENT_SECRET", "client-secret-1")
+        .start()
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/oauth_token.do"))
+        .and(body_partial_form("grant_type=password"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "tok-1", "refresh_token": "r", "scope": "useraccount", "token_type": "Bearer", "expires_in": 1799})))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&t.servicenow)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/oauth_token.do"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"access_token": "tok-2", "token_type": "Bearer", "expires_in": 1799}),
+        ))
+        .mount(&t.servicenow)
+        .await;
+    create_mock()
+        .and(header("authorization", "Bearer tok-1"))
+        .respond_with(created("INC0010011"))
+        .mount(&t.servicenow)
+        .await;
+    assert_eq!(
+        t.post(&metric_alert("oauth-1", "Fired")).await.outcome(),
+        "created"
+    );
+    assert_eq!(
+        t.post(&metric_alert("oauth-2", "Fired")).await.outcome(),
+        "created"
+    );
+
+    // The token is revoked: one new login, then success.
+    Mock::given(method("PATCH"))
+        .and(path_regex("/api/now/table/incident/.*"))
+        .and(header("authorization", "Bearer tok-1"))
+        .respond_with(failure(401, "User Not Authenticated", ""))
+        .mount(&t.servicenow)
+        .await;
+    resolve_mock()
+        .and(header("authorization", "Bearer tok-2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {}})))
+        .mount(&t.servicenow)
+        .await;
+    assert_eq!(
+        t.post(&metric_alert("oauth-1", "Resolved")).await.outcome(),
+        "resolved"
+    );
+    let logins = t
+        .servicenow
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/oauth_token.do")
+        .count();
+    assert_eq!(logins, 2);
+}
+
+/// Matches a form body containing `pair`.
+fn body_partial_form(pair: &'static str) -> impl wiremock::Match {
+    move |req: &wiremock::Request| {
+        String::from_utf8_lossy(&req.body)
+            .split('&')
+            .any(|p| p == pair)
+    }
+}
