@@ -30,7 +30,7 @@ pub fn build(
             Box::new(ServiceNowFormat {
                 fields: fields.clone(),
             }),
-            log.unwrap_or_default(),
+            log,
         )),
     };
     let store: Arc<dyn CorrelationStore> =

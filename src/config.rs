@@ -186,6 +186,7 @@ pub fn servicenow_fields(env: &Env) -> IncidentFields {
         close_code: env
             .get("SERVICENOW_CLOSE_CODE")
             .unwrap_or_else(|| IncidentFields::default().close_code),
+        close_notes: env.get("SERVICENOW_CLOSE_NOTES"),
     }
 }
 

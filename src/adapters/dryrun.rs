@@ -5,19 +5,29 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::wire::{RequestLog, WireFormat};
+use super::wire::{ItsmRequest, RequestLog, WireFormat};
 use crate::domain::correlation::IncidentRef;
 use crate::domain::mapping::{IncidentDraft, Resolution};
 use crate::domain::ports::{ItsmClient, ItsmError, ResolveOutcome};
 
 pub struct DryRun {
     format: Box<dyn WireFormat>,
-    log: Arc<RequestLog>,
+    /// Where replay collects the requests; without one they are only logged.
+    log: Option<Arc<RequestLog>>,
 }
 
 impl DryRun {
-    pub fn new(format: Box<dyn WireFormat>, log: Arc<RequestLog>) -> DryRun {
+    pub fn new(format: Box<dyn WireFormat>, log: Option<Arc<RequestLog>>) -> DryRun {
         DryRun { format, log }
+    }
+
+    fn show(&self, request: ItsmRequest) {
+        match &self.log {
+            Some(log) => log.push(request),
+            None => {
+                tracing::info!(method = request.method, path = %request.path, "dry-run: would send")
+            }
+        }
     }
 }
 
@@ -28,7 +38,7 @@ impl ItsmClient for DryRun {
     }
 
     async fn create(&self, draft: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
-        self.log.push(self.format.create(draft));
+        self.show(self.format.create(draft));
         // Derived from the key, so the same alert always gets the same fake incident.
         let hex = draft.correlation_key.trim_start_matches("azmon-");
         let digits: String = hex
@@ -43,7 +53,7 @@ impl ItsmClient for DryRun {
     }
 
     async fn find(&self, correlation_key: &str) -> Result<Option<IncidentRef>, ItsmError> {
-        self.log.push(self.format.find(correlation_key));
+        self.show(self.format.find(correlation_key));
         Ok(None)
     }
 
@@ -52,7 +62,7 @@ impl ItsmClient for DryRun {
         incident: &IncidentRef,
         resolution: &Resolution,
     ) -> Result<ResolveOutcome, ItsmError> {
-        self.log.push(self.format.resolve(incident, resolution));
+        self.show(self.format.resolve(incident, resolution));
         Ok(ResolveOutcome::Resolved)
     }
 }

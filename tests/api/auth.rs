@@ -27,6 +27,16 @@ fn with(mut claims: Value, edits: Value) -> Value {
     claims
 }
 
+/// Sends the probe body with `token`.
+async fn bearer(t: &TestApp, token: &str) -> Reply {
+    t.send(
+        "POST",
+        Some(&format!("Bearer {token}")),
+        &body().to_string(),
+    )
+    .await
+}
+
 fn b64(v: &Value) -> String {
     URL_SAFE_NO_PAD.encode(v.to_string())
 }
@@ -59,7 +69,7 @@ async fn check(t: &TestApp, case: &str, authorization: Option<String>, status: u
 async fn token_table() {
     let t = TestApp::spawn().await;
     let key = key();
-    let bearer = |token: String| Some(format!("Bearer {token}"));
+    let header = |token: String| Some(format!("Bearer {token}"));
     let base = t.claims();
     let now = now();
     let other_tenant = "99998888-0000-cccc-1111-dddd2222eeee";
@@ -84,27 +94,27 @@ async fn token_table() {
     let no_kid = key.sign_with(Header::new(Algorithm::RS256), &base);
 
     let cases: Vec<(&str, Option<String>, u16, &str)> = vec![
-        ("valid v1", bearer(valid_v1.clone()), 200, "resolved_without_incident"),
-        ("valid v2", bearer(key.sign(&v2_claims(&t))), 200, "already_resolved"),
+        ("valid v1", header(valid_v1.clone()), 200, "resolved_without_incident"),
+        ("valid v2", header(key.sign(&v2_claims(&t))), 200, "already_resolved"),
         ("no header", None, 401, "no Authorization header"),
         ("not bearer", Some(format!("Basic {}", URL_SAFE_NO_PAD.encode("a:b"))), 401, "not a Bearer token"),
         ("empty", Some("Bearer ".into()), 401, "empty"),
-        ("garbage", bearer("not-a-jwt".into()), 401, "not a JWT"),
-        ("oversized", bearer(format!("{h}.{}.{s}", "A".repeat(9000))), 401, "too large"),
-        ("expired", bearer(key.sign(&with(base.clone(), json!({"exp": now - 3600, "nbf": now - 7200})))), 401, "expired"),
-        ("not yet valid", bearer(key.sign(&with(base.clone(), json!({"nbf": now + 3600})))), 401, "not valid yet"),
-        ("wrong issuer", bearer(key.sign(&with(base.clone(), json!({"iss": "https://evil.example/"})))), 401, "not issued by the configured tenant"),
-        ("issuer of another tenant", bearer(key.sign(&with(base.clone(), json!({"iss": format!("https://sts.windows.net/{other_tenant}/"), "tid": other_tenant})))), 401, "not issued by the configured tenant"),
-        ("tid of another tenant", bearer(key.sign(&with(base.clone(), json!({"tid": other_tenant})))), 401, "tid"),
-        ("v2 claims with a v1 issuer", bearer(key.sign(&with(v2_claims(&t), json!({"iss": format!("https://sts.windows.net/{TENANT}/")})))), 401, "does not match its version"),
-        ("wrong audience", bearer(key.sign(&with(base.clone(), json!({"aud": "api://someone-else"})))), 403, "ENTRA_AUDIENCES"),
-        ("wrong caller app", bearer(key.sign(&with(base.clone(), json!({"appid": "00000000-1111-2222-3333-444444444444"})))), 403, "ENTRA_ALLOWED_APP_IDS"),
-        ("missing role", bearer(key.sign(&with(base.clone(), json!({"roles": null})))), 403, "ActionGroupsSecureWebhook"),
-        ("alg none", bearer(format!("{}.{p}.", b64(&json!({"alg": "none", "typ": "JWT"})))), 401, "not a JWT"),
-        ("HS256 with the public key as secret", bearer(hs256), 401, "RS256"),
-        ("no kid", bearer(no_kid), 401, "no kid"),
-        ("tampered payload", bearer(format!("{h}.{}.{s}", b64(&with(base.clone(), json!({"roles": ["Admin", "ActionGroupsSecureWebhook"]}))))), 401, "signature"),
-        ("tampered signature", bearer(format!("{h}.{p}.{}", String::from_utf8(flipped).unwrap())), 401, "signature"),
+        ("garbage", header("not-a-jwt".into()), 401, "not a JWT"),
+        ("oversized", header(format!("{h}.{}.{s}", "A".repeat(9000))), 401, "too large"),
+        ("expired", header(key.sign(&with(base.clone(), json!({"exp": now - 3600, "nbf": now - 7200})))), 401, "expired"),
+        ("not yet valid", header(key.sign(&with(base.clone(), json!({"nbf": now + 3600})))), 401, "not valid yet"),
+        ("wrong issuer", header(key.sign(&with(base.clone(), json!({"iss": "https://evil.example/"})))), 401, "not issued by the configured tenant"),
+        ("issuer of another tenant", header(key.sign(&with(base.clone(), json!({"iss": format!("https://sts.windows.net/{other_tenant}/"), "tid": other_tenant})))), 401, "not issued by the configured tenant"),
+        ("tid of another tenant", header(key.sign(&with(base.clone(), json!({"tid": other_tenant})))), 401, "tid"),
+        ("v2 claims with a v1 issuer", header(key.sign(&with(v2_claims(&t), json!({"iss": format!("https://sts.windows.net/{TENANT}/")})))), 401, "does not match its version"),
+        ("wrong audience", header(key.sign(&with(base.clone(), json!({"aud": "api://someone-else"})))), 403, "ENTRA_AUDIENCES"),
+        ("wrong caller app", header(key.sign(&with(base.clone(), json!({"appid": "00000000-1111-2222-3333-444444444444"})))), 403, "ENTRA_ALLOWED_APP_IDS"),
+        ("missing role", header(key.sign(&with(base.clone(), json!({"roles": null})))), 403, "ActionGroupsSecureWebhook"),
+        ("alg none", header(format!("{}.{p}.", b64(&json!({"alg": "none", "typ": "JWT"})))), 401, "not a JWT"),
+        ("HS256 with the public key as secret", header(hs256), 401, "RS256"),
+        ("no kid", header(no_kid), 401, "no kid"),
+        ("tampered payload", header(format!("{h}.{}.{s}", b64(&with(base.clone(), json!({"roles": ["Admin", "ActionGroupsSecureWebhook"]}))))), 401, "signature"),
+        ("tampered signature", header(format!("{h}.{p}.{}", String::from_utf8(flipped).unwrap())), 401, "signature"),
     ];
     for (case, authorization, status, says) in cases {
         check(&t, case, authorization, status, says).await;
@@ -116,13 +126,7 @@ async fn token_table() {
 #[tokio::test]
 async fn an_unknown_kid_refetches_once_then_is_rate_limited() {
     let t = TestApp::spawn().await;
-    let reply = t
-        .send(
-            "POST",
-            Some(&format!("Bearer {}", t.token())),
-            &body().to_string(),
-        )
-        .await;
+    let reply = bearer(&t, &t.token()).await;
     assert_eq!(reply.status, 200);
 
     // Entra rotates: the set now holds a new key too.
@@ -137,13 +141,7 @@ async fn an_unknown_kid_refetches_once_then_is_rate_limited() {
         .respond_with(ResponseTemplate::new(200).set_body_json(set))
         .mount(&t.entra)
         .await;
-    let reply = t
-        .send(
-            "POST",
-            Some(&format!("Bearer {}", rotated.sign(&t.claims()))),
-            &body().to_string(),
-        )
-        .await;
+    let reply = bearer(&t, &rotated.sign(&t.claims())).await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     assert_eq!(
         t.entra.received_requests().await.unwrap().len(),
@@ -154,13 +152,7 @@ async fn an_unknown_kid_refetches_once_then_is_rate_limited() {
     // Forged kids cannot make us hammer Entra.
     let forged = DevKey::generate();
     for _ in 0..3 {
-        let reply = t
-            .send(
-                "POST",
-                Some(&format!("Bearer {}", forged.sign(&t.claims()))),
-                &body().to_string(),
-            )
-            .await;
+        let reply = bearer(&t, &forged.sign(&t.claims())).await;
         assert_eq!(reply.status, 401);
         assert!(
             reply.message().contains("not in the tenant's key set"),
@@ -179,13 +171,7 @@ async fn keys_unavailable_with_none_cached_is_503_and_cached_keys_survive_a_fail
         .respond_with(ResponseTemplate::new(500))
         .mount(&t.entra)
         .await;
-    let reply = t
-        .send(
-            "POST",
-            Some(&format!("Bearer {}", t.token())),
-            &body().to_string(),
-        )
-        .await;
+    let reply = bearer(&t, &t.token()).await;
     assert_eq!(
         (reply.status, reply.outcome()),
         (503, "signing_keys_unavailable")
@@ -193,65 +179,27 @@ async fn keys_unavailable_with_none_cached_is_503_and_cached_keys_survive_a_fail
     assert!(reply.headers.contains_key("retry-after"));
 
     let t = TestApp::spawn().await;
-    assert_eq!(
-        t.send(
-            "POST",
-            Some(&format!("Bearer {}", t.token())),
-            &body().to_string()
-        )
-        .await
-        .status,
-        200
-    );
+    assert_eq!(bearer(&t, &t.token()).await.status, 200);
     t.entra.reset().await;
     Mock::given(method("GET"))
         .respond_with(ResponseTemplate::new(503))
         .mount(&t.entra)
         .await;
     let unknown = DevKey::generate().sign(&t.claims());
-    assert_eq!(
-        t.send(
-            "POST",
-            Some(&format!("Bearer {unknown}")),
-            &body().to_string()
-        )
-        .await
-        .status,
-        401
-    );
+    assert_eq!(bearer(&t, &unknown).await.status, 401);
     // A token not seen before, signed by the cached key: still accepted.
     let fresh = key().sign(&with(t.claims(), json!({"uti": "another-token"})));
-    assert_eq!(
-        t.send(
-            "POST",
-            Some(&format!("Bearer {fresh}")),
-            &body().to_string()
-        )
-        .await
-        .status,
-        200
-    );
+    assert_eq!(bearer(&t, &fresh).await.status, 200);
 }
 
 #[tokio::test]
 async fn a_cached_token_is_refused_after_it_expires() {
     let t = TestApp::spawn().await;
     let token = key().sign(&with(t.claims(), json!({"exp": now() + 30})));
-    let auth = format!("Bearer {token}");
-    assert_eq!(
-        t.send("POST", Some(&auth), &body().to_string())
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        t.send("POST", Some(&auth), &body().to_string())
-            .await
-            .status,
-        200
-    );
+    assert_eq!(bearer(&t, &token).await.status, 200);
+    assert_eq!(bearer(&t, &token).await.status, 200);
     t.advance(30 + 60 + 1); // past exp plus the default leeway
-    let reply = t.send("POST", Some(&auth), &body().to_string()).await;
+    let reply = bearer(&t, &token).await;
     assert_eq!(reply.status, 401);
     assert!(reply.message().contains("expired"));
 }

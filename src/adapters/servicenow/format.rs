@@ -18,6 +18,8 @@ pub struct IncidentFields {
     pub category: Option<String>,
     /// `close_code` set when resolving; choices differ by release.
     pub close_code: String,
+    /// Fixed `close_notes`; by default they say which alert resolved when.
+    pub close_notes: Option<String>,
 }
 
 impl Default for IncidentFields {
@@ -27,6 +29,7 @@ impl Default for IncidentFields {
             assignment_group: None,
             category: None,
             close_code: "Solution provided".to_string(),
+            close_notes: None,
         }
     }
 }
@@ -100,7 +103,7 @@ impl WireFormat for ServiceNowFormat {
             Some(json!({
                 "state": "6",
                 "close_code": self.fields.close_code,
-                "close_notes": resolution.notes,
+                "close_notes": self.fields.close_notes.as_deref().unwrap_or(&resolution.notes),
             })),
         )
     }
