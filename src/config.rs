@@ -7,7 +7,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::adapters::entra::{self, EntraConfig, KeySource};
-use crate::adapters::servicenow::{Credentials, IncidentFields, ServiceNowConfig};
+use crate::adapters::servicenow::{Credentials, IncidentFields, Parts, ServiceNowConfig};
 use crate::domain::mapping::SeverityTable;
 use crate::domain::pipeline::Settings;
 
@@ -16,18 +16,55 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Clone)]
 pub enum ItsmConfig {
-    ServiceNow(ServiceNowConfig),
+    ServiceNow(ServiceNowConfig, CredentialsConfig),
     /// Shows the ServiceNow requests instead of sending them.
     DryRun(IncidentFields),
+}
+
+/// Where ITSM credentials come from.
+#[derive(Debug, Clone)]
+pub enum CredentialsConfig {
+    /// From the environment: local runs.
+    Fixed(Credentials),
+    /// `ITSM_SECRET_ID`: a Secrets Manager secret, cached for `ttl`.
+    Secret { secret_id: String, ttl: Duration },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// The embedded redb store in this folder.
+    Embedded(PathBuf),
+    /// `CORRELATION_TABLE`: a DynamoDB table.
+    DynamoDb { table: String },
 }
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub entra: EntraConfig,
     pub itsm: ItsmConfig,
-    /// Folder of the embedded correlation store.
-    pub state_dir: PathBuf,
+    pub store: StoreConfig,
     pub settings: Settings,
+}
+
+impl Config {
+    /// `ITSM_SECRET_ID`, when credentials come from Secrets Manager.
+    pub fn itsm_secret_id(&self) -> Option<String> {
+        match &self.itsm {
+            ItsmConfig::ServiceNow(_, CredentialsConfig::Secret { secret_id, .. }) => {
+                Some(secret_id.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether anything needs the AWS SDK's configuration.
+    pub fn uses_aws(&self) -> bool {
+        matches!(self.store, StoreConfig::DynamoDb { .. })
+            || matches!(
+                self.itsm,
+                ItsmConfig::ServiceNow(_, CredentialsConfig::Secret { .. })
+            )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,9 +137,13 @@ impl Config {
         Ok(Config {
             entra: entra_config(env)?,
             itsm: itsm_config(env)?,
-            state_dir: env
-                .get("STATE_DIR")
-                .map_or_else(|| std::env::temp_dir().join("itsm-bridge"), PathBuf::from),
+            store: match env.get("CORRELATION_TABLE") {
+                Some(table) => StoreConfig::DynamoDb { table },
+                None => StoreConfig::Embedded(
+                    env.get("STATE_DIR")
+                        .map_or_else(|| std::env::temp_dir().join("itsm-bridge"), PathBuf::from),
+                ),
+            },
             settings: Settings {
                 severity: match env.get("SEVERITY_MAP") {
                     Some(spec) => {
@@ -169,7 +210,10 @@ pub fn entra_config(env: &Env) -> Result<EntraConfig, ConfigError> {
 
 fn itsm_config(env: &Env) -> Result<ItsmConfig, ConfigError> {
     match env.get("ITSM_KIND").as_deref().unwrap_or("servicenow") {
-        "servicenow" => Ok(ItsmConfig::ServiceNow(servicenow_config(env)?)),
+        "servicenow" => Ok(ItsmConfig::ServiceNow(
+            servicenow_config(env)?,
+            credentials_config(env)?,
+        )),
         "dry-run" => Ok(ItsmConfig::DryRun(servicenow_fields(env))),
         other => Err(err(
             "ITSM_KIND",
@@ -202,58 +246,37 @@ fn servicenow_config(env: &Env) -> Result<ServiceNowConfig, ConfigError> {
             "must be https (plain http only for localhost)",
         ));
     }
-    let username = env.get("SERVICENOW_USERNAME");
-    let password = env.get("SERVICENOW_PASSWORD");
-    let client = env
-        .get("SERVICENOW_CLIENT_ID")
-        .zip(env.get("SERVICENOW_CLIENT_SECRET"));
-    let default_mode = match (&client, &username) {
-        (Some(_), Some(_)) => "oauth-password",
-        (Some(_), None) => "oauth-client-credentials",
-        _ => "basic",
-    };
-    let mode = env
-        .get("SERVICENOW_AUTH")
-        .unwrap_or_else(|| default_mode.to_string());
-    let user = |var: &'static str, v: Option<String>| {
-        v.ok_or_else(|| err(var, format!("is required for SERVICENOW_AUTH={mode}")))
-    };
-    let credentials = match mode.as_str() {
-        "basic" => Credentials::Basic {
-            username: user("SERVICENOW_USERNAME", username)?,
-            password: user("SERVICENOW_PASSWORD", password)?,
-        },
-        "oauth-password" | "oauth-client-credentials" => {
-            let (client_id, client_secret) = client.ok_or_else(|| {
-                err("SERVICENOW_CLIENT_ID", format!("SERVICENOW_CLIENT_ID and SERVICENOW_CLIENT_SECRET are required for SERVICENOW_AUTH={mode}"))
-            })?;
-            if mode == "oauth-password" {
-                Credentials::OAuthPassword {
-                    client_id,
-                    client_secret,
-                    username: user("SERVICENOW_USERNAME", username)?,
-                    password: user("SERVICENOW_PASSWORD", password)?,
-                }
-            } else {
-                Credentials::OAuthClient {
-                    client_id,
-                    client_secret,
-                }
-            }
-        }
-        other => {
-            return Err(err(
-                "SERVICENOW_AUTH",
-                format!("{other:?} is not one of basic, oauth-password, oauth-client-credentials"),
-            ));
-        }
-    };
     Ok(ServiceNowConfig {
         instance_url,
-        credentials,
         fields: servicenow_fields(env),
         timeout: Duration::from_millis(env.number("ITSM_TIMEOUT_MS", 8000)?),
     })
+}
+
+fn credentials_config(env: &Env) -> Result<CredentialsConfig, ConfigError> {
+    if let Some(secret_id) = env.get("ITSM_SECRET_ID") {
+        let ttl = Duration::from_secs(env.number("ITSM_SECRET_TTL_SECS", 3600)?);
+        return Ok(CredentialsConfig::Secret { secret_id, ttl });
+    }
+    let parts = Parts {
+        username: env.get("SERVICENOW_USERNAME"),
+        password: env.get("SERVICENOW_PASSWORD"),
+        client_id: env.get("SERVICENOW_CLIENT_ID"),
+        client_secret: env.get("SERVICENOW_CLIENT_SECRET"),
+    };
+    let mode = env.get("SERVICENOW_AUTH");
+    Credentials::build(mode.as_deref(), parts)
+        .map(CredentialsConfig::Fixed)
+        .map_err(|(part, problem)| {
+            let var = match part {
+                "username" => "SERVICENOW_USERNAME",
+                "password" => "SERVICENOW_PASSWORD",
+                "client_id" => "SERVICENOW_CLIENT_ID",
+                "client_secret" => "SERVICENOW_CLIENT_SECRET",
+                _ => "SERVICENOW_AUTH",
+            };
+            err(var, format!("{problem} (or set ITSM_SECRET_ID)"))
+        })
 }
 
 #[cfg(test)]
@@ -290,10 +313,14 @@ mod tests {
             c.entra.keys,
             KeySource::parse("https://login.microsoftonline.com/aaaabbbb-0000-cccc-1111-dddd2222eeee/discovery/v2.0/keys").unwrap()
         );
-        let ItsmConfig::ServiceNow(sn) = c.itsm else {
+        let ItsmConfig::ServiceNow(sn, credentials) = c.itsm else {
             panic!("servicenow is the default")
         };
-        assert!(matches!(sn.credentials, Credentials::Basic { .. }));
+        assert!(matches!(
+            credentials,
+            CredentialsConfig::Fixed(Credentials::Basic { .. })
+        ));
+        assert!(matches!(c.store, StoreConfig::Embedded(_)));
         assert_eq!(sn.fields.close_code, "Solution provided");
         assert_eq!(c.settings.ttl_secs, 90 * 86400);
     }
@@ -336,11 +363,41 @@ mod tests {
             ("SERVICENOW_CLIENT_ID", "cid"),
             ("SERVICENOW_CLIENT_SECRET", "cs"),
         ]);
-        let ItsmConfig::ServiceNow(sn) = load(&vars).unwrap().itsm else {
+        let ItsmConfig::ServiceNow(_, CredentialsConfig::Fixed(credentials)) =
+            load(&vars).unwrap().itsm
+        else {
             panic!()
         };
-        assert!(matches!(sn.credentials, Credentials::OAuthPassword { .. }));
-        let debug = format!("{:?}", sn.credentials);
+        assert!(matches!(credentials, Credentials::OAuthPassword { .. }));
+        let debug = format!("{credentials:?}");
         assert!(!debug.contains("pw") && !debug.contains("cs"), "{debug}");
+    }
+
+    #[test]
+    fn aws_settings() {
+        let mut vars: Vec<_> = BASE
+            .iter()
+            .copied()
+            .filter(|(k, _)| !k.starts_with("SERVICENOW_U") && !k.starts_with("SERVICENOW_P"))
+            .collect();
+        vars.extend([
+            ("ITSM_SECRET_ID", "itsm-bridge/servicenow"),
+            ("CORRELATION_TABLE", "itsm-bridge-correlation"),
+        ]);
+        let c = load(&vars).unwrap();
+        assert!(c.uses_aws());
+        assert_eq!(
+            c.store,
+            StoreConfig::DynamoDb {
+                table: "itsm-bridge-correlation".into()
+            }
+        );
+        let ItsmConfig::ServiceNow(_, CredentialsConfig::Secret { secret_id, ttl }) = c.itsm else {
+            panic!()
+        };
+        assert_eq!(
+            (secret_id.as_str(), ttl.as_secs()),
+            ("itsm-bridge/servicenow", 3600)
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use itsm_bridge::config::{Config, Env};
+use itsm_bridge::config::{Config, Env, StoreConfig};
 use itsm_bridge::domain::pipeline::system_clock;
 use itsm_bridge::{bootstrap, http};
 use lambda_http::{Error, Request, service_fn};
@@ -16,13 +16,19 @@ async fn main() -> Result<(), Error> {
     // Refuses to start without ENTRA_TENANT_ID and ENTRA_AUDIENCES: no
     // request is ever served unauthenticated.
     let config = Config::from_env(&Env::new(&lookup))?;
-    if std::env::var_os("CORRELATION_TABLE").is_none() {
+    if let StoreConfig::Embedded(dir) = &config.store {
         tracing::warn!(
-            state_dir = %config.state_dir.display(),
-            "correlation state is embedded and per container: fine for a trial, not for production"
+            state_dir = %dir.display(),
+            "correlation state is embedded and per container: fine for a trial, not for production; set CORRELATION_TABLE"
         );
     }
-    let app = Arc::new(bootstrap::build(&config, system_clock(), None)?);
+    let aws = bootstrap::aws_config(&config).await;
+    let app = Arc::new(bootstrap::build(
+        &config,
+        aws.as_ref(),
+        system_clock(),
+        None,
+    )?);
     lambda_http::run(service_fn(move |req: Request| {
         let app = app.clone();
         async move { Ok::<_, Error>(http::handle(&app, req).await) }

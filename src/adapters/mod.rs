@@ -2,6 +2,7 @@
 
 pub mod dryrun;
 pub mod entra;
+pub mod secrets;
 pub mod servicenow;
 pub mod store;
 pub mod wire;

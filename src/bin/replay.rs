@@ -10,16 +10,21 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use itsm_bridge::adapters::entra::DevKey;
+use itsm_bridge::adapters::store::DynamoStore;
 use itsm_bridge::adapters::wire::{ItsmRequest, RequestLog};
-use itsm_bridge::config::{Config, Env};
+use itsm_bridge::config::{Config, Env, StoreConfig};
 use itsm_bridge::domain::pipeline::system_clock;
 use itsm_bridge::{bootstrap, http};
 use serde_json::{Value, json};
 
-const USAGE: &str = "usage: replay [--json] [--state DIR] [--itsm dry-run|servicenow] [--token JWT] [--print-event] FILE...
+const USAGE: &str = "usage: replay [--json] [--state DIR] [--store embedded|dynamodb] [--itsm dry-run|servicenow] [--token JWT] [--print-event] FILE...
   FILE           a Lambda function URL event (payload 2.0) or a bare common-schema alert body
   --json         one JSON object per event on stdout
   --state DIR    where correlation records and the development key live (default .itsm-bridge)
+  --store KIND   embedded (default: a redb file in the state folder) or dynamodb (the table
+                 CORRELATION_TABLE, default itsm-bridge-correlation, wherever the AWS SDK is
+                 configured to go; with AWS_ENDPOINT_URL set, e.g. to an emulator, the table
+                 is created if missing)
   --itsm KIND    dry-run (default: show the ServiceNow requests) or servicenow (send them;
                  needs SERVICENOW_INSTANCE_URL and credentials in the environment)
   --token JWT    send this token, verified against ENTRA_* as configured, instead of
@@ -35,6 +40,7 @@ struct Args {
     json: bool,
     state: PathBuf,
     itsm: String,
+    store: String,
     token: Option<String>,
     print_event: bool,
     files: Vec<PathBuf>,
@@ -45,6 +51,7 @@ fn parse_args() -> Result<Args, String> {
         json: false,
         state: PathBuf::from(".itsm-bridge"),
         itsm: "dry-run".into(),
+        store: "embedded".into(),
         token: None,
         print_event: false,
         files: vec![],
@@ -57,6 +64,7 @@ fn parse_args() -> Result<Args, String> {
             "--print-event" => args.print_event = true,
             "--state" => args.state = PathBuf::from(value("--state")?),
             "--itsm" => args.itsm = value("--itsm")?,
+            "--store" => args.store = value("--store")?,
             "--token" => args.token = Some(value("--token")?),
             "-h" | "--help" => return Err(String::new()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}")),
@@ -67,6 +75,12 @@ fn parse_args() -> Result<Args, String> {
         return Err(format!(
             "--itsm {} is not one of dry-run, servicenow",
             args.itsm
+        ));
+    }
+    if !matches!(args.store.as_str(), "embedded" | "dynamodb") {
+        return Err(format!(
+            "--store {} is not one of embedded, dynamodb",
+            args.store
         ));
     }
     if args.files.is_empty() {
@@ -111,9 +125,15 @@ async fn run(args: Args) -> Result<bool, String> {
         }
         return Ok(true);
     }
+    let aws = bootstrap::aws_config(&config).await;
+    if let (StoreConfig::DynamoDb { table }, Some(aws)) = (&config.store, &aws)
+        && std::env::var_os("AWS_ENDPOINT_URL").is_some()
+    {
+        DynamoStore::create_table(&aws_sdk_dynamodb::Client::new(aws), table).await?;
+    }
     let log = Arc::new(RequestLog::default());
-    let app =
-        bootstrap::build(&config, system_clock(), Some(log.clone())).map_err(|e| e.to_string())?;
+    let app = bootstrap::build(&config, aws.as_ref(), system_clock(), Some(log.clone()))
+        .map_err(|e| e.to_string())?;
     let mut all_ok = true;
     for file in &args.files {
         let event = to_event(file, &token)?;
@@ -141,6 +161,7 @@ async fn run(args: Args) -> Result<bool, String> {
 fn configure(args: &Args) -> Result<(Config, String), String> {
     let state = args.state.clone();
     let itsm = args.itsm.clone();
+    let dynamodb = args.store == "dynamodb";
     let dev = args.token.is_none();
     let jwks_path = std::path::absolute(state.join("dev-jwks.json")).map_err(|e| e.to_string())?;
     let jwks_url =
@@ -149,6 +170,10 @@ fn configure(args: &Args) -> Result<(Config, String), String> {
         match k {
             "ITSM_KIND" => return Some(itsm.clone()),
             "STATE_DIR" => return Some(state.display().to_string()),
+            "CORRELATION_TABLE" if !dynamodb => return None,
+            "CORRELATION_TABLE" => {
+                return Some(std::env::var(k).unwrap_or_else(|_| "itsm-bridge-correlation".into()));
+            }
             // The development key's set, whatever the environment says.
             "ENTRA_JWKS_URL" if dev => return Some(jwks_url.to_string()),
             _ => {}

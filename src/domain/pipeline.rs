@@ -110,8 +110,9 @@ pub struct Bridge {
     clock: Clock,
 }
 
-/// Rounds of read-decide-write before contention is answered with "retry later".
-const ROUNDS: usize = 3;
+/// Rounds of read-decide-write (the first one optimistic) before contention
+/// is answered with "retry later".
+const ROUNDS: usize = 4;
 
 impl Bridge {
     pub fn new(
@@ -132,22 +133,40 @@ impl Bridge {
         self.itsm.kind()
     }
 
+    /// The store, for tools and tests that inspect records.
+    pub fn store(&self) -> Arc<dyn CorrelationStore> {
+        self.store.clone()
+    }
+
     pub async fn process(&self, alert: &Alert) -> Result<Processed, ProcessError> {
+        // The first round assumes no record: a new alert then costs one
+        // write, and a write that loses hands back the record it met.
+        let mut known: Option<Option<CorrelationRecord>> = Some(None);
         for _ in 0..ROUNDS {
-            match self.step(alert).await {
-                // Someone wrote between our read and our write: read again.
-                Err(ProcessError::Store(StoreError::Conflict)) => continue,
+            let now = (self.clock)();
+            let current = match known.take() {
+                Some(record) => record,
+                None => self.store.get(&alert.alert_id, now).await?,
+            };
+            match self.step(alert, current, now).await {
+                // Someone wrote between our read and our write: decide again.
+                Err(ProcessError::Store(StoreError::Conflict(found))) => {
+                    known = found.map(|r| Some(*r))
+                }
                 other => return other,
             }
         }
         Err(ProcessError::InProgress)
     }
 
-    async fn step(&self, alert: &Alert) -> Result<Processed, ProcessError> {
+    async fn step(
+        &self,
+        alert: &Alert,
+        current: Option<CorrelationRecord>,
+        now: i64,
+    ) -> Result<Processed, ProcessError> {
         use MonitorCondition::{Fired, Resolved};
         use RecordState::{Claimed, Open, ResolvedWithoutIncident};
-        let now = (self.clock)();
-        let current = self.store.get(&alert.alert_id, now).await?;
         match (alert.condition, current) {
             (Fired, None) => {
                 let claim = self.claim(alert, None, now).await?;

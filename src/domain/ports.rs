@@ -68,9 +68,10 @@ pub trait ItsmClient: Send + Sync {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
-    /// The conditional write lost: someone else wrote first.
+    /// The conditional write lost: someone else wrote first. Carries the
+    /// live record found, when the store hands it back with the failure.
     #[error("the record changed concurrently")]
-    Conflict,
+    Conflict(Option<Box<CorrelationRecord>>),
     #[error("correlation store unavailable: {0}")]
     Unavailable(String),
 }

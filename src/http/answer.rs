@@ -56,7 +56,7 @@ impl Failure {
             Failure::Auth(AuthError::KeysUnavailable(_)) => "signing_keys_unavailable",
             Failure::Schema(_) => "invalid_alert",
             Failure::Process(ProcessError::InProgress) => "in_progress",
-            Failure::Process(ProcessError::Store(StoreError::Conflict)) => "store_conflict",
+            Failure::Process(ProcessError::Store(StoreError::Conflict(_))) => "store_conflict",
             Failure::Process(ProcessError::Store(StoreError::Unavailable(_))) => {
                 "store_unavailable"
             }

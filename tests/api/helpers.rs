@@ -5,14 +5,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use itsm_bridge::adapters::entra::{DevKey, EntraVerifier};
-use itsm_bridge::adapters::servicenow::ServiceNowClient;
-use itsm_bridge::adapters::store::RedbStore;
-use itsm_bridge::config::{Config, Env, ItsmConfig};
+use itsm_bridge::adapters::entra::DevKey;
+use itsm_bridge::adapters::store::DynamoStore;
+use itsm_bridge::bootstrap;
+use itsm_bridge::config::{Config, Env};
 use itsm_bridge::domain::correlation::CorrelationRecord;
-use itsm_bridge::domain::pipeline::{Bridge, Clock};
+use itsm_bridge::domain::pipeline::Clock;
 use itsm_bridge::domain::ports::CorrelationStore;
 use itsm_bridge::http::{self, App};
+
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -34,7 +35,9 @@ pub struct TestApp {
     pub app: App,
     pub servicenow: MockServer,
     pub entra: MockServer,
-    pub store: Arc<RedbStore>,
+    pub store: Arc<dyn CorrelationStore>,
+    /// The emulator's SDK configuration, when the test uses AWS.
+    pub aws: Option<aws_config::SdkConfig>,
     /// Seconds added to the real clock, to move time.
     pub offset: Arc<AtomicI64>,
     pub config: Config,
@@ -50,6 +53,10 @@ pub fn now() -> i64 {
 
 pub struct Spawn {
     pub vars: Vec<(&'static str, String)>,
+    /// Keep correlation records in a fresh DynamoDB table on moto.
+    pub dynamodb: bool,
+    /// Take ServiceNow credentials from this secret on moto.
+    pub secret: Option<Value>,
 }
 
 impl Default for Spawn {
@@ -63,11 +70,26 @@ impl Default for Spawn {
                 ("SERVICENOW_CATEGORY", "Infrastructure".into()),
                 ("ITSM_TIMEOUT_MS", "1500".into()),
             ],
+            dynamodb: false,
+            secret: None,
         }
     }
 }
 
 impl Spawn {
+    pub fn dynamodb(mut self) -> Spawn {
+        self.dynamodb = true;
+        self
+    }
+
+    pub fn secret(mut self, secret: Value) -> Spawn {
+        self.vars.retain(|(k, _)| {
+            !k.starts_with("SERVICENOW_USERNAME") && !k.starts_with("SERVICENOW_PASSWORD")
+        });
+        self.secret = Some(secret);
+        self
+    }
+
     pub fn var(mut self, k: &'static str, v: &str) -> Spawn {
         self.vars.retain(|(key, _)| *key != k);
         self.vars.push((k, v.to_string()));
@@ -92,6 +114,28 @@ impl Spawn {
             ("STATE_DIR", state.path().display().to_string()),
         ]);
         vars.extend(self.vars.iter().map(|(k, v)| (*k, v.clone())));
+        let aws = if self.dynamodb || self.secret.is_some() {
+            Some(crate::moto::sdk_config().await)
+        } else {
+            None
+        };
+        let unique = crate::moto::unique("itsm-bridge");
+        if self.dynamodb {
+            let client = aws_sdk_dynamodb::Client::new(aws.as_ref().unwrap());
+            DynamoStore::create_table(&client, &unique).await.unwrap();
+            vars.insert("CORRELATION_TABLE", unique.clone());
+        }
+        if let Some(secret) = &self.secret {
+            let client = aws_sdk_secretsmanager::Client::new(aws.as_ref().unwrap());
+            client
+                .create_secret()
+                .name(&unique)
+                .secret_string(secret.to_string())
+                .send()
+                .await
+                .unwrap();
+            vars.insert("ITSM_SECRET_ID", unique.clone());
+        }
         let lookup = move |k: &str| vars.get(k).cloned();
         let config = Config::from_env(&Env::new(&lookup)).expect("test configuration is valid");
         let offset = Arc::new(AtomicI64::new(0));
@@ -99,24 +143,14 @@ impl Spawn {
             let offset = offset.clone();
             Arc::new(move || now() + offset.load(Ordering::SeqCst))
         };
-        let ItsmConfig::ServiceNow(sn) = &config.itsm else {
-            panic!("tests use ServiceNow")
-        };
-        let store = Arc::new(RedbStore::open(&config.state_dir).unwrap());
-        let app = App {
-            verifier: Arc::new(EntraVerifier::new(config.entra.clone(), clock.clone())),
-            bridge: Bridge::new(
-                Arc::new(ServiceNowClient::new(sn.clone(), None).unwrap()),
-                store.clone(),
-                config.settings.clone(),
-                clock,
-            ),
-        };
+        let app = bootstrap::build(&config, aws.as_ref(), clock, None).unwrap();
+        let store = app.bridge.store();
         TestApp {
             app,
             servicenow,
             entra,
             store,
+            aws,
             offset,
             config,
             _state: state,

@@ -1,8 +1,11 @@
 //! One integration-test binary: the real handler over real HTTP on loopback.
 
 mod auth;
+mod aws;
 mod edge;
 mod helpers;
+mod moto;
 mod replay;
 mod samples;
 mod servicenow;
+mod store;

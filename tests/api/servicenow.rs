@@ -414,7 +414,6 @@ async fn a_live_claim_makes_others_wait_and_an_expired_one_is_taken_over() {
     let version = record.version;
     record.lease_until = now() + 60;
     record.version += 1;
-    use itsm_bridge::domain::ports::CorrelationStore;
     t.store.put(&record, Some(version), now()).await.unwrap();
 
     let waiting = t.post(&fired).await;

@@ -9,7 +9,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use serde_json::Value;
 use url::Url;
 
-use super::auth::{Authenticator, Credentials};
+use super::auth::{Authenticator, CredentialSource};
 use super::format::{IncidentFields, ServiceNowFormat};
 use crate::adapters::wire::{ItsmRequest, RequestLog, WireFormat};
 use crate::domain::correlation::IncidentRef;
@@ -19,7 +19,6 @@ use crate::domain::ports::{ItsmClient, ItsmError, ResolveOutcome};
 #[derive(Debug, Clone)]
 pub struct ServiceNowConfig {
     pub instance_url: Url,
-    pub credentials: Credentials,
     pub fields: IncidentFields,
     /// Per request; keep the total well under Azure's ~10 s wait.
     pub timeout: Duration,
@@ -52,6 +51,7 @@ struct Answer {
 impl ServiceNowClient {
     pub fn new(
         config: ServiceNowConfig,
+        credentials: CredentialSource,
         log: Option<Arc<RequestLog>>,
     ) -> Result<ServiceNowClient, String> {
         let http = reqwest::Client::builder()
@@ -61,7 +61,7 @@ impl ServiceNowClient {
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(ServiceNowClient {
-            auth: Authenticator::new(config.credentials, &config.instance_url),
+            auth: Authenticator::new(credentials, &config.instance_url),
             http,
             base: config.instance_url,
             format: ServiceNowFormat {
@@ -92,9 +92,11 @@ impl ServiceNowClient {
                 .send()
                 .await
                 .map_err(|e| ItsmError::Unavailable(describe(&e)))?;
-            // An OAuth token can be revoked before it expires: log in once more.
-            if resp.status().as_u16() == 401 && attempt == 1 && self.auth.is_oauth() {
-                self.auth.invalidate().await;
+            // A token can be revoked and a secret rotated: try once more.
+            if resp.status().as_u16() == 401
+                && attempt == 1
+                && self.auth.after_unauthorized().await?
+            {
                 continue;
             }
             break read(resp).await;

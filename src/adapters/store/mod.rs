@@ -1,8 +1,10 @@
 //! Correlation store adapters.
 
+mod dynamodb;
 mod memory;
 mod redb;
 
+pub use self::dynamodb::DynamoStore;
 pub use self::memory::MemoryStore;
 pub use self::redb::RedbStore;
 
@@ -16,10 +18,10 @@ pub(crate) fn check_version(
     expected: Option<u64>,
     now: i64,
 ) -> Result<(), StoreError> {
-    let live = current.filter(|r| r.expires_at > now).map(|r| r.version);
-    if live == expected {
+    let live = current.filter(|r| r.expires_at > now);
+    if live.map(|r| r.version) == expected {
         Ok(())
     } else {
-        Err(StoreError::Conflict)
+        Err(StoreError::Conflict(live.cloned().map(Box::new)))
     }
 }

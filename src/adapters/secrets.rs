@@ -1,0 +1,85 @@
+//! ITSM credentials from one AWS Secrets Manager secret (a JSON object),
+//! fetched on first use, cached with a TTL, and fetched afresh when the
+//! ITSM refuses them (the secret may have been rotated). Never logged.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+pub struct SecretReader {
+    client: Client,
+    secret_id: String,
+}
+
+impl SecretReader {
+    pub fn new(client: Client, secret_id: impl Into<String>) -> SecretReader {
+        SecretReader {
+            client,
+            secret_id: secret_id.into(),
+        }
+    }
+
+    async fn read(&self) -> Result<Value, String> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "Secrets Manager ({}): {}",
+                    self.secret_id,
+                    DisplayErrorContext(&e)
+                )
+            })?;
+        let text = out
+            .secret_string()
+            .ok_or_else(|| format!("secret {} has no SecretString", self.secret_id))?;
+        // The parse error could quote the secret: say only what is wrong.
+        serde_json::from_str::<Value>(text)
+            .ok()
+            .filter(Value::is_object)
+            .ok_or_else(|| format!("secret {} is not a JSON object", self.secret_id))
+    }
+}
+
+/// A secret parsed into `T` (credentials), cached for `ttl`.
+pub struct CachedSecret<T> {
+    reader: SecretReader,
+    parse: fn(&Value) -> Result<T, String>,
+    ttl: Duration,
+    cached: Mutex<Option<(T, Instant)>>,
+}
+
+impl<T: Clone> CachedSecret<T> {
+    pub fn new(
+        reader: SecretReader,
+        ttl: Duration,
+        parse: fn(&Value) -> Result<T, String>,
+    ) -> Self {
+        CachedSecret {
+            reader,
+            parse,
+            ttl,
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// The cached value, or a fresh one when `fresh`, absent or expired.
+    pub async fn get(&self, fresh: bool) -> Result<T, String> {
+        let mut cached = self.cached.lock().await;
+        if !fresh
+            && let Some((value, at)) = cached.as_ref()
+            && at.elapsed() < self.ttl
+        {
+            return Ok(value.clone());
+        }
+        let value = (self.parse)(&self.reader.read().await?)?;
+        *cached = Some((value.clone(), Instant::now()));
+        Ok(value)
+    }
+}

@@ -1,0 +1,240 @@
+//! DynamoDB correlation store: one item per alert, partition key
+//! `alert_id`, every write conditional on the item's `version`, and a
+//! `expires_at` TTL attribute.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+
+use crate::domain::correlation::{CorrelationRecord, IncidentRef, RecordState};
+use crate::domain::ports::{CorrelationStore, StoreError};
+
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> DynamoStore {
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Creates the table as `infra/template.yaml` does (on-demand, TTL on
+    /// `expires_at`), unless it exists: for emulators and tests only.
+    pub async fn create_table(client: &Client, table: &str) -> Result<(), String> {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+            TimeToLiveSpecification,
+        };
+        let attr = AttributeDefinition::builder()
+            .attribute_name("alert_id")
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let key = KeySchemaElement::builder()
+            .attribute_name("alert_id")
+            .key_type(KeyType::Hash)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let created = client
+            .create_table()
+            .table_name(table)
+            .attribute_definitions(attr)
+            .key_schema(key)
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(SdkError::ServiceError(e)) if e.err().is_resource_in_use_exception() => {
+                return Ok(());
+            }
+            Err(e) => return Err(format!("CreateTable {table}: {}", DisplayErrorContext(&e))),
+        }
+        let ttl = TimeToLiveSpecification::builder()
+            .attribute_name("expires_at")
+            .enabled(true)
+            .build()
+            .map_err(|e| e.to_string())?;
+        client
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(ttl)
+            .send()
+            .await
+            .map_err(|e| format!("UpdateTimeToLive {table}: {}", DisplayErrorContext(&e)))?;
+        Ok(())
+    }
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn to_item(r: &CorrelationRecord) -> Item {
+    let state = serde_json::to_value(r.state).expect("state serialises");
+    let mut item = HashMap::from([
+        ("alert_id".to_string(), s(&r.alert_id)),
+        ("correlation_key".to_string(), s(&r.correlation_key)),
+        ("itsm".to_string(), s(&r.itsm)),
+        (
+            "state".to_string(),
+            s(state.as_str().expect("state is a string")),
+        ),
+        ("lease_until".to_string(), n(r.lease_until)),
+        ("updated_at".to_string(), n(r.updated_at)),
+        ("expires_at".to_string(), n(r.expires_at)),
+        ("version".to_string(), n(r.version)),
+    ]);
+    let optional = [
+        ("incident_id", r.incident.as_ref().map(|i| &i.id)),
+        ("incident_number", r.incident.as_ref().map(|i| &i.number)),
+        ("fired_at", r.fired_at.as_ref()),
+        ("resolved_at", r.resolved_at.as_ref()),
+    ];
+    for (k, v) in optional {
+        if let Some(v) = v {
+            item.insert(k.to_string(), s(v));
+        }
+    }
+    item
+}
+
+fn from_item(item: &Item) -> Result<CorrelationRecord, StoreError> {
+    let bad =
+        |field: &str| StoreError::Unavailable(format!("correlation item has no valid {field}"));
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    let num = |k: &str| -> Result<i64, StoreError> {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| bad(k))
+    };
+    let state: RecordState = serde_json::from_value(serde_json::Value::String(
+        text("state").ok_or_else(|| bad("state"))?,
+    ))
+    .map_err(|_| bad("state"))?;
+    Ok(CorrelationRecord {
+        alert_id: text("alert_id").ok_or_else(|| bad("alert_id"))?,
+        correlation_key: text("correlation_key").ok_or_else(|| bad("correlation_key"))?,
+        itsm: text("itsm").ok_or_else(|| bad("itsm"))?,
+        state,
+        incident: text("incident_id")
+            .zip(text("incident_number"))
+            .map(|(id, number)| IncidentRef { id, number }),
+        fired_at: text("fired_at"),
+        resolved_at: text("resolved_at"),
+        lease_until: num("lease_until")?,
+        updated_at: num("updated_at")?,
+        expires_at: num("expires_at")?,
+        version: num("version")? as u64,
+    })
+}
+
+/// Throttling, timeouts and outages alike: the caller answers 503.
+fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    e: SdkError<E, R>,
+) -> StoreError {
+    StoreError::Unavailable(format!("DynamoDB: {}", DisplayErrorContext(&e)))
+}
+
+#[async_trait]
+impl CorrelationStore for DynamoStore {
+    async fn get(&self, alert_id: &str, now: i64) -> Result<Option<CorrelationRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("alert_id", s(alert_id))
+            // The state machine decides on what it reads: read the latest write.
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        match out.item() {
+            // DynamoDB deletes expired items lazily, some time after expiry.
+            Some(item) => Ok(Some(from_item(item)?).filter(|r| r.expires_at > now)),
+            None => Ok(None),
+        }
+    }
+
+    async fn put(
+        &self,
+        record: &CorrelationRecord,
+        expected: Option<u64>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(record)))
+            .expression_attribute_values(":now", n(now))
+            // A lost race hands back the winner's item: no extra read.
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        req = match expected {
+            None => {
+                req.condition_expression("attribute_not_exists(alert_id) OR expires_at <= :now")
+            }
+            Some(v) => req
+                .condition_expression("version = :v AND expires_at > :now")
+                .expression_attribute_values(":v", n(v)),
+        };
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                let found = match e.err() {
+                    aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => {
+                        c.item().map(from_item).transpose()?
+                    }
+                    _ => None,
+                };
+                Err(StoreError::Conflict(
+                    found.filter(|r| r.expires_at > now).map(Box::new),
+                ))
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_round_trip() {
+        let record = CorrelationRecord {
+            alert_id: "/subscriptions/s/providers/Microsoft.AlertsManagement/alerts/a".into(),
+            correlation_key: "azmon-00".into(),
+            itsm: "servicenow".into(),
+            state: RecordState::ResolvedWithoutIncident,
+            incident: Some(IncidentRef {
+                id: "sys".into(),
+                number: "INC1".into(),
+            }),
+            fired_at: None,
+            resolved_at: Some("2025-04-15T18:32:12.8515284Z".into()),
+            lease_until: 0,
+            updated_at: 10,
+            expires_at: 20,
+            version: 3,
+        };
+        let item = to_item(&record);
+        assert_eq!(item["state"], s("resolved_without_incident"));
+        assert_eq!(item["expires_at"], n(20));
+        assert_eq!(from_item(&item).unwrap(), record);
+    }
+}

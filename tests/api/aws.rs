@@ -1,0 +1,261 @@
+//! DynamoDB and Secrets Manager, against moto's server on loopback.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use itsm_bridge::domain::correlation::{RecordState, correlation_key};
+use serde_json::{Value, json};
+use wiremock::matchers::{basic_auth, method, path, path_regex};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::helpers::*;
+
+const SYS_ID: &str = "46d44a5dc611227501ba9c5c0e1d1ac1";
+
+fn created() -> ResponseTemplate {
+    ResponseTemplate::new(201)
+        .set_body_json(json!({"result": {"sys_id": SYS_ID, "number": "INC0020001"}}))
+}
+
+fn ok() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({"result": {"sys_id": SYS_ID, "state": "6"}}))
+}
+
+#[tokio::test]
+async fn fifty_concurrent_deliveries_of_one_alert_open_one_incident() {
+    let t = Spawn::default().dynamodb().start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/now/table/incident"))
+        .respond_with(created().set_delay(Duration::from_millis(300)))
+        .expect(1)
+        .mount(&t.servicenow)
+        .await;
+    let fired = metric_alert("fifty", "Fired");
+    let replies = futures::future::join_all((0..50).map(|_| t.post(&fired))).await;
+    assert_eq!(
+        replies.iter().filter(|r| r.outcome() == "created").count(),
+        1
+    );
+    for r in &replies {
+        assert!(
+            matches!(r.outcome(), "created" | "duplicate" | "in_progress"),
+            "{:?}",
+            r.body
+        );
+    }
+    assert_eq!(t.post(&fired).await.outcome(), "duplicate");
+    let record = t.record(&alert_id(&fired)).await.unwrap();
+    assert_eq!(
+        (record.state, record.incident.unwrap().number.as_str()),
+        (RecordState::Open, "INC0020001")
+    );
+}
+
+#[tokio::test]
+async fn interleaved_fired_and_resolved_end_consistent() {
+    let t = Spawn::default().dynamodb().start().await;
+    Mock::given(method("POST"))
+        .respond_with(created().set_delay(Duration::from_millis(100)))
+        .mount(&t.servicenow)
+        .await;
+    Mock::given(method("PATCH"))
+        .respond_with(ok())
+        .mount(&t.servicenow)
+        .await;
+    let ids: Vec<String> = (0..10).map(|i| format!("interleaved-{i}")).collect();
+    let mut events: Vec<Value> = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        // Half arrive Fired first, half Resolved first.
+        let (a, b) = if i % 2 == 0 {
+            ("Fired", "Resolved")
+        } else {
+            ("Resolved", "Fired")
+        };
+        events.push(metric_alert(id, a));
+        events.push(metric_alert(id, b));
+    }
+    // Everything at once; then, as Azure does, retry whatever got a 503.
+    let mut pending = events;
+    for _ in 0..20 {
+        let replies = futures::future::join_all(pending.iter().map(|e| t.post(e))).await;
+        pending = pending
+            .into_iter()
+            .zip(replies)
+            .filter(|(_, r)| r.status == 503)
+            .map(|(e, _)| e)
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(pending.is_empty(), "some deliveries never succeeded");
+
+    let requests = t.servicenow.received_requests().await.unwrap();
+    let created: Vec<String> = requests
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["correlation_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let unique: HashSet<&String> = created.iter().collect();
+    assert_eq!(unique.len(), created.len(), "no alert got two incidents");
+    let resolves = requests
+        .iter()
+        .filter(|r| r.method.as_str() == "PATCH")
+        .count();
+    assert_eq!(
+        resolves,
+        created.len(),
+        "every incident opened was resolved"
+    );
+    for id in &ids {
+        let body = metric_alert(id, "Fired");
+        let record = t.record(&alert_id(&body)).await.unwrap();
+        let opened = created.contains(&correlation_key(&alert_id(&body)));
+        let expected = if opened {
+            RecordState::Resolved
+        } else {
+            RecordState::ResolvedWithoutIncident
+        };
+        assert_eq!(record.state, expected, "{id}");
+    }
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_recovered_through_the_correlation_lookup() {
+    let t = Spawn::default()
+        .dynamodb()
+        .var("CLAIM_LEASE_SECS", "30")
+        .start()
+        .await;
+    let fired = metric_alert("lease", "Fired");
+    let key = correlation_key(&alert_id(&fired));
+    // The first attempt creates the incident but dies before recording it.
+    Mock::given(method("POST"))
+        .respond_with(created().set_delay(Duration::from_millis(2500)))
+        .expect(1)
+        .mount(&t.servicenow)
+        .await;
+    assert_eq!(t.post(&fired).await.status, 503);
+    let mut claim = t.record(&alert_id(&fired)).await.unwrap();
+    let version = claim.version;
+    claim.lease_until = now() + 30; // as if it had never released its claim
+    claim.version += 1;
+    t.store.put(&claim, Some(version), now()).await.unwrap();
+    assert_eq!(t.post(&fired).await.outcome(), "in_progress");
+
+    t.advance(31);
+    Mock::given(method("GET"))
+        .and(path("/api/now/table/incident"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": [
+            {"sys_id": SYS_ID, "number": "INC0020001", "correlation_id": key}]})))
+        .expect(1)
+        .mount(&t.servicenow)
+        .await;
+    let reply = t.post(&fired).await;
+    assert_eq!((reply.status, reply.outcome()), (201, "recovered"));
+    assert_eq!(
+        t.record(&alert_id(&fired)).await.unwrap().state,
+        RecordState::Open
+    );
+}
+
+#[tokio::test]
+async fn records_carry_the_ttl_attribute() {
+    let t = Spawn::default()
+        .dynamodb()
+        .var("RECORD_TTL_DAYS", "7")
+        .start()
+        .await;
+    let body = metric_alert("ttl", "Resolved");
+    assert_eq!(t.post(&body).await.outcome(), "resolved_without_incident");
+    let client = aws_sdk_dynamodb::Client::new(t.aws.as_ref().unwrap());
+    let table = t.config.store.clone();
+    let itsm_bridge::config::StoreConfig::DynamoDb { table } = table else {
+        panic!()
+    };
+    let item = client
+        .get_item()
+        .table_name(&table)
+        .key(
+            "alert_id",
+            aws_sdk_dynamodb::types::AttributeValue::S(alert_id(&body)),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let expires: i64 = item["expires_at"].as_n().unwrap().parse().unwrap();
+    assert!((expires - (now() + 7 * 86400)).abs() < 60, "{expires}");
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(&table)
+        .send()
+        .await
+        .unwrap();
+    let spec = ttl.time_to_live_description.unwrap();
+    assert_eq!(spec.attribute_name.as_deref(), Some("expires_at"));
+}
+
+#[tokio::test]
+async fn the_secret_is_cached_and_reread_after_a_401() {
+    let t = Spawn::default()
+        .secret(json!({"username": "rotating.user", "password": "first-password"}))
+        .start()
+        .await;
+    let secret_id = t.config.itsm_secret_id().unwrap();
+    Mock::given(method("POST"))
+        .and(basic_auth("rotating.user", "first-password"))
+        .respond_with(created())
+        .up_to_n_times(2)
+        .mount(&t.servicenow)
+        .await;
+    assert_eq!(
+        t.post(&metric_alert("secret-1", "Fired")).await.outcome(),
+        "created"
+    );
+
+    // The secret rotates in Secrets Manager; the old password still works
+    // for a while, and the cached value keeps being used.
+    let sm = aws_sdk_secretsmanager::Client::new(t.aws.as_ref().unwrap());
+    sm.put_secret_value()
+        .secret_id(&secret_id)
+        .secret_string(
+            json!({"username": "rotating.user", "password": "second-password"}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        t.post(&metric_alert("secret-2", "Fired")).await.outcome(),
+        "created",
+        "cached secret in use"
+    );
+
+    // Then ServiceNow drops the old password: one 401, one fresh read, success.
+    Mock::given(method("PATCH"))
+        .and(basic_auth("rotating.user", "first-password"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": {"message": "User Not Authenticated", "detail": ""}, "status": "failure"})))
+        .mount(&t.servicenow)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path_regex("/api/now/table/incident/.+"))
+        .and(basic_auth("rotating.user", "second-password"))
+        .respond_with(ok())
+        .expect(1)
+        .mount(&t.servicenow)
+        .await;
+    let reply = t.post(&metric_alert("secret-1", "Resolved")).await;
+    assert_eq!(
+        (reply.status, reply.outcome()),
+        (200, "resolved"),
+        "{:?}",
+        reply.body
+    );
+}

@@ -1,0 +1,90 @@
+//! A real DynamoDB and Secrets Manager API on loopback: moto's server.
+//! Uses ITSM_BRIDGE_MOTO_URL when set (CI may start one); otherwise starts
+//! `moto_server` once for this test binary. Never skips silently.
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+struct Moto {
+    url: String,
+    /// Holds the wrapper's stdin: when this process exits, the pipe
+    /// closes and the wrapper stops the server.
+    _child: Option<Child>,
+}
+
+const HOW: &str = "these tests need moto's server, a local DynamoDB and Secrets Manager API: \
+                   install it with `pip install \"moto[server]\"` (moto_server must be on PATH), \
+                   or start one (`moto_server -H 127.0.0.1 -p 5077`) and set ITSM_BRIDGE_MOTO_URL=http://127.0.0.1:5077";
+
+fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(|| {
+        if let Ok(url) = std::env::var("ITSM_BRIDGE_MOTO_URL") {
+            wait_for(&url).unwrap_or_else(|e| panic!("ITSM_BRIDGE_MOTO_URL={url} does not answer ({e}); {HOW}"));
+            return Moto { url, _child: None };
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = Command::new("bash")
+            .arg("-c")
+            .arg("moto_server -H 127.0.0.1 -p \"$0\" >/dev/null 2>&1 & server=$!; cat >/dev/null; kill $server")
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start bash for moto_server: {e}; {HOW}"));
+        let url = format!("http://127.0.0.1:{port}");
+        if let Err(e) = wait_for(&url) {
+            let mut err = String::new();
+            if let Some(mut s) = child.stderr.take() {
+                let _ = s.read_to_string(&mut err);
+            }
+            panic!("moto_server did not start ({e}) {err}; {HOW}");
+        }
+        Moto { url, _child: Some(child) }
+    })
+}
+
+fn wait_for(url: &str) -> Result<(), String> {
+    let addr = url.trim_start_matches("http://").to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match std::net::TcpStream::connect(&addr) {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() > deadline => return Err(e.to_string()),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// An SDK configuration aimed at moto, with dummy credentials. One per
+/// test: its HTTP client belongs to the test's runtime.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    let url = tokio::task::spawn_blocking(|| moto().url.clone())
+        .await
+        .unwrap();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "testing", "testing", None, None, "moto",
+        ))
+        .load()
+        .await
+}
+
+/// A name no other test (or earlier run against the same server) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}

@@ -1,0 +1,160 @@
+//! The correlation store contract, one suite for every store, and the
+//! number of store round trips per event.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use itsm_bridge::adapters::dryrun::DryRun;
+use itsm_bridge::adapters::servicenow::ServiceNowFormat;
+use itsm_bridge::adapters::store::{DynamoStore, MemoryStore, RedbStore};
+use itsm_bridge::domain::alert;
+use itsm_bridge::domain::correlation::{CorrelationRecord, RecordState};
+use itsm_bridge::domain::pipeline::{Bridge, Outcome, Settings, system_clock};
+use itsm_bridge::domain::ports::{CorrelationStore, StoreError};
+
+use crate::helpers::{metric_alert, now};
+
+fn record(id: &str, version: u64, expires_at: i64) -> CorrelationRecord {
+    CorrelationRecord {
+        alert_id: id.into(),
+        correlation_key: itsm_bridge::domain::correlation::correlation_key(id),
+        itsm: "servicenow".into(),
+        state: RecordState::Claimed,
+        incident: None,
+        fired_at: Some("2025-04-15T18:17:12.851Z".into()),
+        resolved_at: None,
+        lease_until: now() + 60,
+        updated_at: now(),
+        expires_at,
+        version,
+    }
+}
+
+/// What every store must do: conditional writes on the version, expired
+/// records count as absent, and a lost write says what it met.
+async fn contract(store: &dyn CorrelationStore, id: &str) {
+    let t = now();
+    assert_eq!(store.get(id, t).await.unwrap(), None);
+    let first = record(id, 1, t + 3600);
+    store.put(&first, None, t).await.unwrap();
+    assert_eq!(store.get(id, t).await.unwrap().as_ref(), Some(&first));
+
+    match store.put(&record(id, 1, t + 3600), None, t).await {
+        Err(StoreError::Conflict(found)) => assert_eq!(found.as_deref(), Some(&first)),
+        other => panic!("a second insert must lose: {other:?}"),
+    }
+    assert!(matches!(
+        store.put(&record(id, 3, t + 3600), Some(7), t).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let mut second = record(id, 2, t + 3600);
+    second.state = RecordState::Open;
+    store.put(&second, Some(1), t).await.unwrap();
+    assert_eq!(
+        store.get(id, t).await.unwrap().unwrap().state,
+        RecordState::Open
+    );
+
+    // Past its expiry a record is gone, and a new one may take its place.
+    assert_eq!(store.get(id, t + 7200).await.unwrap(), None);
+    assert!(matches!(
+        store.put(&record(id, 3, t + 9000), Some(2), t + 7200).await,
+        Err(StoreError::Conflict(None))
+    ));
+    store
+        .put(&record(id, 1, t + 9000), None, t + 7200)
+        .await
+        .unwrap();
+    assert_eq!(store.get(id, t + 7200).await.unwrap().unwrap().version, 1);
+}
+
+#[tokio::test]
+async fn memory_store_keeps_the_contract() {
+    contract(&MemoryStore::new(), "/subscriptions/s/alerts/memory").await;
+}
+
+#[tokio::test]
+async fn redb_store_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    contract(
+        &RedbStore::open(dir.path()).unwrap(),
+        "/subscriptions/s/alerts/redb",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn dynamodb_store_keeps_the_contract() {
+    let aws = crate::moto::sdk_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&aws);
+    let table = crate::moto::unique("contract");
+    DynamoStore::create_table(&client, &table).await.unwrap();
+    contract(
+        &DynamoStore::new(client, table),
+        "/subscriptions/s/alerts/dynamodb",
+    )
+    .await;
+}
+
+/// Counts store operations, to hold the round trips per event to the minimum.
+#[derive(Default)]
+struct Counting {
+    inner: MemoryStore,
+    gets: AtomicUsize,
+    puts: AtomicUsize,
+}
+
+impl Counting {
+    fn take(&self) -> (usize, usize) {
+        (
+            self.gets.swap(0, Ordering::SeqCst),
+            self.puts.swap(0, Ordering::SeqCst),
+        )
+    }
+}
+
+#[async_trait]
+impl CorrelationStore for Counting {
+    async fn get(&self, alert_id: &str, now: i64) -> Result<Option<CorrelationRecord>, StoreError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(alert_id, now).await
+    }
+    async fn put(
+        &self,
+        record: &CorrelationRecord,
+        expected: Option<u64>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        self.inner.put(record, expected, now).await
+    }
+}
+
+#[tokio::test]
+async fn store_round_trips_per_event() {
+    let store = Arc::new(Counting::default());
+    let itsm = Arc::new(DryRun::new(Box::new(ServiceNowFormat::default()), None));
+    let bridge = Bridge::new(itsm, store.clone(), Settings::default(), system_clock());
+    let event = |id: &str, condition: &str| {
+        alert::parse(metric_alert(id, condition).to_string().as_bytes()).unwrap()
+    };
+    let run = async |id: &str, condition: &str| {
+        let outcome = bridge.process(&event(id, condition)).await.unwrap().outcome;
+        (outcome, store.take())
+    };
+    // (gets, puts): a lost conditional write returns the record it met, so no read is needed.
+    assert_eq!(run("a", "Fired").await, (Outcome::Created, (0, 2)));
+    assert_eq!(run("a", "Fired").await, (Outcome::Duplicate, (0, 1)));
+    assert_eq!(run("a", "Resolved").await, (Outcome::Resolved, (0, 2)));
+    assert_eq!(
+        run("a", "Resolved").await,
+        (Outcome::AlreadyResolved, (0, 1))
+    );
+    assert_eq!(
+        run("b", "Resolved").await,
+        (Outcome::ResolvedWithoutIncident, (0, 1))
+    );
+    assert_eq!(run("b", "Fired").await, (Outcome::StaleFired, (0, 1)));
+}
