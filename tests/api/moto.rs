@@ -59,6 +59,11 @@ fn wait_for(url: &str) -> Result<(), String> {
     }
 }
 
+/// The emulator's endpoint (starts it on first use).
+pub fn url() -> String {
+    moto().url.clone()
+}
+
 /// An SDK configuration aimed at moto, with dummy credentials. One per
 /// test: its HTTP client belongs to the test's runtime.
 pub async fn sdk_config() -> aws_config::SdkConfig {

@@ -144,3 +144,24 @@ async fn servicenow_mode_sends_and_a_5xx_fails_the_run() {
     assert_eq!(lines[0]["outcome"], "itsm_unavailable");
     assert_eq!(lines[0]["itsm_requests"][0]["method"], "POST");
 }
+
+#[test]
+fn the_dynamodb_store_works_from_replay_against_the_emulator() {
+    let state = tempfile::tempdir().unwrap();
+    let url = crate::moto::url();
+    let table = crate::moto::unique("replay");
+    let env = [
+        ("AWS_ENDPOINT_URL", url.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("CORRELATION_TABLE", table.as_str()),
+    ];
+    let files = ["prometheus-fired.json", "prometheus-fired.json", "prometheus-resolved.json"];
+    let (code, lines) = replay(state.path(), &["--store", "dynamodb"], &files, &env);
+    assert_eq!(code, 0, "{lines:?}");
+    let outcomes: Vec<&str> = lines.iter().map(|l| l["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["created", "duplicate", "resolved"]);
+    assert!(!state.path().join("correlation.redb").exists(), "nothing was kept in the embedded store");
+}
