@@ -158,10 +158,20 @@ fn the_dynamodb_store_works_from_replay_against_the_emulator() {
         ("AWS_EC2_METADATA_DISABLED", "true"),
         ("CORRELATION_TABLE", table.as_str()),
     ];
-    let files = ["prometheus-fired.json", "prometheus-fired.json", "prometheus-resolved.json"];
+    let files = [
+        "prometheus-fired.json",
+        "prometheus-fired.json",
+        "prometheus-resolved.json",
+    ];
     let (code, lines) = replay(state.path(), &["--store", "dynamodb"], &files, &env);
     assert_eq!(code, 0, "{lines:?}");
-    let outcomes: Vec<&str> = lines.iter().map(|l| l["outcome"].as_str().unwrap()).collect();
+    let outcomes: Vec<&str> = lines
+        .iter()
+        .map(|l| l["outcome"].as_str().unwrap())
+        .collect();
     assert_eq!(outcomes, ["created", "duplicate", "resolved"]);
-    assert!(!state.path().join("correlation.redb").exists(), "nothing was kept in the embedded store");
+    assert!(
+        !state.path().join("correlation.redb").exists(),
+        "nothing was kept in the embedded store"
+    );
 }
