@@ -3,16 +3,18 @@
 //! on first use.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use serde_json::Value;
+
+use crate::adapters::bmc::{BmcClient, BmcFormat, BmcLogin};
 use crate::adapters::dryrun::DryRun;
 use crate::adapters::entra::EntraVerifier;
-use crate::adapters::secrets::{CachedSecret, SecretReader};
-use crate::adapters::servicenow::{
-    CredentialSource, Credentials, ServiceNowClient, ServiceNowFormat,
-};
+use crate::adapters::secrets::{CachedSecret, CredentialSource, SecretReader};
+use crate::adapters::servicenow::{Credentials, ServiceNowClient, ServiceNowFormat};
 use crate::adapters::store::{DynamoStore, RedbStore};
-use crate::adapters::wire::RequestLog;
-use crate::config::{Config, CredentialsConfig, ItsmConfig, StoreConfig};
+use crate::adapters::wire::{RequestLog, WireFormat};
+use crate::config::{Config, CredentialsConfig, DryRunFormat, ItsmConfig, StoreConfig};
 use crate::domain::pipeline::{Bridge, Clock};
 use crate::domain::ports::{CorrelationStore, ItsmClient};
 use crate::http::App;
@@ -31,6 +33,29 @@ pub async fn aws_config(config: &Config) -> Option<aws_config::SdkConfig> {
     }
 }
 
+fn needs_aws() -> StartError {
+    StartError("the AWS SDK configuration was not loaded".into())
+}
+
+fn source<T: Clone>(
+    config: &CredentialsConfig<T>,
+    aws: Option<&aws_config::SdkConfig>,
+    parse: fn(&Value) -> Result<T, String>,
+) -> Result<CredentialSource<T>, StartError> {
+    Ok(match config {
+        CredentialsConfig::Fixed(c) => CredentialSource::Fixed(c.clone()),
+        CredentialsConfig::Secret { secret_id, ttl } => {
+            let client = aws_sdk_secretsmanager::Client::new(aws.ok_or_else(needs_aws)?);
+            let ttl: Duration = *ttl;
+            CredentialSource::Secret(CachedSecret::new(
+                SecretReader::new(client, secret_id),
+                ttl,
+                parse,
+            ))
+        }
+    })
+}
+
 /// `log`, when given, receives every ITSM request (dry-run or real): replay shows them.
 pub fn build(
     config: &Config,
@@ -38,28 +63,26 @@ pub fn build(
     clock: Clock,
     log: Option<Arc<RequestLog>>,
 ) -> Result<App, StartError> {
-    let needs_aws = || StartError("the AWS SDK configuration was not loaded".into());
     let itsm: Arc<dyn ItsmClient> = match &config.itsm {
         ItsmConfig::ServiceNow(sn, credentials) => {
-            let source = match credentials {
-                CredentialsConfig::Fixed(c) => CredentialSource::Fixed(c.clone()),
-                CredentialsConfig::Secret { secret_id, ttl } => {
-                    let client = aws_sdk_secretsmanager::Client::new(aws.ok_or_else(needs_aws)?);
-                    CredentialSource::Secret(CachedSecret::new(
-                        SecretReader::new(client, secret_id),
-                        *ttl,
-                        Credentials::from_secret,
-                    ))
-                }
-            };
-            Arc::new(ServiceNowClient::new(sn.clone(), source, log).map_err(StartError)?)
+            let credentials = source(credentials, aws, Credentials::from_secret)?;
+            Arc::new(ServiceNowClient::new(sn.clone(), credentials, log).map_err(StartError)?)
         }
-        ItsmConfig::DryRun(fields) => Arc::new(DryRun::new(
-            Box::new(ServiceNowFormat {
-                fields: fields.clone(),
-            }),
-            log,
-        )),
+        ItsmConfig::BmcHelix(bmc, login) => {
+            let login = source(login, aws, BmcLogin::from_secret)?;
+            Arc::new(BmcClient::new(bmc.clone(), login, log).map_err(StartError)?)
+        }
+        ItsmConfig::DryRun(format) => {
+            let format: Box<dyn WireFormat> = match format {
+                DryRunFormat::ServiceNow(fields) => Box::new(ServiceNowFormat {
+                    fields: fields.clone(),
+                }),
+                DryRunFormat::BmcHelix(fields) => Box::new(BmcFormat {
+                    fields: fields.clone(),
+                }),
+            };
+            Arc::new(DryRun::new(format, log))
+        }
     };
     let store: Arc<dyn CorrelationStore> = match &config.store {
         StoreConfig::Embedded(dir) => {

@@ -62,7 +62,9 @@ impl ItsmClient for DryRun {
         incident: &IncidentRef,
         resolution: &Resolution,
     ) -> Result<ResolveOutcome, ItsmError> {
-        self.show(self.format.resolve(incident, resolution));
+        for request in self.format.resolve(incident, resolution) {
+            self.show(request);
+        }
         Ok(ResolveOutcome::Resolved)
     }
 }

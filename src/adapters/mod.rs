@@ -1,7 +1,9 @@
 //! Adapters: the real implementations of the domain's ports.
 
+pub mod bmc;
 pub mod dryrun;
 pub mod entra;
+mod itsm_http;
 pub mod secrets;
 pub mod servicenow;
 pub mod store;

@@ -83,3 +83,24 @@ impl<T: Clone> CachedSecret<T> {
         Ok(value)
     }
 }
+
+/// Credentials of type `T`: fixed (from the environment), or from a secret.
+pub enum CredentialSource<T> {
+    Fixed(T),
+    Secret(CachedSecret<T>),
+}
+
+impl<T: Clone> CredentialSource<T> {
+    /// `fresh` rereads a secret (after the ITSM refused what we had).
+    pub async fn get(&self, fresh: bool) -> Result<T, String> {
+        match self {
+            CredentialSource::Fixed(c) => Ok(c.clone()),
+            CredentialSource::Secret(s) => s.get(fresh).await,
+        }
+    }
+
+    /// Whether reading again could give other credentials.
+    pub fn can_refresh(&self) -> bool {
+        matches!(self, CredentialSource::Secret(_))
+    }
+}

@@ -43,7 +43,9 @@ pub trait WireFormat: Send + Sync {
     fn kind(&self) -> &'static str;
     fn create(&self, draft: &IncidentDraft) -> ItsmRequest;
     fn find(&self, correlation_key: &str) -> ItsmRequest;
-    fn resolve(&self, incident: &IncidentRef, resolution: &Resolution) -> ItsmRequest;
+    /// The requests a resolve takes, in order (a later one may use what an
+    /// earlier one answered).
+    fn resolve(&self, incident: &IncidentRef, resolution: &Resolution) -> Vec<ItsmRequest>;
 }
 
 /// The requests sent (or, in dry-run, that would be sent), for `replay`.

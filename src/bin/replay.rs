@@ -17,7 +17,7 @@ use itsm_bridge::domain::pipeline::system_clock;
 use itsm_bridge::{bootstrap, http};
 use serde_json::{Value, json};
 
-const USAGE: &str = "usage: replay [--json] [--state DIR] [--store embedded|dynamodb] [--itsm dry-run|servicenow] [--token JWT] [--print-event] FILE...
+const USAGE: &str = "usage: replay [--json] [--state DIR] [--store embedded|dynamodb] [--itsm servicenow|bmc-helix] [--send] [--token JWT] [--print-event] FILE...
   FILE           a Lambda function URL event (payload 2.0) or a bare common-schema alert body
   --json         one JSON object per event on stdout
   --state DIR    where correlation records and the development key live (default .itsm-bridge)
@@ -25,8 +25,9 @@ const USAGE: &str = "usage: replay [--json] [--state DIR] [--store embedded|dyna
                  CORRELATION_TABLE, default itsm-bridge-correlation, wherever the AWS SDK is
                  configured to go; with AWS_ENDPOINT_URL set, e.g. to an emulator, the table
                  is created if missing)
-  --itsm KIND    dry-run (default: show the ServiceNow requests) or servicenow (send them;
-                 needs SERVICENOW_INSTANCE_URL and credentials in the environment)
+  --itsm KIND    servicenow (default) or bmc-helix: whose requests to show
+  --send         send them for real (needs the ITSM's URL and credentials in the
+                 environment: SERVICENOW_* or BMC_*, or ITSM_SECRET_ID); default: dry run
   --token JWT    send this token, verified against ENTRA_* as configured, instead of
                  signing one with the local development key
   --print-event  print each FILE as a function URL event carrying a fresh development
@@ -40,6 +41,7 @@ struct Args {
     json: bool,
     state: PathBuf,
     itsm: String,
+    send: bool,
     store: String,
     token: Option<String>,
     print_event: bool,
@@ -50,7 +52,8 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         json: false,
         state: PathBuf::from(".itsm-bridge"),
-        itsm: "dry-run".into(),
+        itsm: "servicenow".into(),
+        send: false,
         store: "embedded".into(),
         token: None,
         print_event: false,
@@ -62,6 +65,7 @@ fn parse_args() -> Result<Args, String> {
         match arg.as_str() {
             "--json" => args.json = true,
             "--print-event" => args.print_event = true,
+            "--send" => args.send = true,
             "--state" => args.state = PathBuf::from(value("--state")?),
             "--itsm" => args.itsm = value("--itsm")?,
             "--store" => args.store = value("--store")?,
@@ -161,6 +165,7 @@ async fn run(args: Args) -> Result<bool, String> {
 fn configure(args: &Args) -> Result<(Config, String), String> {
     let state = args.state.clone();
     let itsm = args.itsm.clone();
+    let send = args.send;
     let dynamodb = args.store == "dynamodb";
     let dev = args.token.is_none();
     let jwks_path = std::path::absolute(state.join("dev-jwks.json")).map_err(|e| e.to_string())?;
@@ -169,6 +174,7 @@ fn configure(args: &Args) -> Result<(Config, String), String> {
     let lookup = move |k: &str| -> Option<String> {
         match k {
             "ITSM_KIND" => return Some(itsm.clone()),
+            "ITSM_DRY_RUN" => return Some((!send).to_string()),
             "STATE_DIR" => return Some(state.display().to_string()),
             "CORRELATION_TABLE" if !dynamodb => return None,
             "CORRELATION_TABLE" => {

@@ -32,50 +32,73 @@ pub struct Resolution {
     pub notes: String,
 }
 
-/// Severity → (impact, urgency), ServiceNow's scale 1 High … 3 Low.
+/// Severity → (impact, urgency) on the ITSM's scale: ServiceNow's 1 High …
+/// 3 Low, or BMC's 1 … 4.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeverityTable {
     entries: Vec<(Severity, u8, u8)>,
+    max: u8,
 }
 
 impl Default for SeverityTable {
     fn default() -> Self {
-        use Severity::*;
-        SeverityTable {
-            entries: vec![
-                (Sev0, 1, 1),
-                (Sev1, 1, 2),
-                (Sev2, 2, 2),
-                (Sev3, 2, 3),
-                (Sev4, 3, 3),
-                (Unknown, 3, 3),
-            ],
-        }
+        SeverityTable::servicenow()
     }
 }
 
 impl SeverityTable {
-    /// Parses overrides such as `Sev0=1/1,Sev4=3/3,unknown=3/3` on top of the default.
-    pub fn parse(spec: &str) -> Result<SeverityTable, String> {
-        let mut table = SeverityTable::default();
+    pub fn servicenow() -> SeverityTable {
+        use Severity::*;
+        let entries = vec![
+            (Sev0, 1, 1),
+            (Sev1, 1, 2),
+            (Sev2, 2, 2),
+            (Sev3, 2, 3),
+            (Sev4, 3, 3),
+            (Unknown, 3, 3),
+        ];
+        SeverityTable { entries, max: 3 }
+    }
+
+    pub fn bmc() -> SeverityTable {
+        use Severity::*;
+        let entries = vec![
+            (Sev0, 1, 1),
+            (Sev1, 2, 2),
+            (Sev2, 3, 3),
+            (Sev3, 4, 3),
+            (Sev4, 4, 4),
+            (Unknown, 4, 4),
+        ];
+        SeverityTable { entries, max: 4 }
+    }
+
+    /// Applies overrides such as `Sev0=1/1,Sev4=3/3,unknown=3/3` to this table.
+    pub fn with(mut self, spec: &str) -> Result<SeverityTable, String> {
+        let max = self.max;
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let bad = || format!("{item:?} is not SevN=IMPACT/URGENCY with values 1 to 3");
+            let bad = || format!("{item:?} is not SevN=IMPACT/URGENCY with values 1 to {max}");
             let (sev, levels) = item.split_once('=').ok_or_else(bad)?;
             let (impact, urgency) = levels.split_once('/').ok_or_else(bad)?;
             let severity = Severity::parse(sev);
             if severity == Severity::Unknown && !sev.trim().eq_ignore_ascii_case("unknown") {
                 return Err(bad());
             }
-            let level = |s: &str| s.trim().parse::<u8>().ok().filter(|n| (1..=3).contains(n));
+            let level = |s: &str| {
+                s.trim()
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+            };
             let (impact, urgency) = (
                 level(impact).ok_or_else(bad)?,
                 level(urgency).ok_or_else(bad)?,
             );
-            for entry in table.entries.iter_mut().filter(|e| e.0 == severity) {
+            for entry in self.entries.iter_mut().filter(|e| e.0 == severity) {
                 *entry = (severity, impact, urgency);
             }
         }
-        Ok(table)
+        Ok(self)
     }
 
     pub fn levels(&self, severity: Severity) -> (u8, u8) {
@@ -332,13 +355,22 @@ mod tests {
 
     #[test]
     fn severity_table_overrides_and_rejects() {
-        let t = SeverityTable::parse("Sev4=2/2, unknown=1/3").unwrap();
+        let t = SeverityTable::servicenow()
+            .with("Sev4=2/2, unknown=1/3")
+            .unwrap();
         assert_eq!(t.levels(Severity::Sev4), (2, 2));
         assert_eq!(t.levels(Severity::Unknown), (1, 3));
         assert_eq!(t.levels(Severity::Sev0), (1, 1));
-        for bad in ["Sev9=1/1", "Sev1=0/1", "Sev1=1", "Sev1"] {
-            assert!(SeverityTable::parse(bad).is_err(), "{bad}");
+        for bad in ["Sev9=1/1", "Sev1=0/1", "Sev1=1", "Sev1", "Sev1=4/4"] {
+            assert!(SeverityTable::servicenow().with(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            SeverityTable::bmc()
+                .with("Sev1=4/4")
+                .unwrap()
+                .levels(Severity::Sev1),
+            (4, 4)
+        );
     }
 
     #[test]

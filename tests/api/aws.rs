@@ -209,7 +209,7 @@ async fn the_secret_is_cached_and_reread_after_a_401() {
         .secret(json!({"username": "rotating.user", "password": "first-password"}))
         .start()
         .await;
-    let secret_id = t.config.itsm_secret_id().unwrap();
+    let secret_id = t.config.itsm.secret().unwrap().0.to_string();
     Mock::given(method("POST"))
         .and(basic_auth("rotating.user", "first-password"))
         .respond_with(created())

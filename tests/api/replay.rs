@@ -128,7 +128,7 @@ async fn servicenow_mode_sends_and_a_5xx_fails_the_run() {
     let (code, lines) = tokio::task::spawn_blocking(move || {
         replay(
             state.path(),
-            &["--itsm", "servicenow"],
+            &["--itsm", "servicenow", "--send"],
             &["log-v2-fired.json"],
             &[
                 ("SERVICENOW_INSTANCE_URL", &uri),

@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use url::Url;
 
-use crate::adapters::secrets::CachedSecret;
+use crate::adapters::secrets::CredentialSource;
 use crate::domain::ports::ItsmError;
 
 #[derive(Clone, PartialEq, Eq)]
@@ -114,20 +114,6 @@ impl Credentials {
     }
 }
 
-pub enum CredentialSource {
-    Fixed(Credentials),
-    Secret(CachedSecret<Credentials>),
-}
-
-impl CredentialSource {
-    async fn get(&self, fresh: bool) -> Result<Credentials, ItsmError> {
-        match self {
-            CredentialSource::Fixed(c) => Ok(c.clone()),
-            CredentialSource::Secret(s) => s.get(fresh).await.map_err(ItsmError::Unavailable),
-        }
-    }
-}
-
 #[derive(Deserialize)]
 struct TokenAnswer {
     access_token: String,
@@ -136,13 +122,13 @@ struct TokenAnswer {
 }
 
 pub struct Authenticator {
-    credentials: CredentialSource,
+    credentials: CredentialSource<Credentials>,
     token_url: Url,
     token: Mutex<Option<(String, Instant)>>,
 }
 
 impl Authenticator {
-    pub fn new(credentials: CredentialSource, instance: &Url) -> Authenticator {
+    pub fn new(credentials: CredentialSource<Credentials>, instance: &Url) -> Authenticator {
         let token_url = instance.join("/oauth_token.do").expect("static path joins");
         Authenticator {
             credentials,
@@ -157,7 +143,11 @@ impl Authenticator {
         http: &reqwest::Client,
         req: RequestBuilder,
     ) -> Result<RequestBuilder, ItsmError> {
-        let credentials = self.credentials.get(false).await?;
+        let credentials = self
+            .credentials
+            .get(false)
+            .await
+            .map_err(ItsmError::Unavailable)?;
         if let Credentials::Basic { username, password } = &credentials {
             return Ok(req.basic_auth(username, Some(password)));
         }
@@ -178,13 +168,14 @@ impl Authenticator {
     /// True when trying once more can help.
     pub async fn after_unauthorized(&self) -> Result<bool, ItsmError> {
         let had_token = self.token.lock().await.take().is_some();
-        match &self.credentials {
-            CredentialSource::Secret(_) => {
-                self.credentials.get(true).await?;
-                Ok(true)
-            }
-            CredentialSource::Fixed(_) => Ok(had_token),
+        if self.credentials.can_refresh() {
+            self.credentials
+                .get(true)
+                .await
+                .map_err(ItsmError::Unavailable)?;
+            return Ok(true);
         }
+        Ok(had_token)
     }
 
     async fn fetch(
@@ -223,7 +214,7 @@ impl Authenticator {
             .map_err(|e| {
                 ItsmError::Unavailable(format!(
                     "OAuth token request failed: {}",
-                    super::client::describe(&e)
+                    crate::adapters::itsm_http::describe(&e)
                 ))
             })?;
         let status = answer.status();

@@ -9,8 +9,10 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use serde_json::Value;
 use url::Url;
 
-use super::auth::{Authenticator, CredentialSource};
+use super::auth::{Authenticator, Credentials};
 use super::format::{IncidentFields, ServiceNowFormat};
+use crate::adapters::itsm_http::{describe, failure};
+use crate::adapters::secrets::CredentialSource;
 use crate::adapters::wire::{ItsmRequest, RequestLog, WireFormat};
 use crate::domain::correlation::IncidentRef;
 use crate::domain::mapping::{IncidentDraft, Resolution};
@@ -32,17 +34,6 @@ pub struct ServiceNowClient {
     log: Option<Arc<RequestLog>>,
 }
 
-/// A reqwest error in a few words, without the request's URL.
-pub(crate) fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        "could not connect".into()
-    } else {
-        format!("request failed: {e}")
-    }
-}
-
 struct Answer {
     status: u16,
     body: Value,
@@ -51,7 +42,7 @@ struct Answer {
 impl ServiceNowClient {
     pub fn new(
         config: ServiceNowConfig,
-        credentials: CredentialSource,
+        credentials: CredentialSource<Credentials>,
         log: Option<Arc<RequestLog>>,
     ) -> Result<ServiceNowClient, String> {
         let http = reqwest::Client::builder()
@@ -141,30 +132,22 @@ async fn read(resp: reqwest::Response) -> Result<Answer, ItsmError> {
             ))),
         };
     }
+    if status == 404 {
+        return Ok(Answer {
+            status,
+            body: body.unwrap_or(Value::Null),
+        });
+    }
     let message = body
         .as_ref()
         .map_or_else(|| format!("HTTP {status}"), envelope_message);
-    match status {
-        404 => Ok(Answer {
-            status,
-            body: body.unwrap_or(Value::Null),
-        }),
-        429 => Err(ItsmError::Unavailable(format!(
-            "ServiceNow is rate limiting (HTTP 429, Retry-After {})",
-            retry_after.as_deref().unwrap_or("not given")
-        ))),
-        s if s >= 500 => Err(ItsmError::Unavailable(format!(
-            "ServiceNow answered HTTP {s}: {message}"
-        ))),
-        401 => Err(ItsmError::Rejected {
-            status,
-            message: format!(
-                "ServiceNow refused the credentials ({message}); check SERVICENOW_USERNAME and \
-                 SERVICENOW_PASSWORD, or the OAuth client"
-            ),
-        }),
-        _ => Err(ItsmError::Rejected { status, message }),
-    }
+    Err(failure(
+        "ServiceNow",
+        status,
+        message,
+        retry_after.as_deref(),
+        "SERVICENOW_USERNAME and SERVICENOW_PASSWORD, the OAuth client, or the ITSM secret",
+    ))
 }
 
 /// `{"error":{"message","detail"},"status":"failure"}` → "message: detail".
@@ -253,7 +236,10 @@ impl ItsmClient for ServiceNowClient {
         incident: &IncidentRef,
         resolution: &Resolution,
     ) -> Result<ResolveOutcome, ItsmError> {
-        match self.send(self.format.resolve(incident, resolution)).await {
+        match self
+            .send(self.format.resolve_request(incident, resolution))
+            .await
+        {
             Ok(answer) if answer.status == 404 => Ok(ResolveOutcome::NotFound),
             Ok(_) => Ok(ResolveOutcome::Resolved),
             Err(ItsmError::Rejected {

@@ -95,7 +95,13 @@ impl WireFormat for ServiceNowFormat {
         )
     }
 
-    fn resolve(&self, incident: &IncidentRef, resolution: &Resolution) -> ItsmRequest {
+    fn resolve(&self, incident: &IncidentRef, resolution: &Resolution) -> Vec<ItsmRequest> {
+        vec![self.resolve_request(incident, resolution)]
+    }
+}
+
+impl ServiceNowFormat {
+    pub fn resolve_request(&self, incident: &IncidentRef, resolution: &Resolution) -> ItsmRequest {
         ItsmRequest::new(
             "PATCH",
             &format!("{INCIDENT_PATH}/{}", segment(&incident.id)),

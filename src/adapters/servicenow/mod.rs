@@ -4,6 +4,6 @@ mod auth;
 mod client;
 mod format;
 
-pub use auth::{CredentialSource, Credentials, Parts};
+pub use auth::{Credentials, Parts};
 pub use client::{ServiceNowClient, ServiceNowConfig};
 pub use format::{INCIDENT_PATH, IncidentFields, ServiceNowFormat};

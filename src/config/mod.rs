@@ -7,28 +7,14 @@ use std::time::Duration;
 use url::Url;
 
 use crate::adapters::entra::{self, EntraConfig, KeySource};
-use crate::adapters::servicenow::{Credentials, IncidentFields, Parts, ServiceNowConfig};
-use crate::domain::mapping::SeverityTable;
 use crate::domain::pipeline::Settings;
+
+mod itsm;
+
+pub use itsm::{CredentialsConfig, DryRunFormat, ItsmConfig};
 
 /// Azure caps a common-schema alert at 256 KB.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
-
-#[derive(Debug, Clone)]
-pub enum ItsmConfig {
-    ServiceNow(ServiceNowConfig, CredentialsConfig),
-    /// Shows the ServiceNow requests instead of sending them.
-    DryRun(IncidentFields),
-}
-
-/// Where ITSM credentials come from.
-#[derive(Debug, Clone)]
-pub enum CredentialsConfig {
-    /// From the environment: local runs.
-    Fixed(Credentials),
-    /// `ITSM_SECRET_ID`: a Secrets Manager secret, cached for `ttl`.
-    Secret { secret_id: String, ttl: Duration },
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
@@ -47,23 +33,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// `ITSM_SECRET_ID`, when credentials come from Secrets Manager.
-    pub fn itsm_secret_id(&self) -> Option<String> {
-        match &self.itsm {
-            ItsmConfig::ServiceNow(_, CredentialsConfig::Secret { secret_id, .. }) => {
-                Some(secret_id.clone())
-            }
-            _ => None,
-        }
-    }
-
     /// Whether anything needs the AWS SDK's configuration.
     pub fn uses_aws(&self) -> bool {
-        matches!(self.store, StoreConfig::DynamoDb { .. })
-            || matches!(
-                self.itsm,
-                ItsmConfig::ServiceNow(_, CredentialsConfig::Secret { .. })
-            )
+        matches!(self.store, StoreConfig::DynamoDb { .. }) || self.itsm.secret().is_some()
     }
 }
 
@@ -85,13 +57,13 @@ impl<'a> Env<'a> {
         Env { lookup }
     }
 
-    fn get(&self, var: &str) -> Option<String> {
+    pub(crate) fn get(&self, var: &str) -> Option<String> {
         (self.lookup)(var)
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
     }
 
-    fn required(&self, var: &'static str, hint: &str) -> Result<String, ConfigError> {
+    pub(crate) fn required(&self, var: &'static str, hint: &str) -> Result<String, ConfigError> {
         self.get(var)
             .ok_or_else(|| err(var, format!("is not set; {hint}")))
     }
@@ -107,7 +79,7 @@ impl<'a> Env<'a> {
             .unwrap_or_default()
     }
 
-    fn number(&self, var: &'static str, default: u64) -> Result<u64, ConfigError> {
+    pub(crate) fn number(&self, var: &'static str, default: u64) -> Result<u64, ConfigError> {
         match self.get(var) {
             None => Ok(default),
             Some(v) => v
@@ -117,7 +89,7 @@ impl<'a> Env<'a> {
     }
 }
 
-fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         var,
         problem: problem.into(),
@@ -134,9 +106,19 @@ fn is_guid(s: &str) -> bool {
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
+        // Entra first: without it nothing may be served at all.
+        let entra = entra_config(env)?;
+        let itsm = itsm::itsm_config(env)?;
+        let severity = match env.get("SEVERITY_MAP") {
+            Some(spec) => itsm
+                .severity_table()
+                .with(&spec)
+                .map_err(|e| err("SEVERITY_MAP", e))?,
+            None => itsm.severity_table(),
+        };
         Ok(Config {
-            entra: entra_config(env)?,
-            itsm: itsm_config(env)?,
+            entra,
+            itsm,
             store: match env.get("CORRELATION_TABLE") {
                 Some(table) => StoreConfig::DynamoDb { table },
                 None => StoreConfig::Embedded(
@@ -145,12 +127,7 @@ impl Config {
                 ),
             },
             settings: Settings {
-                severity: match env.get("SEVERITY_MAP") {
-                    Some(spec) => {
-                        SeverityTable::parse(&spec).map_err(|e| err("SEVERITY_MAP", e))?
-                    }
-                    None => SeverityTable::default(),
-                },
+                severity,
                 lease_secs: env.number("CLAIM_LEASE_SECS", 60)? as i64,
                 ttl_secs: env.number("RECORD_TTL_DAYS", 90)? as i64 * 24 * 3600,
             },
@@ -208,80 +185,10 @@ pub fn entra_config(env: &Env) -> Result<EntraConfig, ConfigError> {
     })
 }
 
-fn itsm_config(env: &Env) -> Result<ItsmConfig, ConfigError> {
-    match env.get("ITSM_KIND").as_deref().unwrap_or("servicenow") {
-        "servicenow" => Ok(ItsmConfig::ServiceNow(
-            servicenow_config(env)?,
-            credentials_config(env)?,
-        )),
-        "dry-run" => Ok(ItsmConfig::DryRun(servicenow_fields(env))),
-        other => Err(err(
-            "ITSM_KIND",
-            format!("{other:?} is not one of servicenow, dry-run"),
-        )),
-    }
-}
-
-pub fn servicenow_fields(env: &Env) -> IncidentFields {
-    IncidentFields {
-        caller: env.get("SERVICENOW_CALLER"),
-        assignment_group: env.get("SERVICENOW_ASSIGNMENT_GROUP"),
-        category: env.get("SERVICENOW_CATEGORY"),
-        close_code: env
-            .get("SERVICENOW_CLOSE_CODE")
-            .unwrap_or_else(|| IncidentFields::default().close_code),
-        close_notes: env.get("SERVICENOW_CLOSE_NOTES"),
-    }
-}
-
-fn servicenow_config(env: &Env) -> Result<ServiceNowConfig, ConfigError> {
-    const URL_VAR: &str = "SERVICENOW_INSTANCE_URL";
-    let raw = env.required(URL_VAR, "set it to https://<instance>.service-now.com")?;
-    let instance_url = Url::parse(&raw).map_err(|e| err(URL_VAR, format!("{raw:?}: {e}")))?;
-    if instance_url.scheme() != "https"
-        && !(instance_url.scheme() == "http" && entra::is_loopback(&instance_url))
-    {
-        return Err(err(
-            URL_VAR,
-            "must be https (plain http only for localhost)",
-        ));
-    }
-    Ok(ServiceNowConfig {
-        instance_url,
-        fields: servicenow_fields(env),
-        timeout: Duration::from_millis(env.number("ITSM_TIMEOUT_MS", 8000)?),
-    })
-}
-
-fn credentials_config(env: &Env) -> Result<CredentialsConfig, ConfigError> {
-    if let Some(secret_id) = env.get("ITSM_SECRET_ID") {
-        let ttl = Duration::from_secs(env.number("ITSM_SECRET_TTL_SECS", 3600)?);
-        return Ok(CredentialsConfig::Secret { secret_id, ttl });
-    }
-    let parts = Parts {
-        username: env.get("SERVICENOW_USERNAME"),
-        password: env.get("SERVICENOW_PASSWORD"),
-        client_id: env.get("SERVICENOW_CLIENT_ID"),
-        client_secret: env.get("SERVICENOW_CLIENT_SECRET"),
-    };
-    let mode = env.get("SERVICENOW_AUTH");
-    Credentials::build(mode.as_deref(), parts)
-        .map(CredentialsConfig::Fixed)
-        .map_err(|(part, problem)| {
-            let var = match part {
-                "username" => "SERVICENOW_USERNAME",
-                "password" => "SERVICENOW_PASSWORD",
-                "client_id" => "SERVICENOW_CLIENT_ID",
-                "client_secret" => "SERVICENOW_CLIENT_SECRET",
-                _ => "SERVICENOW_AUTH",
-            };
-            err(var, format!("{problem} (or set ITSM_SECRET_ID)"))
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::servicenow::Credentials;
     use std::collections::HashMap;
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -392,12 +299,45 @@ mod tests {
                 table: "itsm-bridge-correlation".into()
             }
         );
-        let ItsmConfig::ServiceNow(_, CredentialsConfig::Secret { secret_id, ttl }) = c.itsm else {
-            panic!()
-        };
+        let (secret_id, ttl) = c.itsm.secret().unwrap();
+        assert_eq!((secret_id, ttl.as_secs()), ("itsm-bridge/servicenow", 3600));
+    }
+
+    #[test]
+    fn bmc_helix_and_dry_runs() {
+        let entra = &BASE[..2];
+        let mut vars = entra.to_vec();
+        vars.extend([
+            ("ITSM_KIND", "bmc-helix"),
+            ("BMC_URL", "https://acme-restapi.onbmc.com"),
+            ("BMC_USERNAME", "u"),
+        ]);
+        assert_eq!(load(&vars).unwrap_err().var, "BMC_PASSWORD");
+        vars.push(("BMC_PASSWORD", "p"));
+        let c = load(&vars).unwrap();
+        assert!(matches!(c.itsm, ItsmConfig::BmcHelix(..)));
         assert_eq!(
-            (secret_id.as_str(), ttl.as_secs()),
-            ("itsm-bridge/servicenow", 3600)
+            c.settings
+                .severity
+                .levels(crate::domain::alert::Severity::Sev4),
+            (4, 4),
+            "BMC's 1-4 scale"
         );
+
+        // A dry run needs no URL and no credentials.
+        let mut dry = entra.to_vec();
+        dry.extend([("ITSM_KIND", "bmc-helix"), ("ITSM_DRY_RUN", "true")]);
+        assert!(matches!(
+            load(&dry).unwrap().itsm,
+            ItsmConfig::DryRun(DryRunFormat::BmcHelix(_))
+        ));
+        let mut dry = entra.to_vec();
+        dry.push(("ITSM_KIND", "dry-run"));
+        assert!(matches!(
+            load(&dry).unwrap().itsm,
+            ItsmConfig::DryRun(DryRunFormat::ServiceNow(_))
+        ));
+        dry.push(("ITSM_DRY_RUN", "maybe"));
+        assert_eq!(load(&dry).unwrap_err().var, "ITSM_DRY_RUN");
     }
 }

@@ -1,0 +1,38 @@
+//! What every ITSM client does alike with HTTP failures: what is worth a
+//! retry (Azure's, through a 503) and what someone must fix.
+
+use crate::domain::ports::ItsmError;
+
+/// A reqwest error in a few words, without the request's URL.
+pub(crate) fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "could not connect".into()
+    } else {
+        format!("request failed: {e}")
+    }
+}
+
+/// The error for a non-2xx answer other than 404 (which means something
+/// different to each operation). `message` is the ITSM's own explanation.
+pub(crate) fn failure(
+    itsm: &str,
+    status: u16,
+    message: String,
+    retry_after: Option<&str>,
+    credentials: &str,
+) -> ItsmError {
+    match status {
+        429 => ItsmError::Unavailable(format!(
+            "{itsm} is rate limiting (HTTP 429, Retry-After {})",
+            retry_after.unwrap_or("not given")
+        )),
+        s if s >= 500 => ItsmError::Unavailable(format!("{itsm} answered HTTP {s}: {message}")),
+        401 => ItsmError::Rejected {
+            status,
+            message: format!("{itsm} refused the credentials ({message}); check {credentials}"),
+        },
+        _ => ItsmError::Rejected { status, message },
+    }
+}

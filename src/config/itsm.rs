@@ -1,0 +1,182 @@
+//! Which ITSM, how to reach it, and with which credentials.
+
+use std::time::Duration;
+
+use url::Url;
+
+use super::{ConfigError, Env, err};
+use crate::adapters::bmc::{BmcConfig, BmcFields, BmcLogin};
+use crate::adapters::entra::is_loopback;
+use crate::adapters::servicenow::{Credentials, IncidentFields, Parts, ServiceNowConfig};
+use crate::domain::mapping::SeverityTable;
+
+#[derive(Debug, Clone)]
+pub enum ItsmConfig {
+    ServiceNow(ServiceNowConfig, CredentialsConfig<Credentials>),
+    BmcHelix(BmcConfig, CredentialsConfig<BmcLogin>),
+    /// Shows (logs) the requests for this ITSM instead of sending them.
+    DryRun(DryRunFormat),
+}
+
+#[derive(Debug, Clone)]
+pub enum DryRunFormat {
+    ServiceNow(IncidentFields),
+    BmcHelix(BmcFields),
+}
+
+/// Where ITSM credentials come from.
+#[derive(Debug, Clone)]
+pub enum CredentialsConfig<T> {
+    /// From the environment: local runs.
+    Fixed(T),
+    /// `ITSM_SECRET_ID`: a Secrets Manager secret, cached for `ttl`.
+    Secret { secret_id: String, ttl: Duration },
+}
+
+impl ItsmConfig {
+    /// `ITSM_SECRET_ID` and its cache time, when credentials come from Secrets Manager.
+    pub fn secret(&self) -> Option<(&str, Duration)> {
+        match self {
+            ItsmConfig::ServiceNow(_, CredentialsConfig::Secret { secret_id, ttl })
+            | ItsmConfig::BmcHelix(_, CredentialsConfig::Secret { secret_id, ttl }) => {
+                Some((secret_id, *ttl))
+            }
+            _ => None,
+        }
+    }
+
+    /// The default severity table on this ITSM's impact/urgency scale.
+    pub fn severity_table(&self) -> SeverityTable {
+        match self {
+            ItsmConfig::BmcHelix(..) | ItsmConfig::DryRun(DryRunFormat::BmcHelix(_)) => {
+                SeverityTable::bmc()
+            }
+            _ => SeverityTable::servicenow(),
+        }
+    }
+}
+
+pub(super) fn itsm_config(env: &Env) -> Result<ItsmConfig, ConfigError> {
+    let kind = env.get("ITSM_KIND").unwrap_or_else(|| "servicenow".into());
+    let dry_run = match env.get("ITSM_DRY_RUN").as_deref() {
+        None | Some("false" | "0" | "no") => false,
+        Some("true" | "1" | "yes") => true,
+        Some(other) => {
+            return Err(err(
+                "ITSM_DRY_RUN",
+                format!("{other:?} is not true or false"),
+            ));
+        }
+    } || kind == "dry-run";
+    let timeout = Duration::from_millis(env.number("ITSM_TIMEOUT_MS", 8000)?);
+    match kind.as_str() {
+        "servicenow" | "dry-run" if dry_run => Ok(ItsmConfig::DryRun(DryRunFormat::ServiceNow(
+            servicenow_fields(env),
+        ))),
+        "servicenow" => Ok(ItsmConfig::ServiceNow(
+            ServiceNowConfig {
+                instance_url: https_url(
+                    env,
+                    "SERVICENOW_INSTANCE_URL",
+                    "https://<instance>.service-now.com",
+                )?,
+                fields: servicenow_fields(env),
+                timeout,
+            },
+            credentials(env, servicenow_credentials)?,
+        )),
+        "bmc-helix" if dry_run => Ok(ItsmConfig::DryRun(DryRunFormat::BmcHelix(bmc_fields(env)))),
+        "bmc-helix" => Ok(ItsmConfig::BmcHelix(
+            BmcConfig {
+                url: https_url(env, "BMC_URL", "https://<tenant>-restapi.onbmc.com")?,
+                fields: bmc_fields(env),
+                timeout,
+            },
+            credentials(env, bmc_login)?,
+        )),
+        other => Err(err(
+            "ITSM_KIND",
+            format!("{other:?} is not one of servicenow, bmc-helix, dry-run"),
+        )),
+    }
+}
+
+fn https_url(env: &Env, var: &'static str, example: &str) -> Result<Url, ConfigError> {
+    let raw = env.required(var, &format!("set it to {example}"))?;
+    let url = Url::parse(&raw).map_err(|e| err(var, format!("{raw:?}: {e}")))?;
+    if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback(&url)) {
+        return Err(err(var, "must be https (plain http only for localhost)"));
+    }
+    Ok(url)
+}
+
+fn credentials<T>(
+    env: &Env,
+    fixed: fn(&Env) -> Result<T, ConfigError>,
+) -> Result<CredentialsConfig<T>, ConfigError> {
+    match env.get("ITSM_SECRET_ID") {
+        Some(secret_id) => {
+            let ttl = Duration::from_secs(env.number("ITSM_SECRET_TTL_SECS", 3600)?);
+            Ok(CredentialsConfig::Secret { secret_id, ttl })
+        }
+        None => fixed(env).map(CredentialsConfig::Fixed),
+    }
+}
+
+pub fn servicenow_fields(env: &Env) -> IncidentFields {
+    IncidentFields {
+        caller: env.get("SERVICENOW_CALLER"),
+        assignment_group: env.get("SERVICENOW_ASSIGNMENT_GROUP"),
+        category: env.get("SERVICENOW_CATEGORY"),
+        close_code: env
+            .get("SERVICENOW_CLOSE_CODE")
+            .unwrap_or_else(|| IncidentFields::default().close_code),
+        close_notes: env.get("SERVICENOW_CLOSE_NOTES"),
+    }
+}
+
+fn servicenow_credentials(env: &Env) -> Result<Credentials, ConfigError> {
+    let parts = Parts {
+        username: env.get("SERVICENOW_USERNAME"),
+        password: env.get("SERVICENOW_PASSWORD"),
+        client_id: env.get("SERVICENOW_CLIENT_ID"),
+        client_secret: env.get("SERVICENOW_CLIENT_SECRET"),
+    };
+    Credentials::build(env.get("SERVICENOW_AUTH").as_deref(), parts).map_err(|(part, problem)| {
+        let var = match part {
+            "username" => "SERVICENOW_USERNAME",
+            "password" => "SERVICENOW_PASSWORD",
+            "client_id" => "SERVICENOW_CLIENT_ID",
+            "client_secret" => "SERVICENOW_CLIENT_SECRET",
+            _ => "SERVICENOW_AUTH",
+        };
+        err(var, format!("{problem} (or set ITSM_SECRET_ID)"))
+    })
+}
+
+pub fn bmc_fields(env: &Env) -> BmcFields {
+    let d = BmcFields::default();
+    BmcFields {
+        first_name: env.get("BMC_FIRST_NAME"),
+        last_name: env.get("BMC_LAST_NAME"),
+        company: env.get("BMC_COMPANY"),
+        support_company: env.get("BMC_SUPPORT_COMPANY"),
+        support_organization: env.get("BMC_SUPPORT_ORGANIZATION"),
+        assigned_group: env.get("BMC_ASSIGNED_GROUP"),
+        status: env.get("BMC_STATUS").unwrap_or(d.status),
+        reported_source: env.get("BMC_REPORTED_SOURCE").unwrap_or(d.reported_source),
+        service_type: env.get("BMC_SERVICE_TYPE").unwrap_or(d.service_type),
+        correlation_field: env
+            .get("BMC_CORRELATION_FIELD")
+            .unwrap_or(d.correlation_field),
+        status_reason: env.get("BMC_STATUS_REASON").unwrap_or(d.status_reason),
+    }
+}
+
+fn bmc_login(env: &Env) -> Result<BmcLogin, ConfigError> {
+    let hint = "is required for BMC Helix (or set ITSM_SECRET_ID)";
+    Ok(BmcLogin {
+        username: env.required("BMC_USERNAME", hint)?,
+        password: env.required("BMC_PASSWORD", hint)?,
+    })
+}
