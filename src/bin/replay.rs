@@ -75,11 +75,15 @@ fn parse_args() -> Result<Args, String> {
             _ => args.files.push(PathBuf::from(arg)),
         }
     }
-    if !matches!(args.itsm.as_str(), "dry-run" | "servicenow") {
-        return Err(format!(
-            "--itsm {} is not one of dry-run, servicenow",
-            args.itsm
-        ));
+    match args.itsm.as_str() {
+        "servicenow" | "bmc-helix" => {}
+        // The spelling of the first release: ServiceNow, dry run.
+        "dry-run" if !args.send => args.itsm = "servicenow".into(),
+        other => {
+            return Err(format!(
+                "--itsm {other} is not one of servicenow, bmc-helix"
+            ));
+        }
     }
     if !matches!(args.store.as_str(), "embedded" | "dynamodb") {
         return Err(format!(

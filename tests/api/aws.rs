@@ -28,7 +28,7 @@ async fn fifty_concurrent_deliveries_of_one_alert_open_one_incident() {
         .and(path("/api/now/table/incident"))
         .respond_with(created().set_delay(Duration::from_millis(300)))
         .expect(1)
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     let fired = metric_alert("fifty", "Fired");
     let replies = futures::future::join_all((0..50).map(|_| t.post(&fired))).await;
@@ -56,11 +56,11 @@ async fn interleaved_fired_and_resolved_end_consistent() {
     let t = Spawn::default().dynamodb().start().await;
     Mock::given(method("POST"))
         .respond_with(created().set_delay(Duration::from_millis(100)))
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     Mock::given(method("PATCH"))
         .respond_with(ok())
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     let ids: Vec<String> = (0..10).map(|i| format!("interleaved-{i}")).collect();
     let mut events: Vec<Value> = Vec::new();
@@ -91,7 +91,7 @@ async fn interleaved_fired_and_resolved_end_consistent() {
     }
     assert!(pending.is_empty(), "some deliveries never succeeded");
 
-    let requests = t.servicenow.received_requests().await.unwrap();
+    let requests = t.itsm.received_requests().await.unwrap();
     let created: Vec<String> = requests
         .iter()
         .filter(|r| r.method.as_str() == "POST")
@@ -139,7 +139,7 @@ async fn an_expired_lease_is_recovered_through_the_correlation_lookup() {
     Mock::given(method("POST"))
         .respond_with(created().set_delay(Duration::from_millis(2500)))
         .expect(1)
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     assert_eq!(t.post(&fired).await.status, 503);
     let mut claim = t.record(&alert_id(&fired)).await.unwrap();
@@ -155,7 +155,7 @@ async fn an_expired_lease_is_recovered_through_the_correlation_lookup() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": [
             {"sys_id": SYS_ID, "number": "INC0020001", "correlation_id": key}]})))
         .expect(1)
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     let reply = t.post(&fired).await;
     assert_eq!((reply.status, reply.outcome()), (201, "recovered"));
@@ -214,7 +214,7 @@ async fn the_secret_is_cached_and_reread_after_a_401() {
         .and(basic_auth("rotating.user", "first-password"))
         .respond_with(created())
         .up_to_n_times(2)
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     assert_eq!(
         t.post(&metric_alert("secret-1", "Fired")).await.outcome(),
@@ -242,19 +242,55 @@ async fn the_secret_is_cached_and_reread_after_a_401() {
     Mock::given(method("PATCH"))
         .and(basic_auth("rotating.user", "first-password"))
         .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": {"message": "User Not Authenticated", "detail": ""}, "status": "failure"})))
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     Mock::given(method("PATCH"))
         .and(path_regex("/api/now/table/incident/.+"))
         .and(basic_auth("rotating.user", "second-password"))
         .respond_with(ok())
         .expect(1)
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     let reply = t.post(&metric_alert("secret-1", "Resolved")).await;
     assert_eq!(
         (reply.status, reply.outcome()),
         (200, "resolved"),
+        "{:?}",
+        reply.body
+    );
+}
+
+#[tokio::test]
+async fn bmc_credentials_come_from_the_secret() {
+    let t = Spawn::default()
+        .bmc()
+        .secret(json!({"username": "secret.bmc.user", "password": "from-secrets-manager"}))
+        .start()
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/jwt/login"))
+        .and(crate::helpers::body_partial_form(
+            "username=secret.bmc.user",
+        ))
+        .and(crate::helpers::body_partial_form(
+            "password=from-secrets-manager",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_string("tok-s"))
+        .expect(1)
+        .mount(&t.itsm)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/arsys/v1/entry/HPD:IncidentInterface_Create"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"values": {"Incident Number": "INC000000000777"}})),
+        )
+        .mount(&t.itsm)
+        .await;
+    let reply = t.post(&metric_alert("bmc-secret", "Fired")).await;
+    assert_eq!(
+        (reply.status, reply.outcome()),
+        (201, "created"),
         "{:?}",
         reply.body
     );

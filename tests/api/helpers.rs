@@ -24,6 +24,8 @@ pub const CLIENT_ID: &str = "11112222-bbbb-3333-cccc-4444dddd5555";
 pub const ACTION_GROUP: &str = "461e8683-5575-4561-ac7f-899cc907d62a";
 pub const SN_USER: &str = "bridge.integration";
 pub const SN_PASSWORD: &str = "s3cret-Pa55word";
+pub const BMC_USER: &str = "bridge.bmc";
+pub const BMC_PASSWORD: &str = "bmc-Pa55word-9";
 
 /// One RSA key per test binary: generating keys is the slow part.
 pub fn key() -> &'static DevKey {
@@ -33,7 +35,8 @@ pub fn key() -> &'static DevKey {
 
 pub struct TestApp {
     pub app: App,
-    pub servicenow: MockServer,
+    /// The fake ITSM: ServiceNow, or BMC Helix with `Spawn::bmc`.
+    pub itsm: MockServer,
     pub entra: MockServer,
     pub store: Arc<dyn CorrelationStore>,
     /// The emulator's SDK configuration, when the test uses AWS.
@@ -77,15 +80,24 @@ impl Default for Spawn {
 }
 
 impl Spawn {
+    /// BMC Helix instead of ServiceNow, on the same fake server.
+    pub fn bmc(self) -> Spawn {
+        self.var("ITSM_KIND", "bmc-helix")
+            .var("BMC_USERNAME", BMC_USER)
+            .var("BMC_PASSWORD", BMC_PASSWORD)
+            .var("BMC_FIRST_NAME", "Azure")
+            .var("BMC_LAST_NAME", "Monitor")
+            .var("BMC_ASSIGNED_GROUP", "Cloud Operations")
+    }
+
     pub fn dynamodb(mut self) -> Spawn {
         self.dynamodb = true;
         self
     }
 
     pub fn secret(mut self, secret: Value) -> Spawn {
-        self.vars.retain(|(k, _)| {
-            !k.starts_with("SERVICENOW_USERNAME") && !k.starts_with("SERVICENOW_PASSWORD")
-        });
+        self.vars
+            .retain(|(k, _)| !k.ends_with("_USERNAME") && !k.ends_with("_PASSWORD"));
         self.secret = Some(secret);
         self
     }
@@ -97,7 +109,7 @@ impl Spawn {
     }
 
     pub async fn start(self) -> TestApp {
-        let servicenow = MockServer::start().await;
+        let itsm = MockServer::start().await;
         let entra = MockServer::start().await;
         Mock::given(method("GET"))
             .and(path(format!("/{TENANT}/discovery/v2.0/keys")))
@@ -110,7 +122,8 @@ impl Spawn {
             ("ENTRA_AUDIENCES", format!("{AUDIENCE},{CLIENT_ID}")),
             ("ENTRA_REQUIRED_ROLE", "ActionGroupsSecureWebhook".into()),
             ("ENTRA_AUTHORITY", entra.uri()),
-            ("SERVICENOW_INSTANCE_URL", servicenow.uri()),
+            ("SERVICENOW_INSTANCE_URL", itsm.uri()),
+            ("BMC_URL", itsm.uri()),
             ("STATE_DIR", state.path().display().to_string()),
         ]);
         vars.extend(self.vars.iter().map(|(k, v)| (*k, v.clone())));
@@ -147,7 +160,7 @@ impl Spawn {
         let store = app.bridge.store();
         TestApp {
             app,
-            servicenow,
+            itsm,
             entra,
             store,
             aws,
@@ -267,4 +280,13 @@ pub fn alert_id(body: &Value) -> String {
         .as_str()
         .unwrap()
         .to_string()
+}
+
+/// Matches a form-encoded body containing `pair` (as sent, encoded).
+pub fn body_partial_form(pair: &'static str) -> impl wiremock::Match {
+    move |req: &wiremock::Request| {
+        String::from_utf8_lossy(&req.body)
+            .split('&')
+            .any(|p| p == pair)
+    }
 }

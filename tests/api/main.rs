@@ -2,6 +2,7 @@
 
 mod auth;
 mod aws;
+mod bmc;
 mod edge;
 mod helpers;
 mod moto;

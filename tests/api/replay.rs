@@ -78,6 +78,34 @@ fn dry_run_shows_a_create_a_duplicate_and_a_resolve() {
 }
 
 #[test]
+fn dry_run_shows_the_bmc_requests() {
+    let state = tempfile::tempdir().unwrap();
+    let files = ["metric-static-fired.json", "metric-static-resolved.json"];
+    let (code, lines) = replay(state.path(), &["--itsm", "bmc-helix"], &files, &[]);
+    assert_eq!(code, 0);
+    let create = &lines[0]["itsm_requests"][0];
+    assert_eq!(create["method"], "POST");
+    assert!(
+        create["path"]
+            .as_str()
+            .unwrap()
+            .starts_with("/api/arsys/v1/entry/HPD:IncidentInterface_Create?")
+    );
+    assert_eq!(create["body"]["values"]["Impact"], "3-Moderate/Limited");
+    let resolve: Vec<&str> = lines[1]["itsm_requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(resolve, ["GET", "PUT"]);
+    assert_eq!(
+        lines[1]["itsm_requests"][1]["body"]["values"]["Status"],
+        "Resolved"
+    );
+}
+
+#[test]
 fn a_bare_body_is_wrapped_and_a_bad_token_is_refused() {
     let state = tempfile::tempdir().unwrap();
     let bare = format!(

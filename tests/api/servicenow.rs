@@ -60,7 +60,7 @@ async fn fired_creates_one_incident_with_the_mapped_fields() {
         })))
         .respond_with(created("INC0010001"))
         .expect(1)
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
 
     let first = t.post(&fired).await;
@@ -75,7 +75,7 @@ async fn fired_creates_one_incident_with_the_mapped_fields() {
         json!({"id": SYS_ID, "number": "INC0010001"})
     );
 
-    let sent = &t.servicenow.received_requests().await.unwrap()[0];
+    let sent = &t.itsm.received_requests().await.unwrap()[0];
     let body: Value = serde_json::from_slice(&sent.body).unwrap();
     let short = body["short_description"].as_str().unwrap();
     assert!(
@@ -102,7 +102,7 @@ async fn fired_creates_one_incident_with_the_mapped_fields() {
     let again = t.post(&fired).await;
     assert_eq!((again.status, again.outcome()), (200, "duplicate"));
     assert_eq!(again.body["incident"]["number"], "INC0010001");
-    assert_eq!(t.servicenow.received_requests().await.unwrap().len(), 1);
+    assert_eq!(t.itsm.received_requests().await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -111,7 +111,7 @@ async fn resolved_resolves_the_incident_once() {
     create_mock()
         .respond_with(created("INC0010002"))
         .expect(1)
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     resolve_mock()
         .and(body_partial_json(
@@ -121,7 +121,7 @@ async fn resolved_resolves_the_incident_once() {
             json!({"result": {"sys_id": SYS_ID, "number": "INC0010002", "state": "6"}}),
         ))
         .expect(1)
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     let fired = metric_alert("pair-1", "Fired");
     assert_eq!(t.post(&fired).await.status, 201);
@@ -133,13 +133,7 @@ async fn resolved_resolves_the_incident_once() {
         "{:?}",
         resolved.body
     );
-    let patch = t
-        .servicenow
-        .received_requests()
-        .await
-        .unwrap()
-        .pop()
-        .unwrap();
+    let patch = t.itsm.received_requests().await.unwrap().pop().unwrap();
     let notes: Value = serde_json::from_slice(&patch.body).unwrap();
     assert!(notes["close_notes"].as_str().unwrap().contains("Resolved"));
 
@@ -169,7 +163,7 @@ async fn resolved_before_fired_is_remembered_and_opens_nothing() {
     );
     let fired = t.post(&metric_alert("early", "Fired")).await;
     assert_eq!((fired.status, fired.outcome()), (200, "stale_fired"));
-    assert!(t.servicenow.received_requests().await.unwrap().is_empty());
+    assert!(t.itsm.received_requests().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -182,7 +176,7 @@ async fn error_envelope_becomes_a_clear_error_and_the_retry_looks_before_creatin
             "impact: not a choice",
         ))
         .up_to_n_times(1)
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     let fired = metric_alert("rejected", "Fired");
     let reply = t.post(&fired).await;
@@ -208,12 +202,12 @@ async fn error_envelope_becomes_a_clear_error_and_the_retry_looks_before_creatin
         ))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": []})))
         .expect(1)
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     create_mock()
         .respond_with(created("INC0010003"))
         .expect(1)
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     let retry = t.post(&fired).await;
     assert_eq!((retry.status, retry.outcome()), (201, "created"));
@@ -228,7 +222,7 @@ async fn bad_credentials_name_the_variables_to_fix() {
             "User Not Authenticated",
             "Required to provide Auth information",
         ))
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     let reply = t.post(&metric_alert("unauth", "Fired")).await;
     assert_eq!(reply.status, 502);
@@ -245,7 +239,7 @@ async fn data_policy_on_resolve_says_what_to_configure_and_keeps_the_incident_op
     let t = TestApp::spawn().await;
     create_mock()
         .respond_with(created("INC0010004"))
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     resolve_mock()
         .respond_with(failure(
@@ -254,7 +248,7 @@ async fn data_policy_on_resolve_says_what_to_configure_and_keeps_the_incident_op
             "Data Policy Exception: The following fields are mandatory: Resolution code",
         ))
         .up_to_n_times(1)
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     let fired = metric_alert("policy", "Fired");
     t.post(&fired).await;
@@ -278,7 +272,7 @@ async fn data_policy_on_resolve_says_what_to_configure_and_keeps_the_incident_op
     // Not lost: once the instance accepts it, the next delivery resolves.
     resolve_mock()
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {}})))
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     let retry = t.post(&metric_alert("policy", "Resolved")).await;
     assert_eq!((retry.status, retry.outcome()), (200, "resolved"));
@@ -290,12 +284,12 @@ async fn rate_limits_and_outages_answer_503_so_azure_retries() {
     create_mock()
         .respond_with(failure(429, "Too many requests", "").insert_header("Retry-After", "7"))
         .up_to_n_times(1)
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     create_mock()
         .respond_with(failure(503, "Service Unavailable", "node restarting"))
         .up_to_n_times(1)
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     let fired = metric_alert("busy", "Fired");
     let limited = t.post(&fired).await;
@@ -311,12 +305,12 @@ async fn rate_limits_and_outages_answer_503_so_azure_retries() {
 
     lookup_mock()
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": []})))
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     create_mock()
         .respond_with(created("INC0010005"))
         .expect(1)
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     assert_eq!(t.post(&fired).await.outcome(), "created");
 }
@@ -330,7 +324,7 @@ async fn a_hibernating_instance_is_not_a_success() {
                 .insert_header("Content-Type", "text/html;charset=UTF-8")
                 .set_body_string("<html><head><title>Instance Hibernating page</title></head><body>Your instance is hibernating</body></html>"),
         )
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     let reply = t.post(&metric_alert("sleepy", "Fired")).await;
     assert_eq!(reply.status, 503);
@@ -346,7 +340,7 @@ async fn an_incident_created_by_a_timed_out_attempt_is_found_not_duplicated() {
     create_mock()
         .respond_with(created("INC0010006").set_delay(Duration::from_millis(2500)))
         .expect(1)
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     let first = t.post(&fired).await;
     assert_eq!((first.status, first.outcome()), (503, "itsm_unavailable"));
@@ -360,7 +354,7 @@ async fn an_incident_created_by_a_timed_out_attempt_is_found_not_duplicated() {
             {"sys_id": SYS_ID, "number": "INC0010006", "correlation_id": key},
         ]})))
         .expect(1)
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     let retry = t.post(&fired).await;
     assert_eq!(
@@ -379,19 +373,19 @@ async fn a_lookup_that_returns_other_records_does_not_count_as_found() {
     create_mock()
         .respond_with(failure(500, "Internal error", ""))
         .up_to_n_times(1)
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     assert_eq!(t.post(&fired).await.status, 503);
     lookup_mock()
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": [
             {"sys_id": "0000000000000000000000000000beef", "number": "INC0000002", "correlation_id": ""},
         ]})))
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     create_mock()
         .respond_with(created("INC0010007"))
         .expect(1)
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     let retry = t.post(&fired).await;
     assert_eq!((retry.status, retry.outcome()), (201, "created"));
@@ -406,7 +400,7 @@ async fn a_live_claim_makes_others_wait_and_an_expired_one_is_taken_over() {
     create_mock()
         .respond_with(created("INC0010008").set_delay(Duration::from_millis(2500)))
         .up_to_n_times(1)
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     let _ = t.post(&fired).await;
     // Make that look like a crash: the claim is live again, as if never released.
@@ -423,7 +417,7 @@ async fn a_live_claim_makes_others_wait_and_an_expired_one_is_taken_over() {
     lookup_mock()
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": [
             {"sys_id": SYS_ID, "number": "INC0010008", "correlation_id": correlation_key(&alert_id(&fired))}]})))
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     let taken_over = t.post(&fired).await;
     assert_eq!(
@@ -431,7 +425,7 @@ async fn a_live_claim_makes_others_wait_and_an_expired_one_is_taken_over() {
         (201, "recovered")
     );
     let creates = t
-        .servicenow
+        .itsm
         .received_requests()
         .await
         .unwrap()
@@ -447,7 +441,7 @@ async fn concurrent_deliveries_open_exactly_one_incident() {
     create_mock()
         .respond_with(created("INC0010009").set_delay(Duration::from_millis(200)))
         .expect(1)
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     let fired = metric_alert("burst", "Fired");
     let replies = futures::future::join_all((0..8).map(|_| t.post(&fired))).await;
@@ -472,7 +466,7 @@ async fn a_deleted_incident_is_recorded_not_retried() {
     let t = TestApp::spawn().await;
     create_mock()
         .respond_with(created("INC0010010"))
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     resolve_mock()
         .respond_with(failure(
@@ -480,7 +474,7 @@ async fn a_deleted_incident_is_recorded_not_retried() {
             "No Record found",
             "Record doesn't exist or ACL restricts the record retrieval",
         ))
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     let fired = metric_alert("deleted", "Fired");
     t.post(&fired).await;
@@ -506,19 +500,19 @@ async fn oauth_token_is_fetched_once_and_renewed_after_a_401() {
             "access_token": "tok-1", "refresh_token": "r", "scope": "useraccount", "token_type": "Bearer", "expires_in": 1799})))
         .up_to_n_times(1)
         .expect(1)
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     Mock::given(method("POST"))
         .and(path("/oauth_token.do"))
         .respond_with(ResponseTemplate::new(200).set_body_json(
             json!({"access_token": "tok-2", "token_type": "Bearer", "expires_in": 1799}),
         ))
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     create_mock()
         .and(header("authorization", "Bearer tok-1"))
         .respond_with(created("INC0010011"))
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     assert_eq!(
         t.post(&metric_alert("oauth-1", "Fired")).await.outcome(),
@@ -534,19 +528,19 @@ async fn oauth_token_is_fetched_once_and_renewed_after_a_401() {
         .and(path_regex("/api/now/table/incident/.*"))
         .and(header("authorization", "Bearer tok-1"))
         .respond_with(failure(401, "User Not Authenticated", ""))
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     resolve_mock()
         .and(header("authorization", "Bearer tok-2"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {}})))
-        .mount(&t.servicenow)
+        .mount(&t.itsm)
         .await;
     assert_eq!(
         t.post(&metric_alert("oauth-1", "Resolved")).await.outcome(),
         "resolved"
     );
     let logins = t
-        .servicenow
+        .itsm
         .received_requests()
         .await
         .unwrap()
@@ -554,13 +548,4 @@ async fn oauth_token_is_fetched_once_and_renewed_after_a_401() {
         .filter(|r| r.url.path() == "/oauth_token.do")
         .count();
     assert_eq!(logins, 2);
-}
-
-/// Matches a form body containing `pair`.
-fn body_partial_form(pair: &'static str) -> impl wiremock::Match {
-    move |req: &wiremock::Request| {
-        String::from_utf8_lossy(&req.body)
-            .split('&')
-            .any(|p| p == pair)
-    }
 }

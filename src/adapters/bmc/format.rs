@@ -63,7 +63,7 @@ pub struct BmcFormat {
 }
 
 fn entry_path(form: &str) -> String {
-    format!("/api/arsys/v1/entry/{}", segment(form))
+    format!("/api/arsys/v1/entry/{form}")
 }
 
 /// `'Field' = "value"`: AR System qualification syntax; callers pass
@@ -210,7 +210,7 @@ mod tests {
         let r = BmcFormat::default().create_request(&draft);
         assert_eq!(
             r.path,
-            "/api/arsys/v1/entry/HPD%3AIncidentInterface_Create?fields=values%28Incident+Number%29"
+            "/api/arsys/v1/entry/HPD:IncidentInterface_Create?fields=values%28Incident+Number%29"
         );
         let v = &r.body.unwrap()["values"];
         assert_eq!(v["Impact"], "2-Significant/Large");
@@ -232,7 +232,7 @@ mod tests {
         );
         assert!(
             r.path
-                .ends_with("/HPD%3AIncidentInterface/INC000000000101%7CINC000000000101"),
+                .ends_with("/HPD:IncidentInterface/INC000000000101%7CINC000000000101"),
             "{}",
             r.path
         );

@@ -1,0 +1,335 @@
+//! BMC Helix ITSM through the handler, against a fake AR REST server that
+//! answers with BMC's envelopes: plain-text login tokens, 201 with a
+//! Location, error arrays, `id|id` request ids.
+
+use itsm_bridge::domain::correlation::{RecordState, correlation_key};
+use serde_json::json;
+use wiremock::matchers::{body_partial_json, header, method, path, query_param};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::helpers::*;
+
+const NUMBER: &str = "INC000000000101";
+const REQUEST_ID: &str = "INC000000000101|INC000000000101";
+const CREATE: &str = "/api/arsys/v1/entry/HPD:IncidentInterface_Create";
+const INCIDENTS: &str = "/api/arsys/v1/entry/HPD:IncidentInterface";
+
+async fn login(t: &TestApp, token: &'static str, times: u64) {
+    Mock::given(method("POST"))
+        .and(path("/api/jwt/login"))
+        .and(body_partial_form("username=bridge.bmc"))
+        .and(body_partial_form("password=bmc-Pa55word-9"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(token))
+        .up_to_n_times(times)
+        .mount(&t.itsm)
+        .await;
+}
+
+fn created_with_body() -> ResponseTemplate {
+    ResponseTemplate::new(201)
+        .insert_header("Location", "https://acme-restapi.onbmc.com/api/arsys/v1/entry/HPD:IncidentInterface_Create/000000000000101")
+        .set_body_json(json!({"values": {"Incident Number": NUMBER}, "_links": {"self": []}}))
+}
+
+fn lookup(status: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({"entries": [
+        {"values": {"Request ID": REQUEST_ID, "Incident Number": NUMBER, "Status": status}}]}))
+}
+
+async fn resolvable(t: &TestApp) {
+    Mock::given(method("GET"))
+        .and(path(INCIDENTS))
+        .and(query_param(
+            "q",
+            format!("'Incident Number' = \"{NUMBER}\""),
+        ))
+        .respond_with(lookup("Assigned"))
+        .mount(&t.itsm)
+        .await;
+}
+
+#[tokio::test]
+async fn fired_then_resolved_opens_and_resolves_one_bmc_incident() {
+    let t = Spawn::default().bmc().start().await;
+    login(&t, "tok-1", 1).await;
+    let fired = metric_alert("bmc-pair", "Fired");
+    let key = correlation_key(&alert_id(&fired));
+    Mock::given(method("POST"))
+        .and(path(CREATE))
+        .and(query_param("fields", "values(Incident Number)"))
+        .and(header("authorization", "AR-JWT tok-1"))
+        .and(body_partial_json(json!({"values": {
+            "z1D_Action": "CREATE", "First_Name": "Azure", "Last_Name": "Monitor",
+            "Impact": "4-Minor/Localized", "Urgency": "4-Low",
+            "Reported Source": "Systems Management", "Service_Type": "Infrastructure Event",
+            "Assigned Group": "Cloud Operations", "Vendor Ticket Number": key, "HPD_CI": "test-storageAccount"}})))
+        .respond_with(created_with_body())
+        .expect(1)
+        .mount(&t.itsm)
+        .await;
+    let reply = t.post(&fired).await;
+    assert_eq!(
+        (reply.status, reply.outcome()),
+        (201, "created"),
+        "{:?}",
+        reply.body
+    );
+    assert_eq!(reply.body["incident"]["number"], NUMBER);
+    assert_eq!(t.post(&fired).await.outcome(), "duplicate");
+
+    resolvable(&t).await;
+    Mock::given(method("PUT"))
+        .and(path(format!("{INCIDENTS}/INC000000000101%7CINC000000000101")))
+        .and(body_partial_json(json!({"values": {"Status": "Resolved", "Status_Reason": "Automated Resolution Reported"}})))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&t.itsm)
+        .await;
+    let reply = t.post(&metric_alert("bmc-pair", "Resolved")).await;
+    assert_eq!(
+        (reply.status, reply.outcome()),
+        (200, "resolved"),
+        "{:?}",
+        reply.body
+    );
+    let record = t.record(&alert_id(&fired)).await.unwrap();
+    assert_eq!(
+        (record.state, record.itsm.as_str()),
+        (RecordState::Resolved, "bmc-helix")
+    );
+    let logins = t
+        .itsm
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/api/jwt/login")
+        .count();
+    assert_eq!(
+        logins, 1,
+        "one token per container, not one login per event"
+    );
+}
+
+#[tokio::test]
+async fn a_create_without_body_is_read_back_from_its_location() {
+    let t = Spawn::default().bmc().start().await;
+    login(&t, "tok-1", 1).await;
+    Mock::given(method("POST"))
+        .and(path(CREATE))
+        .respond_with(ResponseTemplate::new(201).insert_header(
+            "Location",
+            format!("{}{CREATE}/000000000000102", t.itsm.uri()),
+        ))
+        .mount(&t.itsm)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{CREATE}/000000000000102")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"values": {"Incident Number": "INC000000000102"}})),
+        )
+        .expect(1)
+        .mount(&t.itsm)
+        .await;
+    let reply = t.post(&metric_alert("bmc-nobody", "Fired")).await;
+    assert_eq!(
+        (reply.status, reply.outcome()),
+        (201, "created"),
+        "{:?}",
+        reply.body
+    );
+    assert_eq!(reply.body["incident"]["number"], "INC000000000102");
+}
+
+#[tokio::test]
+async fn an_expired_token_means_one_new_login() {
+    let t = Spawn::default().bmc().start().await;
+    login(&t, "tok-1", 1).await;
+    login(&t, "tok-2", 1).await;
+    Mock::given(method("POST"))
+        .and(path(CREATE))
+        .and(header("authorization", "AR-JWT tok-1"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"values": {"Incident Number": NUMBER}})),
+        )
+        .up_to_n_times(1)
+        .mount(&t.itsm)
+        .await;
+    assert_eq!(
+        t.post(&metric_alert("bmc-token-1", "Fired"))
+            .await
+            .outcome(),
+        "created"
+    );
+
+    // The token expired on BMC's side: 401, one new login, success.
+    Mock::given(method("POST"))
+        .and(path(CREATE))
+        .and(header("authorization", "AR-JWT tok-1"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!([
+            {"messageType": "ERROR", "messageText": "Authentication failed", "messageNumber": 623}])))
+        .mount(&t.itsm)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(CREATE))
+        .and(header("authorization", "AR-JWT tok-2"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"values": {"Incident Number": "INC000000000103"}})),
+        )
+        .expect(1)
+        .mount(&t.itsm)
+        .await;
+    let reply = t.post(&metric_alert("bmc-token-2", "Fired")).await;
+    assert_eq!(
+        (reply.status, reply.outcome()),
+        (201, "created"),
+        "{:?}",
+        reply.body
+    );
+    let logins = t
+        .itsm
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/api/jwt/login")
+        .count();
+    assert_eq!(logins, 2);
+}
+
+#[tokio::test]
+async fn error_arrays_become_clear_errors() {
+    let t = Spawn::default().bmc().start().await;
+    login(&t, "tok-1", 10).await;
+    Mock::given(method("POST"))
+        .and(path(CREATE))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!([{
+            "messageType": "ERROR", "messageText": "Required field cannot be blank.",
+            "messageAppendedText": "HPD:Help Desk : Company", "messageNumber": 326}])))
+        .mount(&t.itsm)
+        .await;
+    let reply = t.post(&metric_alert("bmc-error", "Fired")).await;
+    assert_eq!((reply.status, reply.outcome()), (502, "itsm_rejected"));
+    assert!(
+        reply
+            .message()
+            .contains("ERROR 326: Required field cannot be blank. (HPD:Help Desk : Company)"),
+        "{}",
+        reply.message()
+    );
+}
+
+#[tokio::test]
+async fn a_refused_login_names_the_credentials_and_an_outage_is_retried() {
+    let t = Spawn::default().bmc().start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/jwt/login"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!([{
+            "messageType": "ERROR", "messageText": "Authentication failed", "messageNumber": 623}])))
+        .up_to_n_times(1)
+        .mount(&t.itsm)
+        .await;
+    let reply = t.post(&metric_alert("bmc-login", "Fired")).await;
+    assert_eq!(reply.status, 502);
+    assert!(
+        reply.message().contains("BMC_USERNAME"),
+        "{}",
+        reply.message()
+    );
+    assert!(!reply.message().contains(BMC_PASSWORD));
+
+    login(&t, "tok-1", 10).await;
+    Mock::given(method("GET"))
+        .and(path(INCIDENTS))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"entries": []})))
+        .mount(&t.itsm)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(CREATE))
+        .respond_with(ResponseTemplate::new(500).set_body_json(json!([{
+            "messageType": "ERROR", "messageText": "Unable to connect to the database", "messageNumber": 552}])))
+        .mount(&t.itsm)
+        .await;
+    let reply = t.post(&metric_alert("bmc-login", "Fired")).await;
+    assert_eq!((reply.status, reply.outcome()), (503, "itsm_unavailable"));
+}
+
+#[tokio::test]
+async fn the_retry_after_a_lost_answer_finds_the_incident_by_its_key() {
+    let t = Spawn::default().bmc().start().await;
+    login(&t, "tok-1", 10).await;
+    let fired = metric_alert("bmc-lost", "Fired");
+    let key = correlation_key(&alert_id(&fired));
+    Mock::given(method("POST"))
+        .and(path(CREATE))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .mount(&t.itsm)
+        .await;
+    assert_eq!(t.post(&fired).await.status, 503);
+    Mock::given(method("GET"))
+        .and(path(INCIDENTS))
+        .and(query_param(
+            "q",
+            format!("'Vendor Ticket Number' = \"{key}\""),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"entries": [
+            {"values": {"Incident Number": "INC000000000999", "Vendor Ticket Number": "another"}},
+            {"values": {"Incident Number": NUMBER, "Vendor Ticket Number": key}}]})))
+        .expect(1)
+        .mount(&t.itsm)
+        .await;
+    let reply = t.post(&fired).await;
+    assert_eq!(
+        (reply.status, reply.outcome()),
+        (201, "recovered"),
+        "{:?}",
+        reply.body
+    );
+    assert_eq!(reply.body["incident"]["number"], NUMBER);
+}
+
+#[tokio::test]
+async fn an_incident_resolved_by_a_person_or_deleted_needs_no_put() {
+    let t = Spawn::default().bmc().start().await;
+    login(&t, "tok-1", 10).await;
+    Mock::given(method("POST"))
+        .and(path(CREATE))
+        .respond_with(created_with_body())
+        .mount(&t.itsm)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(INCIDENTS))
+        .respond_with(lookup("Closed"))
+        .up_to_n_times(1)
+        .mount(&t.itsm)
+        .await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(0)
+        .mount(&t.itsm)
+        .await;
+    t.post(&metric_alert("bmc-closed", "Fired")).await;
+    assert_eq!(
+        t.post(&metric_alert("bmc-closed", "Resolved"))
+            .await
+            .outcome(),
+        "resolved"
+    );
+
+    Mock::given(method("GET"))
+        .and(path(INCIDENTS))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"entries": []})))
+        .mount(&t.itsm)
+        .await;
+    t.post(&metric_alert("bmc-deleted", "Fired")).await;
+    assert_eq!(
+        t.post(&metric_alert("bmc-deleted", "Resolved"))
+            .await
+            .outcome(),
+        "incident_gone"
+    );
+}
