@@ -6,17 +6,20 @@ use super::alert::Alert;
 
 /// ServiceNow's `correlation_id` holds 100 characters and an alert id is
 /// longer (~132) and does not always end in a GUID (`…/alerts/Test_Alert`),
-/// so the key is a digest of the whole id: stable, unique per alert, 70
-/// characters of `[a-z0-9-]`, safe in any query.
+/// so the key is a digest of the whole id: stable, unique per alert (128
+/// bits of SHA-256), 38 characters of `[a-z0-9-]`: short enough for BMC's
+/// text fields too, and safe in any query.
 pub fn correlation_key(alert_id: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, alert_id.as_bytes());
-    let mut key = String::with_capacity(70);
+    let mut key = String::with_capacity(KEY_LEN);
     key.push_str("azmon-");
-    for b in digest.as_ref() {
+    for b in &digest.as_ref()[..16] {
         key.push_str(&format!("{b:02x}"));
     }
     key
 }
+
+pub const KEY_LEN: usize = 38;
 
 /// What a person sees next to the key: rule and the id's last segment.
 pub fn correlation_label(alert: &Alert) -> String {
@@ -82,7 +85,7 @@ mod tests {
         let b = "/subscriptions/aaaa/providers/Microsoft.Insights/activityLogAlerts/Test_Alert";
         assert_eq!(correlation_key(a), correlation_key(a));
         assert_ne!(correlation_key(a), correlation_key(b));
-        assert_eq!(correlation_key(a).len(), 70);
+        assert_eq!(correlation_key(a).len(), KEY_LEN);
         assert!(
             correlation_key(a)
                 .chars()

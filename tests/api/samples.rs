@@ -47,7 +47,10 @@ fn every_published_full_payload_parses() {
         assert!(
             !draft.short_description.is_empty() && draft.short_description.chars().count() <= 160
         );
-        assert_eq!(draft.correlation_key.len(), 70);
+        assert_eq!(
+            draft.correlation_key.len(),
+            itsm_bridge::domain::correlation::KEY_LEN
+        );
     }
 }
 
