@@ -5,6 +5,8 @@
 //! pipeline only *shows* is read leniently and kept as text. The two fields
 //! the pipeline *decides* on, `alertId` and `monitorCondition`, are strict.
 
+use std::sync::OnceLock;
+
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -73,9 +75,16 @@ pub struct Alert {
     /// The raw `alertContext`: its shape depends on the monitoring service.
     pub context: Value,
     pub custom_properties: Value,
+    key: OnceLock<String>,
 }
 
 impl Alert {
+    /// The correlation key of `alert_id`, computed once per alert.
+    pub fn correlation_key(&self) -> &str {
+        self.key
+            .get_or_init(|| super::correlation::correlation_key(&self.alert_id))
+    }
+
     /// Activity log alerts (with Service Health and Resource Health) and
     /// budget alerts only ever fire: Azure never sends a Resolved for them.
     pub fn is_stateless(&self) -> bool {
@@ -165,6 +174,7 @@ pub fn parse(body: &[u8]) -> Result<Alert, SchemaError> {
         target_resource_type: text(&e, "targetResourceType"),
         context: data.alert_context,
         custom_properties: data.custom_properties,
+        key: OnceLock::new(),
     })
 }
 

@@ -10,11 +10,13 @@ use super::alert::Alert;
 /// bits of SHA-256), 38 characters of `[a-z0-9-]`: short enough for BMC's
 /// text fields too, and safe in any query.
 pub fn correlation_key(alert_id: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, alert_id.as_bytes());
     let mut key = String::with_capacity(KEY_LEN);
     key.push_str("azmon-");
     for b in &digest.as_ref()[..16] {
-        key.push_str(&format!("{b:02x}"));
+        key.push(char::from(HEX[usize::from(b >> 4)]));
+        key.push(char::from(HEX[usize::from(b & 15)]));
     }
     key
 }

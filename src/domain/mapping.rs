@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::alert::{Alert, MonitorCondition, Severity, scalar, text, texts};
-use super::correlation::{correlation_key, correlation_label};
+use super::correlation::correlation_label;
 
 pub const SHORT_DESCRIPTION_MAX: usize = 160;
 pub const DESCRIPTION_MAX: usize = 4000;
@@ -116,17 +116,18 @@ pub fn draft(alert: &Alert, table: &SeverityTable) -> IncidentDraft {
         Severity::Unknown => rule.to_string(),
         sev => format!("[{}] {rule}", sev.as_str()),
     };
-    if let Some(what) = what_happened(alert) {
+    let what = what_happened(alert);
+    if let Some(what) = &what {
         let _ = write!(short, ": {what}");
     }
     if let Some(target) = target_name(alert) {
         let _ = write!(short, " on {target}");
     }
     IncidentDraft {
-        correlation_key: correlation_key(&alert.alert_id),
+        correlation_key: alert.correlation_key().to_string(),
         correlation_label: correlation_label(alert),
         short_description: clean(&short, SHORT_DESCRIPTION_MAX),
-        description: clean(&describe(alert), DESCRIPTION_MAX),
+        description: clean(&describe(alert, what.as_deref()), DESCRIPTION_MAX),
         severity: alert.severity,
         impact,
         urgency,
@@ -227,7 +228,7 @@ fn what_happened(alert: &Alert) -> Option<String> {
     })
 }
 
-fn describe(alert: &Alert) -> String {
+fn describe(alert: &Alert, what: Option<&str>) -> String {
     let mut d = String::new();
     let mut line = |label: &str, value: Option<&str>| {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
@@ -243,7 +244,7 @@ fn describe(alert: &Alert) -> String {
             MonitorCondition::Resolved => "Resolved",
         }),
     );
-    line("What", what_happened(alert).as_deref());
+    line("What", what);
     line("Monitoring service", alert.monitoring_service.as_deref());
     line("Signal type", alert.signal_type.as_deref());
     line("Fired at", alert.fired_at.as_deref());
@@ -301,6 +302,10 @@ fn collect_links(v: &Value, out: &mut Vec<String>) {
 /// Drops control characters (keeping newlines and tabs) and cuts to `max`
 /// characters, so nothing in a payload breaks the ITSM's field limits.
 pub fn clean(s: &str, max: usize) -> String {
+    // Most text is already clean and short: copy it whole.
+    if s.len() <= max && !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return s.to_string();
+    }
     let mut out: String = s
         .chars()
         .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')

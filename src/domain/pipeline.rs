@@ -326,7 +326,7 @@ impl Bridge {
             |field: fn(&CorrelationRecord) -> &Option<String>| prev.and_then(|p| field(p).clone());
         CorrelationRecord {
             alert_id: alert.alert_id.clone(),
-            correlation_key: crate::domain::correlation::correlation_key(&alert.alert_id),
+            correlation_key: alert.correlation_key().to_string(),
             itsm: self.itsm.kind().to_string(),
             state,
             incident: incident.or_else(|| prev.and_then(|p| p.incident.clone())),

@@ -56,10 +56,11 @@ async fn process(app: &App, req: &Request) -> Result<Answer, (Failure, Option<St
     if body.len() > MAX_BODY_BYTES {
         return Err((Failure::TooLarge(body.len()), None));
     }
+    // from_utf8 checks a 1–2 KB token faster than HeaderValue::to_str.
     let authorization = req
         .headers()
         .get("authorization")
-        .and_then(|v| v.to_str().ok());
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok());
     let caller = app
         .verifier
         .verify(authorization)

@@ -549,3 +549,64 @@ async fn oauth_token_is_fetched_once_and_renewed_after_a_401() {
         .count();
     assert_eq!(logins, 2);
 }
+
+/// A TCP relay in front of the fake ServiceNow that counts connections.
+async fn counting_relay(
+    target: std::net::SocketAddr,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut outbound = tokio::net::TcpStream::connect(target).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
+    (format!("http://{addr}"), count)
+}
+
+#[tokio::test]
+async fn one_request_per_operation_over_one_kept_connection() {
+    let upstream = wiremock::MockServer::start().await;
+    let (relay, connections) = counting_relay(*upstream.address()).await;
+    let t = Spawn::default()
+        .var("SERVICENOW_INSTANCE_URL", &relay)
+        .start()
+        .await;
+    create_mock()
+        .respond_with(created("INC0010012"))
+        .expect(2)
+        .mount(&upstream)
+        .await;
+    resolve_mock()
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {}})))
+        .expect(1)
+        .mount(&upstream)
+        .await;
+    assert_eq!(
+        t.post(&metric_alert("reuse-1", "Fired")).await.outcome(),
+        "created"
+    );
+    assert_eq!(
+        t.post(&metric_alert("reuse-1", "Fired")).await.outcome(),
+        "duplicate"
+    );
+    assert_eq!(
+        t.post(&metric_alert("reuse-1", "Resolved")).await.outcome(),
+        "resolved"
+    );
+    assert_eq!(
+        t.post(&metric_alert("reuse-2", "Fired")).await.outcome(),
+        "created"
+    );
+    // Exactly one ServiceNow request per create and per resolve, none for a duplicate ...
+    assert_eq!(upstream.received_requests().await.unwrap().len(), 3);
+    // ... all over one connection (one TLS handshake per host per container).
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

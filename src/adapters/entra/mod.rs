@@ -22,6 +22,9 @@ use cache::{Lookup, VerifiedCache, digest};
 /// "AzNS AAD Webhook", the action group's first-party app in the public cloud.
 pub const ACTION_GROUP_APP_ID: &str = "461e8683-5575-4561-ac7f-899cc907d62a";
 pub const PUBLIC_AUTHORITY: &str = "https://login.microsoftonline.com";
+/// Tokens remembered as verified; Azure uses few at a time (one per action
+/// group and hour), so this bounds memory without costing hits.
+const TOKEN_CACHE_SIZE: usize = 4096;
 /// Entra tokens are 1–3 KB; anything far larger is not one.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
@@ -96,6 +99,11 @@ fn unauthenticated(why: &str) -> AuthError {
 
 impl EntraVerifier {
     pub fn new(config: EntraConfig, clock: Clock) -> EntraVerifier {
+        EntraVerifier::with_token_cache(config, clock, TOKEN_CACHE_SIZE)
+    }
+
+    /// `capacity` 0 verifies every token in full (benchmarks measure that).
+    pub fn with_token_cache(config: EntraConfig, clock: Clock, capacity: usize) -> EntraVerifier {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.leeway = config.leeway_secs;
         validation.validate_nbf = true;
@@ -111,7 +119,7 @@ impl EntraVerifier {
                 config.unknown_kid_interval,
             ),
             validation,
-            verified: VerifiedCache::new(4096),
+            verified: VerifiedCache::new(capacity),
             clock,
             config,
         }

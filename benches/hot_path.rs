@@ -1,0 +1,196 @@
+//! The hot path against its floors: what no implementation can avoid (one
+//! RS256 verification, parsing the JSON) and what ours adds on top.
+//!
+//! cargo bench --bench hot_path
+//!
+//! The ITSM and store are in-memory fakes here: this measures the
+//! function's own work, not the network.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use itsm_bridge::adapters::entra::{DevKey, EntraConfig, EntraVerifier, KeySource};
+use itsm_bridge::adapters::store::MemoryStore;
+use itsm_bridge::domain::alert;
+use itsm_bridge::domain::correlation::IncidentRef;
+use itsm_bridge::domain::mapping::{IncidentDraft, Resolution};
+use itsm_bridge::domain::pipeline::{Bridge, Settings, system_clock};
+use itsm_bridge::domain::ports::{ItsmClient, ItsmError, ResolveOutcome};
+use itsm_bridge::http::{self, App};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::{Value, json};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/azure-samples");
+
+fn fixture(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/{name}")).unwrap()).unwrap()
+}
+
+fn metric_body() -> Vec<u8> {
+    serde_json::to_vec(&fixture("test-metric-static-fired.json")).unwrap()
+}
+
+/// A log search (v1) alert with search results, grown to about 200 KB of the
+/// 256 KB Azure allows.
+fn large_log_body() -> Vec<u8> {
+    let mut body = fixture("test-log-v1-number-of-results-fired.json");
+    let table = &mut body["data"]["alertContext"]["SearchResults"]["tables"][0];
+    let row = table["rows"][0].clone();
+    let rows = table["rows"].as_array_mut().unwrap();
+    while serde_json::to_vec(rows).unwrap().len() < 200_000 {
+        rows.push(row.clone());
+    }
+    serde_json::to_vec(&body).unwrap()
+}
+
+struct Instant;
+
+#[async_trait]
+impl ItsmClient for Instant {
+    fn kind(&self) -> &'static str {
+        "bench"
+    }
+    async fn create(&self, _: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
+        Ok(IncidentRef {
+            id: "0".into(),
+            number: "INC0".into(),
+        })
+    }
+    async fn find(&self, _: &str) -> Result<Option<IncidentRef>, ItsmError> {
+        Ok(None)
+    }
+    async fn resolve(&self, _: &IncidentRef, _: &Resolution) -> Result<ResolveOutcome, ItsmError> {
+        Ok(ResolveOutcome::Resolved)
+    }
+}
+
+struct Setup {
+    key: DevKey,
+    config: EntraConfig,
+    _dir: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
+    let key = DevKey::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, key.jwks().to_string()).unwrap();
+    let config = EntraConfig {
+        tenant_id: "aaaabbbb-0000-cccc-1111-dddd2222eeee".into(),
+        audiences: vec!["api://itsm-bridge-bench".into()],
+        allowed_app_ids: vec!["461e8683-5575-4561-ac7f-899cc907d62a".into()],
+        required_role: Some("ActionGroupsSecureWebhook".into()),
+        authority: "https://login.microsoftonline.com".into(),
+        keys: KeySource::File(jwks),
+        leeway_secs: 60,
+        key_refresh: Duration::from_secs(86400),
+        unknown_kid_interval: Duration::from_secs(300),
+    };
+    Setup {
+        key,
+        config,
+        _dir: dir,
+    }
+}
+
+fn floors(c: &mut Criterion) {
+    let s = setup();
+    let token = s.key.sign(&DevKey::claims_for(
+        &s.config,
+        jsonwebtoken::get_current_timestamp() as i64,
+    ));
+    let (message, signature) = token.rsplit_once('.').unwrap();
+    let jwk: jsonwebtoken::jwk::Jwk =
+        serde_json::from_value(s.key.jwks()["keys"][0].clone()).unwrap();
+    let decoding = DecodingKey::from_jwk(&jwk).unwrap();
+    c.bench_function("floor/rs256_verify", |b| {
+        b.iter(|| {
+            jsonwebtoken::crypto::verify(signature, message.as_bytes(), &decoding, Algorithm::RS256)
+                .unwrap()
+        })
+    });
+    let (metric, log) = (metric_body(), large_log_body());
+    c.bench_function("floor/json_parse_metric", |b| {
+        b.iter(|| serde_json::from_slice::<Value>(&metric).unwrap())
+    });
+    c.bench_function("floor/json_parse_log_v1_200k", |b| {
+        b.iter(|| serde_json::from_slice::<Value>(&log).unwrap())
+    });
+    c.bench_function("ours/alert_parse_metric", |b| {
+        b.iter(|| alert::parse(&metric).unwrap())
+    });
+    c.bench_function("ours/alert_parse_log_v1_200k", |b| {
+        b.iter(|| alert::parse(&log).unwrap())
+    });
+}
+
+fn request(token: &str, body: &Value) -> lambda_http::Request {
+    let event = json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
+        "headers": {"content-type": "application/json", "authorization": format!("Bearer {token}")},
+        "requestContext": {"accountId": "anonymous", "apiId": "b", "domainName": "b.lambda-url.eu-west-1.on.aws",
+            "domainPrefix": "b", "requestId": "r", "routeKey": "$default", "stage": "$default",
+            "time": "01/Jan/2026:00:00:00 +0000", "timeEpoch": 0,
+            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "b"}},
+        "body": body.to_string(), "isBase64Encoded": false
+    });
+    lambda_http::request::from_str(&event.to_string()).unwrap()
+}
+
+fn handler(c: &mut Criterion) {
+    let s = setup();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let token = s.key.sign(&DevKey::claims_for(
+        &s.config,
+        jsonwebtoken::get_current_timestamp() as i64,
+    ));
+    let app = |cache: usize| App {
+        verifier: Arc::new(EntraVerifier::with_token_cache(
+            s.config.clone(),
+            system_clock(),
+            cache,
+        )),
+        bridge: Bridge::new(
+            Arc::new(Instant),
+            Arc::new(MemoryStore::new()),
+            Settings::default(),
+            system_clock(),
+        ),
+    };
+    let template = fixture("test-metric-static-fired.json");
+    let mut n = 0u64;
+    let mut fresh_alert = move || {
+        n += 1;
+        let mut body = template.clone();
+        body["data"]["essentials"]["alertId"] = json!(format!(
+            "/subscriptions/s/providers/Microsoft.AlertsManagement/alerts/{n}"
+        ));
+        body
+    };
+    for (name, cache) in [
+        ("handler/fired_cached_token", 4096),
+        ("handler/fired_new_token", 0),
+    ] {
+        let app = app(cache);
+        // The first call loads the key set; the measured ones are warm.
+        rt.block_on(http::handle(&app, request(&token, &fresh_alert())));
+        c.bench_function(name, |b| {
+            b.iter_batched(
+                || request(&token, &fresh_alert()),
+                |req| {
+                    let response = rt.block_on(http::handle(&app, req));
+                    assert_eq!(response.status(), 201);
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+}
+
+criterion_group!(benches, floors, handler);
+criterion_main!(benches);
