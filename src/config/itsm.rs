@@ -68,7 +68,7 @@ pub(super) fn itsm_config(env: &Env) -> Result<ItsmConfig, ConfigError> {
             ));
         }
     } || kind == "dry-run";
-    let timeout = Duration::from_millis(env.number("ITSM_TIMEOUT_MS", 8000)?);
+    let timeout = attempt_timeout(env)?;
     match kind.as_str() {
         "servicenow" | "dry-run" if dry_run => Ok(ItsmConfig::DryRun(DryRunFormat::ServiceNow(
             servicenow_fields(env),
@@ -99,6 +99,11 @@ pub(super) fn itsm_config(env: &Env) -> Result<ItsmConfig, ConfigError> {
             format!("{other:?} is not one of servicenow, bmc-helix, dry-run"),
         )),
     }
+}
+
+/// One ITSM request's time limit; retries fit several into `ITSM_DEADLINE_MS`.
+pub(super) fn attempt_timeout(env: &Env) -> Result<Duration, ConfigError> {
+    Ok(Duration::from_millis(env.number("ITSM_TIMEOUT_MS", 3000)?))
 }
 
 fn https_url(env: &Env, var: &'static str, example: &str) -> Result<Url, ConfigError> {

@@ -8,6 +8,7 @@ use url::Url;
 
 use crate::adapters::entra::{self, EntraConfig, KeySource};
 use crate::domain::pipeline::Settings;
+use crate::domain::retry::RetryPolicy;
 
 mod itsm;
 
@@ -129,6 +130,11 @@ impl Config {
             settings: Settings {
                 severity,
                 lease_secs: env.number("CLAIM_LEASE_SECS", 60)? as i64,
+                retry: RetryPolicy {
+                    deadline: Duration::from_millis(env.number("ITSM_DEADLINE_MS", 8000)?),
+                    attempt: itsm::attempt_timeout(env)?,
+                    ..RetryPolicy::default()
+                },
                 ttl_secs: env.number("RECORD_TTL_DAYS", 90)? as i64 * 24 * 3600,
             },
         })

@@ -6,3 +6,4 @@ pub mod correlation;
 pub mod mapping;
 pub mod pipeline;
 pub mod ports;
+pub mod retry;

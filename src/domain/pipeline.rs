@@ -11,6 +11,7 @@
 //! | Resolved / Gone / Without | stale fired (no-op)        | already resolved (no-op)          |
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -18,6 +19,7 @@ use super::alert::{Alert, MonitorCondition};
 use super::correlation::{CorrelationRecord, IncidentRef, RecordState};
 use super::mapping::{self, SeverityTable};
 use super::ports::{CorrelationStore, ItsmClient, ItsmError, ResolveOutcome, StoreError};
+use super::retry::RetryPolicy;
 
 /// Unix seconds now; swapped in tests to move time.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -38,6 +40,8 @@ pub struct Settings {
     pub lease_secs: i64,
     /// How long records live.
     pub ttl_secs: i64,
+    /// Retries of ITSM calls within the event's deadline.
+    pub retry: RetryPolicy,
 }
 
 impl Default for Settings {
@@ -46,6 +50,7 @@ impl Default for Settings {
             severity: SeverityTable::default(),
             lease_secs: 60,
             ttl_secs: 90 * 24 * 3600,
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -139,6 +144,7 @@ impl Bridge {
     }
 
     pub async fn process(&self, alert: &Alert) -> Result<Processed, ProcessError> {
+        let started = Instant::now();
         // The first round assumes no record: a new alert then costs one
         // write, and a write that loses hands back the record it met.
         let mut known: Option<Option<CorrelationRecord>> = Some(None);
@@ -148,7 +154,7 @@ impl Bridge {
                 Some(record) => record,
                 None => self.store.get(&alert.alert_id, now).await?,
             };
-            match self.step(alert, current, now).await {
+            match self.step(alert, current, now, started).await {
                 // Someone wrote between our read and our write: decide again.
                 Err(ProcessError::Store(StoreError::Conflict(found))) => {
                     known = found.map(|r| Some(*r))
@@ -164,20 +170,21 @@ impl Bridge {
         alert: &Alert,
         current: Option<CorrelationRecord>,
         now: i64,
+        started: Instant,
     ) -> Result<Processed, ProcessError> {
         use MonitorCondition::{Fired, Resolved};
         use RecordState::{Claimed, Open, ResolvedWithoutIncident};
         match (alert.condition, current) {
             (Fired, None) => {
                 let claim = self.claim(alert, None, now).await?;
-                self.open(alert, claim, false).await
+                self.open(alert, claim, false, started).await
             }
             (_, Some(r)) if r.state == Claimed && r.lease_until > now => {
                 Err(ProcessError::InProgress)
             }
             (Fired, Some(r)) if r.state == Claimed => {
                 let claim = self.claim(alert, Some(&r), now).await?;
-                self.open(alert, claim, true).await
+                self.open(alert, claim, true, started).await
             }
             (Fired, Some(r)) => Ok(Processed {
                 outcome: if r.state == Open {
@@ -195,8 +202,8 @@ impl Bridge {
             (Resolved, Some(r)) if r.state == Claimed => {
                 let claim = self.claim(alert, Some(&r), now).await?;
                 let key = claim.correlation_key.clone();
-                match self.itsm.find(&key).await {
-                    Ok(Some(incident)) => self.resolve(alert, claim, incident).await,
+                match self.retrying(started, |_| self.itsm.find(&key)).await {
+                    Ok(Some(incident)) => self.resolve(alert, claim, incident, started).await,
                     Ok(None) => {
                         let rec =
                             self.next(Some(&claim), alert, ResolvedWithoutIncident, None, now);
@@ -213,7 +220,7 @@ impl Bridge {
                         r.alert_id
                     ))
                 })?;
-                self.resolve(alert, r, incident).await
+                self.resolve(alert, r, incident, started).await
             }
             (Resolved, Some(r)) => Ok(done(Outcome::AlreadyResolved, r.incident)),
         }
@@ -240,22 +247,27 @@ impl Bridge {
         alert: &Alert,
         claim: CorrelationRecord,
         look_first: bool,
+        started: Instant,
     ) -> Result<Processed, ProcessError> {
         let draft = mapping::draft(alert, &self.settings.severity);
-        let found = if look_first {
-            match self.itsm.find(&draft.correlation_key).await {
-                Ok(found) => found,
-                Err(e) => return Err(self.release(claim, e).await),
-            }
-        } else {
-            None
-        };
-        let (incident, outcome) = match found {
-            Some(incident) => (incident, Outcome::Recovered),
-            None => match self.itsm.create(&draft).await {
-                Ok(incident) => (incident, Outcome::Created),
-                Err(e) => return Err(self.release(claim, e).await),
-            },
+        let attempt = self
+            .retrying(started, |n| {
+                let draft = &draft;
+                async move {
+                    // A failed attempt may still have created it (a timeout
+                    // after ServiceNow committed): look before creating again.
+                    if (look_first || n > 0)
+                        && let Some(incident) = self.itsm.find(&draft.correlation_key).await?
+                    {
+                        return Ok((incident, Outcome::Recovered));
+                    }
+                    self.itsm.create(draft).await.map(|i| (i, Outcome::Created))
+                }
+            })
+            .await;
+        let (incident, outcome) = match attempt {
+            Ok(done) => done,
+            Err(e) => return Err(self.release(claim, e).await),
         };
         let now = (self.clock)();
         let rec = self.next(
@@ -276,12 +288,13 @@ impl Bridge {
         alert: &Alert,
         prev: CorrelationRecord,
         incident: IncidentRef,
+        started: Instant,
     ) -> Result<Processed, ProcessError> {
-        let (state, outcome) = match self
-            .itsm
-            .resolve(&incident, &mapping::resolution(alert))
-            .await
-        {
+        let resolution = mapping::resolution(alert);
+        let resolved = self
+            .retrying(started, |_| self.itsm.resolve(&incident, &resolution))
+            .await;
+        let (state, outcome) = match resolved {
             Ok(ResolveOutcome::Resolved) => (RecordState::Resolved, Outcome::Resolved),
             Ok(ResolveOutcome::NotFound) => {
                 tracing::warn!(incident = %incident.number, "incident no longer exists in the ITSM; recorded as gone");
@@ -296,6 +309,30 @@ impl Bridge {
         let rec = self.next(Some(&prev), alert, state, Some(incident.clone()), now);
         self.store.put(&rec, Some(prev.version), now).await?;
         Ok(done(outcome, Some(incident)))
+    }
+
+    /// Runs an ITSM call (`call(n)` for retry `n`) again after transient
+    /// failures, with jittered backoff, while a whole attempt still fits
+    /// before the event's deadline.
+    async fn retrying<T, F, Fut>(&self, started: Instant, mut call: F) -> Result<T, ItsmError>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, ItsmError>>,
+    {
+        let mut n = 0;
+        loop {
+            match call(n).await {
+                Err(e) => {
+                    n += 1;
+                    let Some(wait) = self.settings.retry.wait(n, &e, started.elapsed()) else {
+                        return Err(e);
+                    };
+                    tracing::warn!(error = %e, retry = n, wait_ms = wait.as_millis() as u64, "ITSM call failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                ok => return ok,
+            }
+        }
     }
 
     /// After an ITSM failure, ends the claim's lease at once so that the

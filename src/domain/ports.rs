@@ -35,9 +35,12 @@ pub trait TokenVerifier: Send + Sync {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ItsmError {
-    /// Worth retrying: connection failure, timeout, 429, 5xx, a hibernating instance.
+    /// Worth retrying: connection failure, timeout, 5xx, a hibernating instance.
     #[error("ITSM unavailable: {0}")]
     Unavailable(String),
+    /// The ITSM asked us to slow down (429), perhaps saying for how long.
+    #[error("ITSM rate limiting: {message}")]
+    Throttled { message: String, retry_after: Option<std::time::Duration> },
     /// The ITSM refused the request; retrying will not help until
     /// someone changes the configuration or credentials.
     #[error("ITSM rejected the request (HTTP {status}): {message}")]

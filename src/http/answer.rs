@@ -40,6 +40,7 @@ impl Failure {
             Failure::Process(ProcessError::InProgress) => 503,
             Failure::Process(ProcessError::Store(_)) => 503,
             Failure::Process(ProcessError::Itsm(ItsmError::Unavailable(_))) => 503,
+            Failure::Process(ProcessError::Itsm(ItsmError::Throttled { .. })) => 503,
             // The ITSM refused; retrying will not help until the
             // configuration changes, so tell Azure not to retry.
             Failure::Process(ProcessError::Itsm(ItsmError::Rejected { .. })) => 502,
@@ -61,6 +62,7 @@ impl Failure {
                 "store_unavailable"
             }
             Failure::Process(ProcessError::Itsm(ItsmError::Unavailable(_))) => "itsm_unavailable",
+            Failure::Process(ProcessError::Itsm(ItsmError::Throttled { .. })) => "itsm_throttled",
             Failure::Process(ProcessError::Itsm(ItsmError::Rejected { .. })) => "itsm_rejected",
         }
     }

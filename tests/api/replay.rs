@@ -161,6 +161,7 @@ async fn servicenow_mode_sends_and_a_5xx_fails_the_run() {
             &[
                 ("SERVICENOW_INSTANCE_URL", &uri),
                 ("SERVICENOW_USERNAME", "u"),
+                ("ITSM_DEADLINE_MS", "1000"),
                 ("SERVICENOW_PASSWORD", "p"),
             ],
         )

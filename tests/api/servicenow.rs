@@ -610,3 +610,71 @@ async fn one_request_per_operation_over_one_kept_connection() {
     // ... all over one connection (one TLS handshake per host per container).
     assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn transient_failures_are_retried_within_the_deadline() {
+    let t = Spawn::default().var("ITSM_DEADLINE_MS", "6000").start().await;
+    create_mock()
+        .respond_with(failure(503, "Service Unavailable", ""))
+        .up_to_n_times(2)
+        .mount(&t.itsm)
+        .await;
+    create_mock()
+        .respond_with(failure(429, "Too many requests", "").insert_header("Retry-After", "1"))
+        .up_to_n_times(1)
+        .mount(&t.itsm)
+        .await;
+    lookup_mock()
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": []})))
+        .expect(3)
+        .mount(&t.itsm)
+        .await;
+    create_mock().respond_with(created("INC0010013")).expect(1).mount(&t.itsm).await;
+    let started = std::time::Instant::now();
+    let reply = t.post(&metric_alert("retried", "Fired")).await;
+    assert_eq!((reply.status, reply.outcome()), (201, "created"), "{:?}", reply.body);
+    // Retry-After was honoured, and the whole thing stayed inside the deadline.
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    assert!(started.elapsed() < std::time::Duration::from_secs(6));
+}
+
+#[tokio::test]
+async fn a_slow_create_is_found_by_the_retry_not_duplicated() {
+    let t = Spawn::default().var("ITSM_TIMEOUT_MS", "500").var("ITSM_DEADLINE_MS", "3000").start().await;
+    let fired = metric_alert("slow-retry", "Fired");
+    let key = correlation_key(&alert_id(&fired));
+    // ServiceNow commits the incident but answers after our timeout.
+    create_mock()
+        .respond_with(created("INC0010014").set_delay(Duration::from_millis(800)))
+        .expect(1)
+        .mount(&t.itsm)
+        .await;
+    lookup_mock()
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": [
+            {"sys_id": SYS_ID, "number": "INC0010014", "correlation_id": key}]})))
+        .expect(1)
+        .mount(&t.itsm)
+        .await;
+    let reply = t.post(&fired).await;
+    assert_eq!((reply.status, reply.outcome()), (201, "recovered"), "{:?}", reply.body);
+}
+
+#[tokio::test]
+async fn an_outage_longer_than_the_deadline_is_a_503_with_nothing_lost() {
+    let t = Spawn::default().var("ITSM_DEADLINE_MS", "2500").start().await;
+    create_mock().respond_with(failure(503, "down", "")).mount(&t.itsm).await;
+    lookup_mock()
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": []})))
+        .mount(&t.itsm)
+        .await;
+    let fired = metric_alert("outage", "Fired");
+    let started = std::time::Instant::now();
+    let reply = t.post(&fired).await;
+    assert_eq!((reply.status, reply.outcome()), (503, "itsm_unavailable"));
+    assert!(started.elapsed() < std::time::Duration::from_millis(2500));
+    let attempts = t.itsm.received_requests().await.unwrap().iter().filter(|r| r.method.as_str() == "POST").count();
+    assert!(attempts >= 2, "retried before giving up ({attempts} attempts)");
+    // The claim was released: Azure's retry, once ServiceNow is back, creates at once.
+    let record = t.record(&alert_id(&fired)).await.unwrap();
+    assert_eq!((record.state, record.lease_until), (RecordState::Claimed, 0));
+}

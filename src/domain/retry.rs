@@ -1,0 +1,71 @@
+//! Bounded, jittered retries of ITSM calls within one event's deadline.
+//! Azure waits about 10 s for an answer, so every retry must leave room for
+//! a whole attempt before the deadline; past it, Azure's own retry (after
+//! our 503) takes over.
+
+use std::time::Duration;
+
+use super::ports::ItsmError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// All ITSM calls of one event end by then.
+    pub deadline: Duration,
+    /// The longest one attempt can take (the ITSM client's request timeout).
+    pub attempt: Duration,
+    /// The first backoff; it doubles with each retry.
+    pub base: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            deadline: Duration::from_secs(8),
+            attempt: Duration::from_secs(3),
+            base: Duration::from_millis(200),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// How long to wait before retry `n` (1 for the first) after `error`,
+    /// `elapsed` into the event; `None` when the error is final or no
+    /// further attempt fits before the deadline.
+    pub fn wait(&self, n: u32, error: &ItsmError, elapsed: Duration) -> Option<Duration> {
+        let backoff = || jitter(self.base.saturating_mul(1 << n.saturating_sub(1).min(8)));
+        let wait = match error {
+            ItsmError::Rejected { .. } => return None,
+            ItsmError::Unavailable(_) => backoff(),
+            ItsmError::Throttled { retry_after, .. } => retry_after.unwrap_or_else(backoff),
+        };
+        (elapsed + wait + self.attempt <= self.deadline).then_some(wait)
+    }
+}
+
+/// Between half and all of `d`, so that concurrent retries spread out.
+fn jitter(d: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    let _ = aws_lc_rs::rand::fill(&mut byte);
+    d / 2 + d * u32::from(byte[0]) / 510
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_grow_and_stop_at_the_deadline() {
+        let p = RetryPolicy::default();
+        let down = ItsmError::Unavailable("503".into());
+        let first = p.wait(1, &down, Duration::ZERO).unwrap();
+        assert!((Duration::from_millis(100)..=Duration::from_millis(200)).contains(&first), "{first:?}");
+        let third = p.wait(3, &down, Duration::ZERO).unwrap();
+        assert!((Duration::from_millis(400)..=Duration::from_millis(800)).contains(&third), "{third:?}");
+        assert_eq!(p.wait(1, &down, Duration::from_secs(5)), None, "no whole attempt fits");
+        let rejected = ItsmError::Rejected { status: 400, message: "bad".into() };
+        assert_eq!(p.wait(1, &rejected, Duration::ZERO), None);
+        let throttled = |s| ItsmError::Throttled { message: "429".into(), retry_after: Some(Duration::from_secs(s)) };
+        assert_eq!(p.wait(1, &throttled(2), Duration::ZERO), Some(Duration::from_secs(2)));
+        assert_eq!(p.wait(1, &throttled(7), Duration::ZERO), None, "Retry-After beyond the deadline");
+    }
+}
