@@ -25,8 +25,13 @@ pub(crate) fn failure(
 ) -> ItsmError {
     match status {
         429 => ItsmError::Throttled {
-            message: format!("{itsm} answered HTTP 429 (Retry-After {})", retry_after.unwrap_or("not given")),
-            retry_after: retry_after.and_then(|s| s.trim().parse().ok()).map(std::time::Duration::from_secs),
+            message: format!(
+                "{itsm} answered HTTP 429 (Retry-After {})",
+                retry_after.unwrap_or("not given")
+            ),
+            retry_after: retry_after
+                .and_then(|s| s.trim().parse().ok())
+                .map(std::time::Duration::from_secs),
         },
         s if s >= 500 => ItsmError::Unavailable(format!("{itsm} answered HTTP {s}: {message}")),
         401 => ItsmError::Rejected {

@@ -75,6 +75,8 @@ pub enum Outcome {
     AlreadyResolved,
     /// The ITSM no longer has the incident; recorded, nothing to resolve.
     IncidentGone,
+    /// A person had resolved or closed the incident already; recorded, nothing changed.
+    ClosedInItsm,
 }
 
 impl Outcome {
@@ -88,6 +90,7 @@ impl Outcome {
             Outcome::ResolvedWithoutIncident => "resolved_without_incident",
             Outcome::AlreadyResolved => "already_resolved",
             Outcome::IncidentGone => "incident_gone",
+            Outcome::ClosedInItsm => "closed_in_itsm",
         }
     }
 }
@@ -296,6 +299,7 @@ impl Bridge {
             .await;
         let (state, outcome) = match resolved {
             Ok(ResolveOutcome::Resolved) => (RecordState::Resolved, Outcome::Resolved),
+            Ok(ResolveOutcome::AlreadyClosed) => (RecordState::Resolved, Outcome::ClosedInItsm),
             Ok(ResolveOutcome::NotFound) => {
                 tracing::warn!(incident = %incident.number, "incident no longer exists in the ITSM; recorded as gone");
                 (RecordState::IncidentGone, Outcome::IncidentGone)

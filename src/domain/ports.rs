@@ -40,7 +40,10 @@ pub enum ItsmError {
     Unavailable(String),
     /// The ITSM asked us to slow down (429), perhaps saying for how long.
     #[error("ITSM rate limiting: {message}")]
-    Throttled { message: String, retry_after: Option<std::time::Duration> },
+    Throttled {
+        message: String,
+        retry_after: Option<std::time::Duration>,
+    },
     /// The ITSM refused the request; retrying will not help until
     /// someone changes the configuration or credentials.
     #[error("ITSM rejected the request (HTTP {status}): {message}")]
@@ -50,6 +53,8 @@ pub enum ItsmError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResolveOutcome {
     Resolved,
+    /// A person resolved, closed or cancelled it first: nothing was changed.
+    AlreadyClosed,
     /// The incident no longer exists in the ITSM.
     NotFound,
 }

@@ -58,14 +58,37 @@ mod tests {
         let p = RetryPolicy::default();
         let down = ItsmError::Unavailable("503".into());
         let first = p.wait(1, &down, Duration::ZERO).unwrap();
-        assert!((Duration::from_millis(100)..=Duration::from_millis(200)).contains(&first), "{first:?}");
+        assert!(
+            (Duration::from_millis(100)..=Duration::from_millis(200)).contains(&first),
+            "{first:?}"
+        );
         let third = p.wait(3, &down, Duration::ZERO).unwrap();
-        assert!((Duration::from_millis(400)..=Duration::from_millis(800)).contains(&third), "{third:?}");
-        assert_eq!(p.wait(1, &down, Duration::from_secs(5)), None, "no whole attempt fits");
-        let rejected = ItsmError::Rejected { status: 400, message: "bad".into() };
+        assert!(
+            (Duration::from_millis(400)..=Duration::from_millis(800)).contains(&third),
+            "{third:?}"
+        );
+        assert_eq!(
+            p.wait(1, &down, Duration::from_secs(5)),
+            None,
+            "no whole attempt fits"
+        );
+        let rejected = ItsmError::Rejected {
+            status: 400,
+            message: "bad".into(),
+        };
         assert_eq!(p.wait(1, &rejected, Duration::ZERO), None);
-        let throttled = |s| ItsmError::Throttled { message: "429".into(), retry_after: Some(Duration::from_secs(s)) };
-        assert_eq!(p.wait(1, &throttled(2), Duration::ZERO), Some(Duration::from_secs(2)));
-        assert_eq!(p.wait(1, &throttled(7), Duration::ZERO), None, "Retry-After beyond the deadline");
+        let throttled = |s| ItsmError::Throttled {
+            message: "429".into(),
+            retry_after: Some(Duration::from_secs(s)),
+        };
+        assert_eq!(
+            p.wait(1, &throttled(2), Duration::ZERO),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            p.wait(1, &throttled(7), Duration::ZERO),
+            None,
+            "Retry-After beyond the deadline"
+        );
     }
 }

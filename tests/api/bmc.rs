@@ -317,7 +317,7 @@ async fn an_incident_resolved_by_a_person_or_deleted_needs_no_put() {
         t.post(&metric_alert("bmc-closed", "Resolved"))
             .await
             .outcome(),
-        "resolved"
+        "closed_in_itsm"
     );
 
     Mock::given(method("GET"))

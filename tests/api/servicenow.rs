@@ -613,7 +613,10 @@ async fn one_request_per_operation_over_one_kept_connection() {
 
 #[tokio::test]
 async fn transient_failures_are_retried_within_the_deadline() {
-    let t = Spawn::default().var("ITSM_DEADLINE_MS", "6000").start().await;
+    let t = Spawn::default()
+        .var("ITSM_DEADLINE_MS", "6000")
+        .start()
+        .await;
     create_mock()
         .respond_with(failure(503, "Service Unavailable", ""))
         .up_to_n_times(2)
@@ -629,10 +632,19 @@ async fn transient_failures_are_retried_within_the_deadline() {
         .expect(3)
         .mount(&t.itsm)
         .await;
-    create_mock().respond_with(created("INC0010013")).expect(1).mount(&t.itsm).await;
+    create_mock()
+        .respond_with(created("INC0010013"))
+        .expect(1)
+        .mount(&t.itsm)
+        .await;
     let started = std::time::Instant::now();
     let reply = t.post(&metric_alert("retried", "Fired")).await;
-    assert_eq!((reply.status, reply.outcome()), (201, "created"), "{:?}", reply.body);
+    assert_eq!(
+        (reply.status, reply.outcome()),
+        (201, "created"),
+        "{:?}",
+        reply.body
+    );
     // Retry-After was honoured, and the whole thing stayed inside the deadline.
     assert!(started.elapsed() >= std::time::Duration::from_secs(1));
     assert!(started.elapsed() < std::time::Duration::from_secs(6));
@@ -640,7 +652,11 @@ async fn transient_failures_are_retried_within_the_deadline() {
 
 #[tokio::test]
 async fn a_slow_create_is_found_by_the_retry_not_duplicated() {
-    let t = Spawn::default().var("ITSM_TIMEOUT_MS", "500").var("ITSM_DEADLINE_MS", "3000").start().await;
+    let t = Spawn::default()
+        .var("ITSM_TIMEOUT_MS", "500")
+        .var("ITSM_DEADLINE_MS", "3000")
+        .start()
+        .await;
     let fired = metric_alert("slow-retry", "Fired");
     let key = correlation_key(&alert_id(&fired));
     // ServiceNow commits the incident but answers after our timeout.
@@ -656,13 +672,24 @@ async fn a_slow_create_is_found_by_the_retry_not_duplicated() {
         .mount(&t.itsm)
         .await;
     let reply = t.post(&fired).await;
-    assert_eq!((reply.status, reply.outcome()), (201, "recovered"), "{:?}", reply.body);
+    assert_eq!(
+        (reply.status, reply.outcome()),
+        (201, "recovered"),
+        "{:?}",
+        reply.body
+    );
 }
 
 #[tokio::test]
 async fn an_outage_longer_than_the_deadline_is_a_503_with_nothing_lost() {
-    let t = Spawn::default().var("ITSM_DEADLINE_MS", "2500").start().await;
-    create_mock().respond_with(failure(503, "down", "")).mount(&t.itsm).await;
+    let t = Spawn::default()
+        .var("ITSM_DEADLINE_MS", "2500")
+        .start()
+        .await;
+    create_mock()
+        .respond_with(failure(503, "down", ""))
+        .mount(&t.itsm)
+        .await;
     lookup_mock()
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": []})))
         .mount(&t.itsm)
@@ -672,9 +699,61 @@ async fn an_outage_longer_than_the_deadline_is_a_503_with_nothing_lost() {
     let reply = t.post(&fired).await;
     assert_eq!((reply.status, reply.outcome()), (503, "itsm_unavailable"));
     assert!(started.elapsed() < std::time::Duration::from_millis(2500));
-    let attempts = t.itsm.received_requests().await.unwrap().iter().filter(|r| r.method.as_str() == "POST").count();
-    assert!(attempts >= 2, "retried before giving up ({attempts} attempts)");
+    let attempts = t
+        .itsm
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .count();
+    assert!(
+        attempts >= 2,
+        "retried before giving up ({attempts} attempts)"
+    );
     // The claim was released: Azure's retry, once ServiceNow is back, creates at once.
     let record = t.record(&alert_id(&fired)).await.unwrap();
-    assert_eq!((record.state, record.lease_until), (RecordState::Claimed, 0));
+    assert_eq!(
+        (record.state, record.lease_until),
+        (RecordState::Claimed, 0)
+    );
+}
+
+#[tokio::test]
+async fn an_incident_a_person_closed_first_is_left_alone() {
+    let t = TestApp::spawn().await;
+    create_mock()
+        .respond_with(created("INC0010015"))
+        .mount(&t.itsm)
+        .await;
+    resolve_mock()
+        .respond_with(failure(
+            403,
+            "Operation Failed",
+            "ACL Exception Update Failed due to security constraints",
+        ))
+        .expect(1)
+        .mount(&t.itsm)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/api/now/table/incident/{SYS_ID}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"result": {"sys_id": SYS_ID, "number": "INC0010015", "state": "7"}}),
+        ))
+        .expect(1)
+        .mount(&t.itsm)
+        .await;
+    let fired = metric_alert("closed-by-person", "Fired");
+    t.post(&fired).await;
+    let reply = t.post(&metric_alert("closed-by-person", "Resolved")).await;
+    assert_eq!(
+        (reply.status, reply.outcome()),
+        (200, "closed_in_itsm"),
+        "{:?}",
+        reply.body
+    );
+    assert_eq!(
+        t.record(&alert_id(&fired)).await.unwrap().state,
+        RecordState::Resolved
+    );
 }

@@ -332,7 +332,7 @@ impl ItsmClient for BmcClient {
             Some("Resolved" | "Closed" | "Cancelled")
         ) {
             // A person got there first: nothing to change.
-            return Ok(ResolveOutcome::Resolved);
+            return Ok(ResolveOutcome::AlreadyClosed);
         }
         let request_id = value(&entry, "Request ID").ok_or_else(|| {
             ItsmError::Unavailable(format!(

@@ -245,15 +245,26 @@ impl ItsmClient for ServiceNowClient {
             Err(ItsmError::Rejected {
                 status: 403,
                 message,
-            }) => Err(ItsmError::Rejected {
-                status: 403,
-                message: format!(
-                    "ServiceNow refused to resolve {} ({message}); resolving needs close_code and \
-                     close_notes: set SERVICENOW_CLOSE_CODE to a close code your instance accepts, \
-                     and give the integration user the itil role",
-                    incident.number
-                ),
-            }),
+            }) => {
+                // Closed incidents are read-only: if a person got there
+                // first, there is nothing to do and nothing went wrong.
+                let state = self.send(self.format.state_request(incident)).await?;
+                if matches!(
+                    field(&state.body["result"], "state").as_deref(),
+                    Some("6" | "7" | "8")
+                ) {
+                    return Ok(ResolveOutcome::AlreadyClosed);
+                }
+                Err(ItsmError::Rejected {
+                    status: 403,
+                    message: format!(
+                        "ServiceNow refused to resolve {} ({message}); resolving needs close_code and \
+                         close_notes: set SERVICENOW_CLOSE_CODE to a close code your instance accepts, \
+                         and give the integration user the itil role",
+                        incident.number
+                    ),
+                })
+            }
             Err(e) => Err(e),
         }
     }

@@ -101,6 +101,16 @@ impl WireFormat for ServiceNowFormat {
 }
 
 impl ServiceNowFormat {
+    /// Reads an incident's state (after a resolve was refused).
+    pub fn state_request(&self, incident: &IncidentRef) -> ItsmRequest {
+        ItsmRequest::new(
+            "GET",
+            &format!("{INCIDENT_PATH}/{}", segment(&incident.id)),
+            &[("sysparm_fields", "sys_id,number,state")],
+            None,
+        )
+    }
+
     pub fn resolve_request(&self, incident: &IncidentRef, resolution: &Resolution) -> ItsmRequest {
         ItsmRequest::new(
             "PATCH",
