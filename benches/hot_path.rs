@@ -161,6 +161,7 @@ fn handler(c: &mut Criterion) {
             Settings::default(),
             system_clock(),
         ),
+        path: "/".into(),
     };
     let template = fixture("test-metric-static-fired.json");
     let mut n = 0u64;

@@ -109,6 +109,7 @@ fn main() {
     let app = App {
         verifier: Arc::new(EntraVerifier::new(entra, system_clock())),
         bridge: Bridge::new(Arc::new(itsm), store, Settings::default(), system_clock()),
+        path: "/".into(),
     };
 
     let template: Value = serde_json::from_str(

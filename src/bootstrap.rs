@@ -96,5 +96,6 @@ pub fn build(
     Ok(App {
         verifier: Arc::new(EntraVerifier::new(config.entra.clone(), clock.clone())),
         bridge: Bridge::new(itsm, store, config.settings.clone(), clock),
+        path: config.webhook_path.clone(),
     })
 }

@@ -27,6 +27,8 @@ pub enum StoreConfig {
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The path alerts are posted to.
+    pub webhook_path: String,
     pub entra: EntraConfig,
     pub itsm: ItsmConfig,
     pub store: StoreConfig,
@@ -117,7 +119,15 @@ impl Config {
                 .map_err(|e| err("SEVERITY_MAP", e))?,
             None => itsm.severity_table(),
         };
+        let webhook_path = env.get("WEBHOOK_PATH").unwrap_or_else(|| "/".into());
+        if !webhook_path.starts_with('/') {
+            return Err(err(
+                "WEBHOOK_PATH",
+                format!("{webhook_path:?} must start with /"),
+            ));
+        }
         Ok(Config {
+            webhook_path,
             entra,
             itsm,
             store: match env.get("CORRELATION_TABLE") {

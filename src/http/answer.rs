@@ -12,6 +12,8 @@ use crate::domain::ports::{AuthError, ItsmError, StoreError};
 #[derive(Debug)]
 pub enum Failure {
     Method(String),
+    Path(String),
+    ContentType(String),
     TooLarge(usize),
     Auth(AuthError),
     Schema(SchemaError),
@@ -32,6 +34,8 @@ impl Failure {
     pub fn status(&self) -> u16 {
         match self {
             Failure::Method(_) => 405,
+            Failure::Path(_) => 404,
+            Failure::ContentType(_) => 415,
             Failure::TooLarge(_) => 413,
             Failure::Auth(AuthError::Unauthenticated(_)) => 401,
             Failure::Auth(AuthError::Forbidden(_)) => 403,
@@ -51,6 +55,8 @@ impl Failure {
     pub fn reason(&self) -> &'static str {
         match self {
             Failure::Method(_) => "method_not_allowed",
+            Failure::Path(_) => "not_found",
+            Failure::ContentType(_) => "unsupported_media_type",
             Failure::TooLarge(_) => "body_too_large",
             Failure::Auth(AuthError::Unauthenticated(_)) => "unauthenticated",
             Failure::Auth(AuthError::Forbidden(_)) => "forbidden",
@@ -70,6 +76,12 @@ impl Failure {
     pub fn message(&self) -> String {
         match self {
             Failure::Method(m) => format!("method {m} is not allowed; Azure Monitor sends POST"),
+            Failure::Path(p) => format!(
+                "nothing at {p}; point the action group at the function URL itself (or set WEBHOOK_PATH)"
+            ),
+            Failure::ContentType(t) => {
+                format!("content type {t} is not JSON; Azure Monitor sends application/json")
+            }
             Failure::TooLarge(n) => {
                 format!("the body is {n} bytes; a common-schema alert is at most 256 KB")
             }

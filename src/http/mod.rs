@@ -19,6 +19,8 @@ pub use crate::config::MAX_BODY_BYTES;
 pub struct App {
     pub verifier: Arc<dyn TokenVerifier>,
     pub bridge: Bridge,
+    /// The one path alerts are posted to (`WEBHOOK_PATH`, default `/`).
+    pub path: String,
 }
 
 /// Handles one request; never fails, so Lambda never turns an error into a 502.
@@ -46,6 +48,20 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
 async fn process(app: &App, req: &Request) -> Result<Answer, (Failure, Option<String>)> {
     if req.method() != lambda_http::http::Method::POST {
         return Err((Failure::Method(req.method().to_string()), None));
+    }
+    if req.uri().path() != app.path {
+        return Err((Failure::Path(req.uri().path().to_string()), None));
+    }
+    // Azure sends application/json; a request without a type is let through.
+    if let Some(kind) = req.headers().get("content-type")
+        && !String::from_utf8_lossy(kind.as_bytes())
+            .to_ascii_lowercase()
+            .contains("json")
+    {
+        return Err((
+            Failure::ContentType(String::from_utf8_lossy(kind.as_bytes()).into_owned()),
+            None,
+        ));
     }
     let body: &[u8] = match req.body() {
         Body::Empty => &[],

@@ -1,0 +1,108 @@
+//! Secrets and tokens never reach a log line or an answer, whether a run
+//! succeeds or fails. Every log record of the test, at TRACE and from every
+//! crate, is captured and searched.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+use crate::helpers::*;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+    type Writer = Capture;
+    fn make_writer(&'a self) -> Capture {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn no_secret_or_token_in_logs_or_answers() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    const CLIENT_SECRET: &str = "oauth-client-secret-5f2b";
+    const ACCESS_TOKEN: &str = "sn-access-token-9c1d7e";
+    let t = Spawn::default()
+        .var("SERVICENOW_CLIENT_ID", "client-7")
+        .var("SERVICENOW_CLIENT_SECRET", CLIENT_SECRET)
+        .start()
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/oauth_token.do"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"access_token": ACCESS_TOKEN, "token_type": "Bearer", "expires_in": 1799}),
+        ))
+        .mount(&t.itsm)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/now/table/incident"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"result": {"sys_id": "s", "number": "INC0040001"}})),
+        )
+        .up_to_n_times(1)
+        .mount(&t.itsm)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/now/table/incident"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": {"message": "User Not Authenticated", "detail": ""}, "status": "failure"})))
+        .mount(&t.itsm)
+        .await;
+    let token = t.token();
+    let mut answers = Vec::new();
+    // A success, an ITSM refusal, a forged token and a garbage token.
+    answers.push(t.post(&metric_alert("logs-ok", "Fired")).await.body);
+    answers.push(t.post(&metric_alert("logs-refused", "Fired")).await.body);
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    answers.push(
+        t.send(
+            "POST",
+            Some(&format!("Bearer {forged}")),
+            &metric_alert("logs-forged", "Fired").to_string(),
+        )
+        .await
+        .body,
+    );
+    answers.push(t.send("POST", Some("Bearer not.a.jwt"), "{}").await.body);
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("event processed"),
+        "the capture works: {logs}"
+    );
+    assert!(logs.contains("event rejected") || logs.contains("event failed"));
+    let signature = token.rsplit('.').next().unwrap();
+    let answers = serde_json::to_string(&answers).unwrap();
+    for (what, secret) in [
+        ("ServiceNow password", SN_PASSWORD),
+        ("OAuth client secret", CLIENT_SECRET),
+        ("OAuth access token", ACCESS_TOKEN),
+        ("bearer token", token.as_str()),
+        ("bearer token signature", signature),
+        ("forged token", forged.as_str()),
+    ] {
+        assert!(!logs.contains(secret), "the {what} is in the logs");
+        assert!(!answers.contains(secret), "the {what} is in an answer");
+    }
+}
