@@ -275,10 +275,6 @@ async fn a_burst_against_a_flaky_itsm_loses_and_duplicates_nothing() {
         pending.len()
     );
 
-    let s = fake.state.lock().unwrap();
-    let created: u32 = s.incidents.values().map(|e| e.1).sum();
-    let duplicates = created as usize - s.incidents.len();
-    let unresolved = s.incidents.values().filter(|e| !e.2).count();
     let mut lost = 0;
     for a in 0..alerts {
         let id = alert_id(&metric_alert(&format!("burst-{a}"), "Fired"));
@@ -287,6 +283,10 @@ async fn a_burst_against_a_flaky_itsm_loses_and_duplicates_nothing() {
             lost += 1;
         }
     }
+    let s = fake.state.lock().unwrap();
+    let created: u32 = s.incidents.values().map(|e| e.1).sum();
+    let duplicates = created as usize - s.incidents.len();
+    let unresolved = s.incidents.values().filter(|e| !e.2).count();
     println!(
         "faults: {events} events, {} ITSM calls ({} failed with 503, {} stalled past the timeout), {answered_503} answers 503 (retried), \
          incidents {}, duplicates {duplicates}, alerts lost {}, resolves lost {unresolved}, records not resolved {lost}",
