@@ -30,7 +30,7 @@ pub fn correlation_label(alert: &Alert) -> String {
         Some(rule) => format!("Azure Monitor {rule} {tail}"),
         None => format!("Azure Monitor {tail}"),
     };
-    super::mapping::clean(&label, 100)
+    super::mapping::clean_line(&label, 100)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

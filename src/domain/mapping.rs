@@ -126,12 +126,14 @@ pub fn draft(alert: &Alert, table: &SeverityTable) -> IncidentDraft {
     IncidentDraft {
         correlation_key: alert.correlation_key().to_string(),
         correlation_label: correlation_label(alert),
-        short_description: clean(&short, SHORT_DESCRIPTION_MAX),
+        short_description: clean_line(&short, SHORT_DESCRIPTION_MAX),
         description: clean(&describe(alert, what.as_deref()), DESCRIPTION_MAX),
         severity: alert.severity,
         impact,
         urgency,
-        configuration_item: configuration_items(alert).first().map(|ci| clean(ci, 255)),
+        configuration_item: configuration_items(alert)
+            .first()
+            .map(|ci| clean_line(ci, 255)),
     }
 }
 
@@ -301,6 +303,15 @@ fn collect_links(v: &Value, out: &mut Vec<String>) {
 
 /// Drops control characters (keeping newlines and tabs) and cuts to `max`
 /// characters, so nothing in a payload breaks the ITSM's field limits.
+/// `clean` for one-line fields: newlines and tabs become spaces too.
+pub fn clean_line(s: &str, max: usize) -> String {
+    let line: String = s
+        .chars()
+        .map(|c| if c == '\n' || c == '\t' { ' ' } else { c })
+        .collect();
+    clean(&line, max)
+}
+
 pub fn clean(s: &str, max: usize) -> String {
     // Most text is already clean and short: copy it whole.
     if s.len() <= max && !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {

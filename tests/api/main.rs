@@ -9,6 +9,7 @@ mod helpers;
 mod hostile;
 mod logs;
 mod moto;
+mod properties;
 mod replay;
 mod samples;
 mod servicenow;
