@@ -64,6 +64,12 @@ impl ItsmClient for Instant {
     async fn resolve(&self, _: &IncidentRef, _: &Resolution) -> Result<ResolveOutcome, ItsmError> {
         Ok(ResolveOutcome::Resolved)
     }
+    async fn reopen(&self, _: &IncidentRef, _: &str) -> Result<(), ItsmError> {
+        Ok(())
+    }
+    async fn note(&self, _: &IncidentRef, _: &str) -> Result<(), ItsmError> {
+        Ok(())
+    }
 }
 
 struct Setup {

@@ -57,6 +57,20 @@ impl ItsmClient for DryRun {
         Ok(None)
     }
 
+    async fn reopen(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
+        for request in self.format.reopen(incident, note) {
+            self.show(request);
+        }
+        Ok(())
+    }
+
+    async fn note(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
+        for request in self.format.note(incident, note) {
+            self.show(request);
+        }
+        Ok(())
+    }
+
     async fn resolve(
         &self,
         incident: &IncidentRef,

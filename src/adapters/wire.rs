@@ -46,6 +46,8 @@ pub trait WireFormat: Send + Sync {
     /// The requests a resolve takes, in order (a later one may use what an
     /// earlier one answered).
     fn resolve(&self, incident: &IncidentRef, resolution: &Resolution) -> Vec<ItsmRequest>;
+    fn reopen(&self, incident: &IncidentRef, note: &str) -> Vec<ItsmRequest>;
+    fn note(&self, incident: &IncidentRef, note: &str) -> Vec<ItsmRequest>;
 }
 
 /// The requests sent (or, in dry-run, that would be sent), for `replay`.

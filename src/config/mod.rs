@@ -7,7 +7,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::adapters::entra::{self, EntraConfig, KeySource};
-use crate::domain::pipeline::Settings;
+use crate::domain::pipeline::{RefirePolicy, Settings};
 use crate::domain::retry::RetryPolicy;
 
 mod itsm;
@@ -140,6 +140,15 @@ impl Config {
             settings: Settings {
                 severity,
                 lease_secs: env.number("CLAIM_LEASE_SECS", 60)? as i64,
+                refire: match env.get("REFIRE_POLICY") {
+                    None => RefirePolicy::default(),
+                    Some(p) => RefirePolicy::parse(&p).ok_or_else(|| {
+                        err(
+                            "REFIRE_POLICY",
+                            format!("{p:?} is not one of ignore, reopen, new, note"),
+                        )
+                    })?,
+                },
                 retry: RetryPolicy {
                     deadline: Duration::from_millis(env.number("ITSM_DEADLINE_MS", 8000)?),
                     attempt: itsm::attempt_timeout(env)?,

@@ -153,6 +153,19 @@ pub fn resolution(alert: &Alert) -> Resolution {
     }
 }
 
+/// The journal entry for an alert that fires again after it resolved.
+pub fn refire_note(alert: &Alert) -> String {
+    clean(
+        &format!(
+            "Azure Monitor reported the alert {} firing again at {} (alert id {}).",
+            alert.alert_rule.as_deref().unwrap_or("(no rule)"),
+            alert.fired_at.as_deref().unwrap_or("an unknown time"),
+            alert.alert_id
+        ),
+        DESCRIPTION_MAX,
+    )
+}
+
 /// Budget alerts list `["budgets"]`: a category, not a resource.
 fn configuration_items(alert: &Alert) -> &[String] {
     if alert.monitoring_service.as_deref() == Some("CostAlerts") {

@@ -42,6 +42,36 @@ pub struct Settings {
     pub ttl_secs: i64,
     /// Retries of ITSM calls within the event's deadline.
     pub retry: RetryPolicy,
+    /// What a Fired does for an alert id that has fired and resolved before.
+    pub refire: RefirePolicy,
+}
+
+/// The same alert id firing again (a later `firedDateTime`) after it
+/// resolved. A late delivery of the original Fired (same `firedDateTime`) is
+/// always ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RefirePolicy {
+    /// Nothing is sent (`stale_fired`).
+    #[default]
+    Ignore,
+    /// The resolved incident goes back in progress with a note (`reopened`).
+    Reopen,
+    /// A new incident is opened (`created`).
+    New,
+    /// A note is added to the resolved incident (`noted`).
+    Note,
+}
+
+impl RefirePolicy {
+    pub fn parse(s: &str) -> Option<RefirePolicy> {
+        Some(match s {
+            "ignore" => RefirePolicy::Ignore,
+            "reopen" => RefirePolicy::Reopen,
+            "new" => RefirePolicy::New,
+            "note" => RefirePolicy::Note,
+            _ => return None,
+        })
+    }
 }
 
 impl Default for Settings {
@@ -51,6 +81,7 @@ impl Default for Settings {
             lease_secs: 60,
             ttl_secs: 90 * 24 * 3600,
             retry: RetryPolicy::default(),
+            refire: RefirePolicy::default(),
         }
     }
 }
@@ -77,6 +108,10 @@ pub enum Outcome {
     IncidentGone,
     /// A person had resolved or closed the incident already; recorded, nothing changed.
     ClosedInItsm,
+    /// The alert fired again after it resolved: the incident is back in progress.
+    Reopened,
+    /// The alert fired again after it resolved: a note was added to the incident.
+    Noted,
 }
 
 impl Outcome {
@@ -91,6 +126,8 @@ impl Outcome {
             Outcome::AlreadyResolved => "already_resolved",
             Outcome::IncidentGone => "incident_gone",
             Outcome::ClosedInItsm => "closed_in_itsm",
+            Outcome::Reopened => "reopened",
+            Outcome::Noted => "noted",
         }
     }
 }
@@ -189,6 +226,9 @@ impl Bridge {
                 let claim = self.claim(alert, Some(&r), now).await?;
                 self.open(alert, claim, true, started).await
             }
+            (Fired, Some(r)) if self.fires_again(alert, &r) => {
+                self.refire(alert, r, now, started).await
+            }
             (Fired, Some(r)) => Ok(Processed {
                 outcome: if r.state == Open {
                     Outcome::Duplicate
@@ -229,6 +269,66 @@ impl Bridge {
         }
     }
 
+    /// A Fired with another `firedDateTime` than the one recorded, for an
+    /// alert that resolved: it fired again (not a late delivery).
+    fn fires_again(&self, alert: &Alert, r: &CorrelationRecord) -> bool {
+        use RecordState::*;
+        self.settings.refire != RefirePolicy::Ignore
+            && matches!(r.state, Resolved | IncidentGone | ResolvedWithoutIncident)
+            && alert.fired_at.is_some()
+            && alert.fired_at != r.fired_at
+    }
+
+    async fn refire(
+        &self,
+        alert: &Alert,
+        r: CorrelationRecord,
+        now: i64,
+        started: Instant,
+    ) -> Result<Processed, ProcessError> {
+        let note = mapping::refire_note(alert);
+        let existing = r
+            .incident
+            .clone()
+            .filter(|_| r.state == RecordState::Resolved);
+        let (state, outcome) = match (self.settings.refire, existing) {
+            (RefirePolicy::Reopen, Some(incident)) => {
+                self.retrying(started, |_| self.itsm.reopen(&incident, &note))
+                    .await?;
+                (RecordState::Open, Outcome::Reopened)
+            }
+            (RefirePolicy::Note, Some(incident)) => {
+                self.retrying(started, |_| self.itsm.note(&incident, &note))
+                    .await?;
+                (RecordState::Resolved, Outcome::Noted)
+            }
+            // `new`, or nothing to reopen or note: a new incident, under a
+            // key of its own so that a lookup never finds the old one.
+            _ => {
+                let mut claim = self.next(Some(&r), alert, RecordState::Claimed, None, now);
+                claim.incident = None;
+                claim.correlation_key = crate::domain::correlation::correlation_key(&format!(
+                    "{}|{}",
+                    alert.alert_id,
+                    alert.fired_at.as_deref().unwrap_or_default()
+                ));
+                claim.lease_until = now + self.settings.lease_secs;
+                claim.fired_at = alert.fired_at.clone();
+                claim.resolved_at = None;
+                self.store.put(&claim, Some(r.version), now).await?;
+                return self.open(alert, claim, false, started).await;
+            }
+        };
+        let now = (self.clock)();
+        let mut rec = self.next(Some(&r), alert, state, None, now);
+        rec.fired_at = alert.fired_at.clone();
+        if state == RecordState::Open {
+            rec.resolved_at = None;
+        }
+        self.store.put(&rec, Some(r.version), now).await?;
+        Ok(done(outcome, rec.incident))
+    }
+
     /// Takes the alert for this attempt: a conditional write that only one
     /// concurrent delivery can win.
     async fn claim(
@@ -252,7 +352,8 @@ impl Bridge {
         look_first: bool,
         started: Instant,
     ) -> Result<Processed, ProcessError> {
-        let draft = mapping::draft(alert, &self.settings.severity);
+        let mut draft = mapping::draft(alert, &self.settings.severity);
+        draft.correlation_key = claim.correlation_key.clone();
         let attempt = self
             .retrying(started, |n| {
                 let draft = &draft;
@@ -367,11 +468,17 @@ impl Bridge {
             |field: fn(&CorrelationRecord) -> &Option<String>| prev.and_then(|p| field(p).clone());
         CorrelationRecord {
             alert_id: alert.alert_id.clone(),
-            correlation_key: alert.correlation_key().to_string(),
+            // A refire's new incident has its own key: keep whatever the record holds.
+            correlation_key: prev.map_or_else(
+                || alert.correlation_key().to_string(),
+                |p| p.correlation_key.clone(),
+            ),
             itsm: self.itsm.kind().to_string(),
             state,
             incident: incident.or_else(|| prev.and_then(|p| p.incident.clone())),
-            fired_at: kept(|p| &p.fired_at).or_else(|| alert.fired_at.clone().filter(|_| fired)),
+            // Resolved notifications carry the firedDateTime too: keep it, so
+            // that a late Fired of that firing is told from a new one.
+            fired_at: kept(|p| &p.fired_at).or_else(|| alert.fired_at.clone()),
             // Only metric alerts carry resolvedDateTime; others get our time.
             resolved_at: kept(|p| &p.resolved_at).or_else(|| {
                 (!fired).then(|| alert.resolved_at.clone().unwrap_or_else(|| rfc3339(now)))

@@ -72,6 +72,10 @@ pub trait ItsmClient: Send + Sync {
         incident: &IncidentRef,
         resolution: &Resolution,
     ) -> Result<ResolveOutcome, ItsmError>;
+    /// Puts a resolved incident back in progress, with `note` in its journal.
+    async fn reopen(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError>;
+    /// Adds `note` to the incident's journal (work notes, work log).
+    async fn note(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -757,3 +757,181 @@ async fn an_incident_a_person_closed_first_is_left_alone() {
         RecordState::Resolved
     );
 }
+
+fn fired_at(id: &str, when: &str) -> Value {
+    let mut body = metric_alert(id, "Fired");
+    body["data"]["essentials"]["firedDateTime"] = json!(when);
+    body
+}
+
+/// Opens and resolves an incident for `id`; returns the number of requests so far.
+async fn opened_and_resolved(t: &TestApp, id: &str) -> usize {
+    assert_eq!(
+        t.post(&metric_alert(id, "Fired")).await.outcome(),
+        "created"
+    );
+    assert_eq!(
+        t.post(&metric_alert(id, "Resolved")).await.outcome(),
+        "resolved"
+    );
+    t.itsm.received_requests().await.unwrap().len()
+}
+
+#[tokio::test]
+async fn refiring_is_ignored_by_default_and_late_deliveries_always() {
+    let t = TestApp::spawn().await;
+    create_mock()
+        .respond_with(created("INC0010020"))
+        .expect(1)
+        .mount(&t.itsm)
+        .await;
+    resolve_mock()
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {}})))
+        .mount(&t.itsm)
+        .await;
+    let before = opened_and_resolved(&t, "refire-ignore").await;
+    assert_eq!(
+        t.post(&fired_at("refire-ignore", "2025-04-15T19:00:00Z"))
+            .await
+            .outcome(),
+        "stale_fired"
+    );
+    assert_eq!(t.itsm.received_requests().await.unwrap().len(), before);
+}
+
+#[tokio::test]
+async fn refire_policy_reopen_puts_the_incident_back_in_progress() {
+    let t = Spawn::default()
+        .var("REFIRE_POLICY", "reopen")
+        .start()
+        .await;
+    create_mock()
+        .respond_with(created("INC0010021"))
+        .expect(1)
+        .mount(&t.itsm)
+        .await;
+    resolve_mock()
+        .and(body_partial_json(json!({"state": "6"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {}})))
+        .expect(2)
+        .mount(&t.itsm)
+        .await;
+    resolve_mock()
+        .and(body_partial_json(json!({"state": "2"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {}})))
+        .expect(1)
+        .mount(&t.itsm)
+        .await;
+    opened_and_resolved(&t, "refire-reopen").await;
+    // A late delivery of the first firing changes nothing.
+    assert_eq!(
+        t.post(&metric_alert("refire-reopen", "Fired"))
+            .await
+            .outcome(),
+        "stale_fired"
+    );
+    let again = fired_at("refire-reopen", "2025-04-15T19:00:00Z");
+    let reply = t.post(&again).await;
+    assert_eq!(
+        (reply.status, reply.outcome()),
+        (200, "reopened"),
+        "{:?}",
+        reply.body
+    );
+    assert_eq!(reply.body["incident"]["number"], "INC0010021");
+    let patch: Value = serde_json::from_slice(
+        &t.itsm
+            .received_requests()
+            .await
+            .unwrap()
+            .last()
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    assert!(
+        patch["work_notes"]
+            .as_str()
+            .unwrap()
+            .contains("firing again at 2025-04-15T19:00:00Z")
+    );
+    assert_eq!(t.post(&again).await.outcome(), "duplicate");
+    assert_eq!(
+        t.post(&metric_alert("refire-reopen", "Resolved"))
+            .await
+            .outcome(),
+        "resolved"
+    );
+}
+
+#[tokio::test]
+async fn refire_policy_new_opens_a_second_incident_under_its_own_key() {
+    let t = Spawn::default().var("REFIRE_POLICY", "new").start().await;
+    create_mock()
+        .respond_with(created("INC0010022"))
+        .expect(2)
+        .mount(&t.itsm)
+        .await;
+    resolve_mock()
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {}})))
+        .mount(&t.itsm)
+        .await;
+    opened_and_resolved(&t, "refire-new").await;
+    let again = fired_at("refire-new", "2025-04-15T19:00:00Z");
+    assert_eq!(t.post(&again).await.outcome(), "created");
+    assert_eq!(t.post(&again).await.outcome(), "duplicate");
+    let keys: Vec<String> = t
+        .itsm
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["correlation_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(keys.len(), 2);
+    assert_ne!(keys[0], keys[1], "the new incident has a key of its own");
+    let record = t.record(&alert_id(&again)).await.unwrap();
+    assert_eq!(
+        (record.state, record.correlation_key.as_str()),
+        (RecordState::Open, keys[1].as_str())
+    );
+}
+
+#[tokio::test]
+async fn refire_policy_note_adds_one_work_note() {
+    let t = Spawn::default().var("REFIRE_POLICY", "note").start().await;
+    create_mock()
+        .respond_with(created("INC0010023"))
+        .expect(1)
+        .mount(&t.itsm)
+        .await;
+    resolve_mock()
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {}})))
+        .mount(&t.itsm)
+        .await;
+    let before = opened_and_resolved(&t, "refire-note").await;
+    let again = fired_at("refire-note", "2025-04-15T19:00:00Z");
+    assert_eq!(t.post(&again).await.outcome(), "noted");
+    assert_eq!(
+        t.post(&again).await.outcome(),
+        "stale_fired",
+        "the same firing notes once"
+    );
+    let requests = t.itsm.received_requests().await.unwrap();
+    assert_eq!(requests.len(), before + 1);
+    let note: Value = serde_json::from_slice(&requests.last().unwrap().body).unwrap();
+    assert_eq!(
+        note.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["work_notes"]
+    );
+    assert_eq!(
+        t.record(&alert_id(&again)).await.unwrap().state,
+        RecordState::Resolved
+    );
+}

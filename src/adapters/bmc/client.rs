@@ -99,6 +99,18 @@ fn error_message(body: &Value) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
+impl BmcClient {
+    /// The HPD:IncidentInterface entry of `incident` (its Request ID and Status).
+    async fn lookup(&self, incident: &IncidentRef) -> Result<Option<Value>, ItsmError> {
+        let answer = self
+            .send(self.format.lookup_request(safe(&incident.number)?))
+            .await?;
+        Ok(entries(&answer.body)
+            .into_iter()
+            .find(|e| value(e, "Incident Number").as_deref() == Some(incident.number.as_str())))
+    }
+}
+
 /// A value put between double quotes in a qualification must hold none.
 fn safe(value: &str) -> Result<&str, ItsmError> {
     if value.is_empty() || value.contains('"') || value.contains('\'') {
@@ -313,18 +325,36 @@ impl ItsmClient for BmcClient {
             }))
     }
 
+    async fn reopen(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
+        let entry = self
+            .lookup(incident)
+            .await?
+            .ok_or_else(|| ItsmError::Rejected {
+                status: 404,
+                message: format!("BMC has no incident {}", incident.number),
+            })?;
+        let request_id = value(&entry, "Request ID").ok_or_else(|| {
+            ItsmError::Unavailable(format!(
+                "BMC returned {} without a Request ID",
+                incident.number
+            ))
+        })?;
+        self.send(self.format.reopen_request(&request_id)).await?;
+        self.note(incident, note).await
+    }
+
+    async fn note(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
+        self.send(self.format.work_log_request(safe(&incident.number)?, note))
+            .await?;
+        Ok(())
+    }
+
     async fn resolve(
         &self,
         incident: &IncidentRef,
         resolution: &Resolution,
     ) -> Result<ResolveOutcome, ItsmError> {
-        let answer = self
-            .send(self.format.lookup_request(safe(&incident.number)?))
-            .await?;
-        let entry = entries(&answer.body)
-            .into_iter()
-            .find(|e| value(e, "Incident Number").as_deref() == Some(incident.number.as_str()));
-        let Some(entry) = entry else {
+        let Some(entry) = self.lookup(incident).await? else {
             return Ok(ResolveOutcome::NotFound);
         };
         if matches!(

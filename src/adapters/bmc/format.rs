@@ -8,6 +8,7 @@ use crate::domain::mapping::{IncidentDraft, Resolution, clean};
 
 pub const CREATE_FORM: &str = "HPD:IncidentInterface_Create";
 pub const INCIDENT_FORM: &str = "HPD:IncidentInterface";
+pub const WORK_LOG_FORM: &str = "HPD:WorkLog";
 /// BMC's incident summary (`Description`) holds 100 characters.
 pub const SUMMARY_MAX: usize = 100;
 
@@ -169,6 +170,32 @@ impl BmcFormat {
     }
 }
 
+impl BmcFormat {
+    pub fn reopen_request(&self, request_id: &str) -> ItsmRequest {
+        ItsmRequest::new(
+            "PUT",
+            &format!("{}/{}", entry_path(INCIDENT_FORM), segment(request_id)),
+            &[],
+            Some(json!({"values": {"Status": "In Progress"}})),
+        )
+    }
+
+    /// A work log entry: BMC's incident journal.
+    pub fn work_log_request(&self, number: &str, note: &str) -> ItsmRequest {
+        ItsmRequest::new(
+            "POST",
+            &entry_path(WORK_LOG_FORM),
+            &[],
+            Some(json!({"values": {
+                "Incident Number": number,
+                "Work Log Type": "General Information",
+                "Description": clean(note, SUMMARY_MAX),
+                "Detailed Description": note,
+            }})),
+        )
+    }
+}
+
 impl WireFormat for BmcFormat {
     fn kind(&self) -> &'static str {
         "bmc-helix"
@@ -187,6 +214,18 @@ impl WireFormat for BmcFormat {
             self.lookup_request(&incident.number),
             self.resolve_request(&format!("<Request ID of {}>", incident.number), resolution),
         ]
+    }
+
+    fn reopen(&self, incident: &IncidentRef, note: &str) -> Vec<ItsmRequest> {
+        vec![
+            self.lookup_request(&incident.number),
+            self.reopen_request(&format!("<Request ID of {}>", incident.number)),
+            self.work_log_request(&incident.number, note),
+        ]
+    }
+
+    fn note(&self, incident: &IncidentRef, note: &str) -> Vec<ItsmRequest> {
+        vec![self.work_log_request(&incident.number, note)]
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
-use serde_json::Value;
+use serde_json::{Value, json};
 use url::Url;
 
 use super::auth::{Authenticator, Credentials};
@@ -32,6 +32,21 @@ pub struct ServiceNowClient {
     auth: Authenticator,
     format: ServiceNowFormat,
     log: Option<Arc<RequestLog>>,
+}
+
+impl ServiceNowClient {
+    async fn update(&self, incident: &IncidentRef, body: Value) -> Result<(), ItsmError> {
+        let answer = self
+            .send(self.format.update_request(incident, body))
+            .await?;
+        if answer.status == 404 {
+            return Err(ItsmError::Rejected {
+                status: 404,
+                message: format!("ServiceNow has no incident {}", incident.number),
+            });
+        }
+        Ok(())
+    }
 }
 
 struct Answer {
@@ -229,6 +244,15 @@ impl ItsmClient for ServiceNowClient {
             .iter()
             .filter(|r| field(r, "correlation_id").as_deref() == Some(correlation_key))
             .find_map(incident))
+    }
+
+    async fn reopen(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
+        self.update(incident, json!({"state": "2", "work_notes": note}))
+            .await
+    }
+
+    async fn note(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
+        self.update(incident, json!({"work_notes": note})).await
     }
 
     async fn resolve(

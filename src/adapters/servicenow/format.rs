@@ -98,6 +98,14 @@ impl WireFormat for ServiceNowFormat {
     fn resolve(&self, incident: &IncidentRef, resolution: &Resolution) -> Vec<ItsmRequest> {
         vec![self.resolve_request(incident, resolution)]
     }
+
+    fn reopen(&self, incident: &IncidentRef, note: &str) -> Vec<ItsmRequest> {
+        vec![self.update_request(incident, json!({"state": "2", "work_notes": note}))]
+    }
+
+    fn note(&self, incident: &IncidentRef, note: &str) -> Vec<ItsmRequest> {
+        vec![self.update_request(incident, json!({"work_notes": note}))]
+    }
 }
 
 impl ServiceNowFormat {
@@ -112,15 +120,23 @@ impl ServiceNowFormat {
     }
 
     pub fn resolve_request(&self, incident: &IncidentRef, resolution: &Resolution) -> ItsmRequest {
+        self.update_request(
+            incident,
+            json!({
+                "state": "6",
+                "close_code": self.fields.close_code,
+                "close_notes": self.fields.close_notes.as_deref().unwrap_or(&resolution.notes),
+            }),
+        )
+    }
+
+    /// One PATCH of the incident; `work_notes` are journal entries.
+    pub fn update_request(&self, incident: &IncidentRef, body: Value) -> ItsmRequest {
         ItsmRequest::new(
             "PATCH",
             &format!("{INCIDENT_PATH}/{}", segment(&incident.id)),
             &[("sysparm_fields", "sys_id,number,state")],
-            Some(json!({
-                "state": "6",
-                "close_code": self.fields.close_code,
-                "close_notes": self.fields.close_notes.as_deref().unwrap_or(&resolution.notes),
-            })),
+            Some(body),
         )
     }
 }
