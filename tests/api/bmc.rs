@@ -333,3 +333,68 @@ async fn an_incident_resolved_by_a_person_or_deleted_needs_no_put() {
         "incident_gone"
     );
 }
+
+#[tokio::test]
+async fn refire_reopen_and_note_use_the_entry_and_the_work_log() {
+    let t = Spawn::default()
+        .bmc()
+        .var("REFIRE_POLICY", "reopen")
+        .start()
+        .await;
+    login(&t, "tok-1", 10).await;
+    Mock::given(method("POST"))
+        .and(path(CREATE))
+        .respond_with(created_with_body())
+        .expect(1)
+        .mount(&t.itsm)
+        .await;
+    resolvable(&t).await;
+    Mock::given(method("PUT"))
+        .and(path(format!(
+            "{INCIDENTS}/INC000000000101%7CINC000000000101"
+        )))
+        .and(body_partial_json(json!({"values": {"Status": "Resolved"}})))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&t.itsm)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path(format!(
+            "{INCIDENTS}/INC000000000101%7CINC000000000101"
+        )))
+        .and(body_partial_json(
+            json!({"values": {"Status": "In Progress"}}),
+        ))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&t.itsm)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/arsys/v1/entry/HPD:WorkLog"))
+        .and(body_partial_json(
+            json!({"values": {"Incident Number": NUMBER, "Work Log Type": "General Information"}}),
+        ))
+        .respond_with(ResponseTemplate::new(201))
+        .expect(1)
+        .mount(&t.itsm)
+        .await;
+    assert_eq!(
+        t.post(&metric_alert("bmc-refire", "Fired")).await.outcome(),
+        "created"
+    );
+    assert_eq!(
+        t.post(&metric_alert("bmc-refire", "Resolved"))
+            .await
+            .outcome(),
+        "resolved"
+    );
+    let mut again = metric_alert("bmc-refire", "Fired");
+    again["data"]["essentials"]["firedDateTime"] = json!("2025-04-15T19:00:00Z");
+    let reply = t.post(&again).await;
+    assert_eq!(
+        (reply.status, reply.outcome()),
+        (200, "reopened"),
+        "{:?}",
+        reply.body
+    );
+}
