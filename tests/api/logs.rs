@@ -31,15 +31,29 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
     }
 }
 
+/// A process-wide subscriber: a thread-local one can miss events whose
+/// callsites other tests' threads registered first (tracing caches interest).
+/// Other tests' logs land here too, which only widens the search.
+fn global_capture() -> Capture {
+    static CAPTURE: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+    CAPTURE
+        .get_or_init(|| {
+            let capture = Capture::default();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_writer(capture.clone())
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in tests");
+            capture
+        })
+        .clone()
+}
+
 #[tokio::test]
 async fn no_secret_or_token_in_logs_or_answers() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let capture = global_capture();
 
     const CLIENT_SECRET: &str = "oauth-client-secret-5f2b";
     const ACCESS_TOKEN: &str = "sn-access-token-9c1d7e";
