@@ -53,7 +53,16 @@ async fn fifty_concurrent_deliveries_of_one_alert_open_one_incident() {
 
 #[tokio::test]
 async fn interleaved_fired_and_resolved_end_consistent() {
-    let t = Spawn::default().dynamodb().start().await;
+    interleaved(Spawn::default().dynamodb().start().await).await;
+}
+
+#[tokio::test]
+async fn interleaved_fired_and_resolved_end_consistent_on_the_embedded_store() {
+    interleaved(TestApp::spawn().await).await;
+}
+
+/// Fired and Resolved of ten alerts, all at once, half in each order.
+async fn interleaved(t: TestApp) {
     Mock::given(method("POST"))
         .respond_with(created().set_delay(Duration::from_millis(100)))
         .mount(&t.itsm)
