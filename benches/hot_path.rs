@@ -7,11 +7,10 @@
 //! function's own work, not the network.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use itsm_bridge::adapters::entra::{DevKey, EntraConfig, EntraVerifier, KeySource};
+use itsm_bridge::adapters::entra::{DevKey, EntraConfig, EntraVerifier};
 use itsm_bridge::adapters::store::MemoryStore;
 use itsm_bridge::domain::alert;
 use itsm_bridge::domain::correlation::IncidentRef;
@@ -81,19 +80,7 @@ struct Setup {
 fn setup() -> Setup {
     let key = DevKey::generate();
     let dir = tempfile::tempdir().unwrap();
-    let jwks = dir.path().join("jwks.json");
-    std::fs::write(&jwks, key.jwks().to_string()).unwrap();
-    let config = EntraConfig {
-        tenant_id: "aaaabbbb-0000-cccc-1111-dddd2222eeee".into(),
-        audiences: vec!["api://itsm-bridge-bench".into()],
-        allowed_app_ids: vec!["461e8683-5575-4561-ac7f-899cc907d62a".into()],
-        required_role: Some("ActionGroupsSecureWebhook".into()),
-        authority: "https://login.microsoftonline.com".into(),
-        keys: KeySource::File(jwks),
-        leeway_secs: 60,
-        key_refresh: Duration::from_secs(86400),
-        unknown_kid_interval: Duration::from_secs(300),
-    };
+    let config = key.local_config(&dir.path().join("jwks.json"));
     Setup {
         key,
         config,
@@ -133,16 +120,11 @@ fn floors(c: &mut Criterion) {
 }
 
 fn request(token: &str, body: &Value) -> lambda_http::Request {
-    let event = json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
-        "headers": {"content-type": "application/json", "authorization": format!("Bearer {token}")},
-        "requestContext": {"accountId": "anonymous", "apiId": "b", "domainName": "b.lambda-url.eu-west-1.on.aws",
-            "domainPrefix": "b", "requestId": "r", "routeKey": "$default", "stage": "$default",
-            "time": "01/Jan/2026:00:00:00 +0000", "timeEpoch": 0,
-            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "b"}},
-        "body": body.to_string(), "isBase64Encoded": false
-    });
-    lambda_http::request::from_str(&event.to_string()).unwrap()
+    http::event::request(&http::event::function_url_event(
+        "POST",
+        Some(&format!("Bearer {token}")),
+        &body.to_string(),
+    ))
 }
 
 fn handler(c: &mut Criterion) {

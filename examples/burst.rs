@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use itsm_bridge::adapters::entra::{DevKey, EntraConfig, EntraVerifier, KeySource};
+use itsm_bridge::adapters::entra::{DevKey, EntraVerifier};
 use itsm_bridge::adapters::secrets::CredentialSource;
 use itsm_bridge::adapters::servicenow::{
     Credentials, IncidentFields, ServiceNowClient, ServiceNowConfig,
@@ -57,16 +57,11 @@ fn arg(name: &str, default: &str) -> String {
 }
 
 fn request(token: &str, body: &str) -> lambda_http::Request {
-    let event = json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
-        "headers": {"content-type": "application/json", "authorization": format!("Bearer {token}")},
-        "requestContext": {"accountId": "anonymous", "apiId": "b", "domainName": "b.lambda-url.eu-west-1.on.aws",
-            "domainPrefix": "b", "requestId": "r", "routeKey": "$default", "stage": "$default",
-            "time": "01/Jan/2026:00:00:00 +0000", "timeEpoch": 0,
-            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "b"}},
-        "body": body, "isBase64Encoded": false
-    });
-    lambda_http::request::from_str(&event.to_string()).unwrap()
+    http::event::request(&http::event::function_url_event(
+        "POST",
+        Some(&format!("Bearer {token}")),
+        body,
+    ))
 }
 
 fn main() {
@@ -75,19 +70,7 @@ fn main() {
     let servicenow = fake_servicenow();
     let dir = tempfile::tempdir().unwrap();
     let key = DevKey::generate();
-    let jwks = dir.path().join("jwks.json");
-    std::fs::write(&jwks, key.jwks().to_string()).unwrap();
-    let entra = EntraConfig {
-        tenant_id: "aaaabbbb-0000-cccc-1111-dddd2222eeee".into(),
-        audiences: vec!["api://itsm-bridge-burst".into()],
-        allowed_app_ids: vec!["461e8683-5575-4561-ac7f-899cc907d62a".into()],
-        required_role: Some("ActionGroupsSecureWebhook".into()),
-        authority: "https://login.microsoftonline.com".into(),
-        keys: KeySource::File(jwks),
-        leeway_secs: 60,
-        key_refresh: Duration::from_secs(86400),
-        unknown_kid_interval: Duration::from_secs(300),
-    };
+    let entra = key.local_config(&dir.path().join("jwks.json"));
     let token = key.sign(&DevKey::claims_for(&entra, system_clock()()));
     let itsm = ServiceNowClient::new(
         ServiceNowConfig {

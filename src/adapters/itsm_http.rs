@@ -1,7 +1,40 @@
 //! What every ITSM client does alike with HTTP failures: what is worth a
 //! retry (Azure's, through a 503) and what someone must fix.
 
+use std::time::Duration;
+
+use super::wire::ItsmRequest;
 use crate::domain::ports::ItsmError;
+
+/// An ITSM adapter's HTTP client (rustls): built once per container; its
+/// pool keeps one connection per host across warm invocations.
+pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(3))
+        .user_agent(concat!("itsm-bridge/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// A request for `req` (method, URL under `base`, JSON body): the caller
+/// adds its credentials.
+pub(crate) fn request(
+    http: &reqwest::Client,
+    base: &url::Url,
+    req: &ItsmRequest,
+) -> Result<reqwest::RequestBuilder, ItsmError> {
+    let url = base.join(&req.path).map_err(|e| ItsmError::Rejected {
+        status: 0,
+        message: format!("bad request path: {e}"),
+    })?;
+    let method = reqwest::Method::from_bytes(req.method.as_bytes()).expect("static method");
+    let builder = http.request(method, url);
+    Ok(match &req.body {
+        Some(body) => builder.json(body),
+        None => builder,
+    })
+}
 
 /// A reqwest error in a few words, without the request's URL.
 pub(crate) fn describe(e: &reqwest::Error) -> String {

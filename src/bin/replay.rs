@@ -34,8 +34,7 @@ const USAGE: &str = "usage: replay [--json] [--state DIR] [--store embedded|dyna
                  token (for cargo lambda invoke --data-file) instead of running it";
 
 /// Development defaults, used only where the environment sets nothing.
-const DEV_TENANT: &str = "00000000-0000-4000-8000-00000000da7a";
-const DEV_AUDIENCE: &str = "api://itsm-bridge-dev";
+use itsm_bridge::adapters::entra::{LOCAL_AUDIENCE as DEV_AUDIENCE, LOCAL_TENANT as DEV_TENANT};
 
 struct Args {
     json: bool,
@@ -216,17 +215,7 @@ fn to_event(file: &Path, token: &str) -> Result<Value, String> {
     let mut event = if parsed.get("requestContext").is_some() {
         parsed
     } else {
-        json!({
-            "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
-            "headers": {"content-type": "application/json"},
-            "requestContext": {
-                "accountId": "anonymous", "apiId": "replay", "domainName": "replay.lambda-url.localhost",
-                "domainPrefix": "replay", "requestId": "replay", "routeKey": "$default", "stage": "$default",
-                "time": "01/Jan/2026:00:00:00 +0000", "timeEpoch": 0,
-                "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "replay"}
-            },
-            "body": text, "isBase64Encoded": false
-        })
+        http::event::function_url_event("POST", None, &text)
     };
     event["headers"]["authorization"] = json!(format!("Bearer {token}"));
     Ok(event)

@@ -2,6 +2,7 @@
 //! way: method and size → authentication → schema → state machine → answer.
 
 mod answer;
+pub mod event;
 
 use std::sync::Arc;
 

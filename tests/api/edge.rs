@@ -60,15 +60,12 @@ async fn the_body_is_checked_only_after_the_token() {
 async fn a_base64_encoded_body_is_decoded() {
     let t = TestApp::spawn().await;
     let body = metric_alert("b64", "Resolved").to_string();
-    let event = json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
-        "headers": {"content-type": "application/json", "authorization": format!("Bearer {}", t.token())},
-        "requestContext": {"accountId": "anonymous", "apiId": "t", "domainName": "t.lambda-url.eu-west-1.on.aws",
-            "domainPrefix": "t", "requestId": "r", "routeKey": "$default", "stage": "$default",
-            "time": "01/Jan/2026:00:00:00 +0000", "timeEpoch": 0,
-            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "t"}},
-        "body": base64::engine::general_purpose::STANDARD.encode(body), "isBase64Encoded": true
-    });
+    let mut event = itsm_bridge::http::event::function_url_event(
+        "POST",
+        Some(&format!("Bearer {}", t.token())),
+        &base64::engine::general_purpose::STANDARD.encode(body),
+    );
+    event["isBase64Encoded"] = json!(true);
     let request = lambda_http::request::from_str(&event.to_string()).unwrap();
     let response = itsm_bridge::http::handle(&t.app, request).await;
     assert_eq!(response.status(), 200);

@@ -238,22 +238,7 @@ impl TestApp {
 
 /// One request through `app`'s handler, as the function URL would deliver it.
 pub async fn send_to(app: &App, verb: &str, authorization: Option<&str>, body: &str) -> Reply {
-    let mut headers = json!({"content-type": "application/json"});
-    if let Some(a) = authorization {
-        headers["authorization"] = json!(a);
-    }
-    let event = json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
-        "headers": headers,
-        "requestContext": {
-            "accountId": "anonymous", "apiId": "test", "domainName": "test.lambda-url.eu-west-1.on.aws",
-            "domainPrefix": "test", "requestId": "r", "routeKey": "$default", "stage": "$default",
-            "time": "01/Jan/2026:00:00:00 +0000", "timeEpoch": 0,
-            "http": {"method": verb, "path": "/", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "t"}
-        },
-        "body": body, "isBase64Encoded": false
-    });
-    let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let request = http::event::request(&http::event::function_url_event(verb, authorization, body));
     let response = http::handle(app, request).await;
     let body = match response.body() {
         lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap(),

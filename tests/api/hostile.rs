@@ -9,18 +9,14 @@ use wiremock::{Mock, ResponseTemplate};
 use crate::helpers::*;
 
 async fn send_event(t: &TestApp, edit: impl FnOnce(&mut Value)) -> Reply {
-    let mut event = json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
-        "headers": {"content-type": "application/json", "authorization": format!("Bearer {}", t.token())},
-        "requestContext": {"accountId": "anonymous", "apiId": "t", "domainName": "t.lambda-url.eu-west-1.on.aws",
-            "domainPrefix": "t", "requestId": "r", "routeKey": "$default", "stage": "$default",
-            "time": "01/Jan/2026:00:00:00 +0000", "timeEpoch": 0,
-            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "t"}},
-        "body": metric_alert("hostile", "Resolved").to_string(), "isBase64Encoded": false
-    });
+    let mut event = itsm_bridge::http::event::function_url_event(
+        "POST",
+        Some(&format!("Bearer {}", t.token())),
+        &metric_alert("hostile", "Resolved").to_string(),
+    );
     edit(&mut event);
-    let request = lambda_http::request::from_str(&event.to_string()).unwrap();
-    let response = itsm_bridge::http::handle(&t.app, request).await;
+    let response =
+        itsm_bridge::http::handle(&t.app, itsm_bridge::http::event::request(&event)).await;
     let body = match response.body() {
         lambda_http::Body::Text(text) => serde_json::from_str(text).unwrap(),
         other => panic!("{other:?}"),

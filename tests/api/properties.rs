@@ -108,21 +108,9 @@ struct Verifier {
 fn shared() -> &'static Verifier {
     static V: OnceLock<Verifier> = OnceLock::new();
     V.get_or_init(|| {
-        let key = crate::helpers::key();
         let path =
             std::env::temp_dir().join(format!("itsm-bridge-props-{}.json", std::process::id()));
-        std::fs::write(&path, key.jwks().to_string()).unwrap();
-        let config = itsm_bridge::adapters::entra::EntraConfig {
-            tenant_id: crate::helpers::TENANT.into(),
-            audiences: vec![crate::helpers::AUDIENCE.into()],
-            allowed_app_ids: vec![crate::helpers::ACTION_GROUP.into()],
-            required_role: None,
-            authority: "https://login.microsoftonline.com".into(),
-            keys: itsm_bridge::adapters::entra::KeySource::File(path),
-            leeway_secs: 60,
-            key_refresh: std::time::Duration::from_secs(86400),
-            unknown_kid_interval: std::time::Duration::from_secs(3600),
-        };
+        let config = crate::helpers::key().local_config(&path);
         let verifier = itsm_bridge::adapters::entra::EntraVerifier::new(
             config.clone(),
             itsm_bridge::domain::pipeline::system_clock(),

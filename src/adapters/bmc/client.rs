@@ -140,12 +140,7 @@ impl BmcClient {
         login: CredentialSource<BmcLogin>,
         log: Option<Arc<RequestLog>>,
     ) -> Result<BmcClient, String> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(Duration::from_secs(3))
-            .user_agent(concat!("itsm-bridge/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = crate::adapters::itsm_http::client(config.timeout)?;
         Ok(BmcClient {
             http,
             base: config.url,
@@ -206,21 +201,11 @@ impl BmcClient {
     }
 
     async fn send(&self, req: ItsmRequest) -> Result<Answer, ItsmError> {
-        let url = self.base.join(&req.path).map_err(|e| ItsmError::Rejected {
-            status: 0,
-            message: format!("bad request path: {e}"),
-        })?;
-        let method = reqwest::Method::from_bytes(req.method.as_bytes()).expect("static method");
         let mut attempt = 0;
         let resp = loop {
             attempt += 1;
-            let mut rb = self
-                .http
-                .request(method.clone(), url.clone())
+            let rb = crate::adapters::itsm_http::request(&self.http, &self.base, &req)?
                 .header("authorization", format!("AR-JWT {}", self.token().await?));
-            if let Some(body) = &req.body {
-                rb = rb.json(body);
-            }
             let resp = rb
                 .send()
                 .await

@@ -14,6 +14,10 @@ use serde_json::{Value, json};
 
 use super::EntraConfig;
 
+/// The development tenant and audience of local runs.
+pub const LOCAL_TENANT: &str = "00000000-0000-4000-8000-00000000da7a";
+pub const LOCAL_AUDIENCE: &str = "api://itsm-bridge-dev";
+
 pub struct DevKey {
     pub kid: String,
     pem: String,
@@ -69,6 +73,23 @@ impl DevKey {
                 std::fs::write(&path, &key.pem).map_err(|e| format!("{}: {e}", path.display()))?;
                 Ok(key)
             }
+        }
+    }
+
+    /// A configuration that trusts only this key, its key set written to
+    /// `jwks`: for benches, examples, fuzzing and property tests.
+    pub fn local_config(&self, jwks: &Path) -> EntraConfig {
+        std::fs::write(jwks, self.jwks().to_string()).expect("the key set file can be written");
+        EntraConfig {
+            tenant_id: LOCAL_TENANT.into(),
+            audiences: vec![LOCAL_AUDIENCE.into()],
+            allowed_app_ids: vec![super::ACTION_GROUP_APP_ID.into()],
+            required_role: Some("ActionGroupsSecureWebhook".into()),
+            authority: super::PUBLIC_AUTHORITY.into(),
+            keys: super::KeySource::File(jwks.to_path_buf()),
+            leeway_secs: 60,
+            key_refresh: std::time::Duration::from_secs(86400),
+            unknown_kid_interval: std::time::Duration::from_secs(300),
         }
     }
 

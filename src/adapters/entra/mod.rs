@@ -12,7 +12,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
-pub use devkey::DevKey;
+pub use devkey::{DevKey, LOCAL_AUDIENCE, LOCAL_TENANT};
 pub use keys::{KeySource, KeyStore, is_loopback};
 
 use crate::domain::pipeline::Clock;

@@ -60,12 +60,7 @@ impl ServiceNowClient {
         credentials: CredentialSource<Credentials>,
         log: Option<Arc<RequestLog>>,
     ) -> Result<ServiceNowClient, String> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(Duration::from_secs(3))
-            .user_agent(concat!("itsm-bridge/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let http = crate::adapters::itsm_http::client(config.timeout)?;
         Ok(ServiceNowClient {
             auth: Authenticator::new(credentials, &config.instance_url),
             http,
@@ -78,22 +73,12 @@ impl ServiceNowClient {
     }
 
     async fn send(&self, req: ItsmRequest) -> Result<Answer, ItsmError> {
-        let url = self.base.join(&req.path).map_err(|e| ItsmError::Rejected {
-            status: 0,
-            message: format!("bad request path: {e}"),
-        })?;
-        let method = reqwest::Method::from_bytes(req.method.as_bytes()).expect("static method");
         let mut attempt = 0;
         let answer = loop {
             attempt += 1;
-            let mut rb = self
-                .http
-                .request(method.clone(), url.clone())
+            let rb = crate::adapters::itsm_http::request(&self.http, &self.base, &req)?
                 .header(ACCEPT, "application/json");
-            if let Some(body) = &req.body {
-                rb = rb.json(body);
-            }
-            rb = self.auth.apply(&self.http, rb).await?;
+            let rb = self.auth.apply(&self.http, rb).await?;
             let resp = rb
                 .send()
                 .await
