@@ -150,6 +150,7 @@ fn handler(c: &mut Criterion) {
             system_clock(),
         ),
         path: "/".into(),
+        metrics: None,
     };
     let template = fixture("test-metric-static-fired.json");
     let mut n = 0u64;

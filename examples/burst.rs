@@ -93,6 +93,7 @@ fn main() {
         verifier: Arc::new(EntraVerifier::new(entra, system_clock())),
         bridge: Bridge::new(Arc::new(itsm), store, Settings::default(), system_clock()),
         path: "/".into(),
+        metrics: None,
     };
 
     let template: Value = serde_json::from_str(

@@ -97,5 +97,6 @@ pub fn build(
         verifier: Arc::new(EntraVerifier::new(config.entra.clone(), clock.clone())),
         bridge: Bridge::new(itsm, store, config.settings.clone(), clock),
         path: config.webhook_path.clone(),
+        metrics: config.metrics_namespace.clone(),
     })
 }

@@ -5,6 +5,8 @@
 //! cargo run --bin replay -- [--json] [--state DIR] [--itsm dry-run|servicenow]
 //!                           [--token JWT] [--print-event] FILE...
 
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -31,7 +33,9 @@ const USAGE: &str = "usage: replay [--json] [--state DIR] [--store embedded|dyna
   --token JWT    send this token, verified against ENTRA_* as configured, instead of
                  signing one with the local development key
   --print-event  print each FILE as a function URL event carrying a fresh development
-                 token (for cargo lambda invoke --data-file) instead of running it";
+                 token (for cargo lambda invoke --data-file) instead of running it
+Exit status: 0 when every event succeeded, 1 when any got a 4xx or 5xx, 2 for usage or
+configuration errors.";
 
 /// Development defaults, used only where the environment sets nothing.
 use itsm_bridge::adapters::entra::{LOCAL_AUDIENCE as DEV_AUDIENCE, LOCAL_TENANT as DEV_TENANT};
@@ -139,9 +143,14 @@ async fn run(args: Args) -> Result<bool, String> {
         DynamoStore::create_table(&aws_sdk_dynamodb::Client::new(aws), table).await?;
     }
     let log = Arc::new(RequestLog::default());
-    let app = bootstrap::build(&config, aws.as_ref(), system_clock(), Some(log.clone()))
+    let mut app = bootstrap::build(&config, aws.as_ref(), system_clock(), Some(log.clone()))
         .map_err(|e| e.to_string())?;
-    let mut all_ok = true;
+    // stdout is replay's own output.
+    app.metrics = None;
+    let colour =
+        !args.json && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut failed = 0;
     for file in &args.files {
         let event = to_event(file, &token)?;
         let request = lambda_http::request::from_str(&event.to_string())
@@ -152,15 +161,32 @@ async fn run(args: Args) -> Result<bool, String> {
             lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap_or(Value::Null),
             _ => Value::Null,
         };
-        all_ok &= status < 500;
         let requests = log.take();
+        let outcome = body
+            .get("outcome")
+            .or_else(|| body.get("error"))
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        *counts.entry(outcome.to_string()).or_default() += 1;
+        failed += usize::from(status >= 400);
         if args.json {
             println!("{}", summary(file, status, &body, &requests));
         } else {
-            print_human(file, status, &body, &requests);
+            print_human(file, status, &body, &requests, colour);
         }
     }
-    Ok(all_ok)
+    if !args.json {
+        let tally: Vec<String> = counts
+            .iter()
+            .map(|(outcome, n)| format!("{n} {outcome}"))
+            .collect();
+        println!(
+            "{} events: {}; {failed} failed",
+            args.files.len(),
+            tally.join(", ")
+        );
+    }
+    Ok(failed == 0)
 }
 
 /// Configuration from the environment, with development defaults for Entra;
@@ -233,7 +259,7 @@ fn summary(file: &Path, status: u16, body: &Value, requests: &[ItsmRequest]) -> 
     })
 }
 
-fn print_human(file: &Path, status: u16, body: &Value, requests: &[ItsmRequest]) {
+fn print_human(file: &Path, status: u16, body: &Value, requests: &[ItsmRequest], colour: bool) {
     let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("");
     let outcome = if status < 400 {
         text("outcome")
@@ -244,7 +270,13 @@ fn print_human(file: &Path, status: u16, body: &Value, requests: &[ItsmRequest])
         .pointer("/incident/number")
         .and_then(Value::as_str)
         .map_or(String::new(), |n| format!(" incident {n}"));
-    println!("{}: {status} {outcome}{incident}", file.display());
+    let status_text = match (colour, status) {
+        (false, _) => status.to_string(),
+        (true, s) if s >= 500 => format!("\x1b[31m{s}\x1b[0m"),
+        (true, s) if s >= 400 => format!("\x1b[33m{s}\x1b[0m"),
+        (true, s) => format!("\x1b[32m{s}\x1b[0m"),
+    };
+    println!("{}: {status_text} {outcome}{incident}", file.display());
     if status >= 400 {
         println!("  {}", text("message"));
     }

@@ -29,6 +29,8 @@ pub enum StoreConfig {
 pub struct Config {
     /// The path alerts are posted to.
     pub webhook_path: String,
+    /// Namespace of the EMF metric lines; `None` (`METRICS_NAMESPACE=off`) for none.
+    pub metrics_namespace: Option<String>,
     pub entra: EntraConfig,
     pub itsm: ItsmConfig,
     pub store: StoreConfig,
@@ -127,6 +129,11 @@ impl Config {
             ));
         }
         Ok(Config {
+            metrics_namespace: match env.get("METRICS_NAMESPACE").as_deref() {
+                Some("off") => None,
+                Some(ns) => Some(ns.to_string()),
+                None => Some("ItsmBridge".into()),
+            },
             webhook_path,
             entra,
             itsm,

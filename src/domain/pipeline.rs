@@ -11,6 +11,7 @@
 //! | Resolved / Gone / Without | stale fired (no-op)        | already resolved (no-op)          |
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -136,6 +137,16 @@ impl Outcome {
 pub struct Processed {
     pub outcome: Outcome,
     pub incident: Option<IncidentRef>,
+    /// ITSM requests made for this event (retries included) and their time.
+    pub itsm_calls: u32,
+    pub itsm_ms: u64,
+}
+
+/// One event's clock and ITSM tally, shared by the calls it makes.
+struct Ctx {
+    started: Instant,
+    itsm_calls: AtomicU32,
+    itsm_micros: AtomicU64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -184,7 +195,11 @@ impl Bridge {
     }
 
     pub async fn process(&self, alert: &Alert) -> Result<Processed, ProcessError> {
-        let started = Instant::now();
+        let ctx = Ctx {
+            started: Instant::now(),
+            itsm_calls: AtomicU32::new(0),
+            itsm_micros: AtomicU64::new(0),
+        };
         // The first round assumes no record: a new alert then costs one
         // write, and a write that loses hands back the record it met.
         let mut known: Option<Option<CorrelationRecord>> = Some(None);
@@ -194,12 +209,18 @@ impl Bridge {
                 Some(record) => record,
                 None => self.store.get(&alert.alert_id, now).await?,
             };
-            match self.step(alert, current, now, started).await {
+            match self.step(alert, current, now, &ctx).await {
                 // Someone wrote between our read and our write: decide again.
                 Err(ProcessError::Store(StoreError::Conflict(found))) => {
                     known = found.map(|r| Some(*r))
                 }
-                other => return other,
+                other => {
+                    return other.map(|mut p| {
+                        p.itsm_calls = ctx.itsm_calls.load(Ordering::Relaxed);
+                        p.itsm_ms = ctx.itsm_micros.load(Ordering::Relaxed) / 1000;
+                        p
+                    });
+                }
             }
         }
         Err(ProcessError::InProgress)
@@ -210,33 +231,33 @@ impl Bridge {
         alert: &Alert,
         current: Option<CorrelationRecord>,
         now: i64,
-        started: Instant,
+        ctx: &Ctx,
     ) -> Result<Processed, ProcessError> {
         use MonitorCondition::{Fired, Resolved};
         use RecordState::{Claimed, Open, ResolvedWithoutIncident};
         match (alert.condition, current) {
             (Fired, None) => {
                 let claim = self.claim(alert, None, now).await?;
-                self.open(alert, claim, false, started).await
+                self.open(alert, claim, false, ctx).await
             }
             (_, Some(r)) if r.state == Claimed && r.lease_until > now => {
                 Err(ProcessError::InProgress)
             }
             (Fired, Some(r)) if r.state == Claimed => {
                 let claim = self.claim(alert, Some(&r), now).await?;
-                self.open(alert, claim, true, started).await
+                self.open(alert, claim, true, ctx).await
             }
             (Fired, Some(r)) if self.fires_again(alert, &r) => {
-                self.refire(alert, r, now, started).await
+                self.refire(alert, r, now, ctx).await
             }
-            (Fired, Some(r)) => Ok(Processed {
-                outcome: if r.state == Open {
+            (Fired, Some(r)) => Ok(done(
+                if r.state == Open {
                     Outcome::Duplicate
                 } else {
                     Outcome::StaleFired
                 },
-                incident: r.incident,
-            }),
+                r.incident,
+            )),
             (Resolved, None) => {
                 let rec = self.next(None, alert, ResolvedWithoutIncident, None, now);
                 self.store.put(&rec, None, now).await?;
@@ -245,8 +266,8 @@ impl Bridge {
             (Resolved, Some(r)) if r.state == Claimed => {
                 let claim = self.claim(alert, Some(&r), now).await?;
                 let key = claim.correlation_key.clone();
-                match self.retrying(started, |_| self.itsm.find(&key)).await {
-                    Ok(Some(incident)) => self.resolve(alert, claim, incident, started).await,
+                match self.retrying(ctx, |_| self.itsm.find(&key)).await {
+                    Ok(Some(incident)) => self.resolve(alert, claim, incident, ctx).await,
                     Ok(None) => {
                         let rec =
                             self.next(Some(&claim), alert, ResolvedWithoutIncident, None, now);
@@ -263,7 +284,7 @@ impl Bridge {
                         r.alert_id
                     ))
                 })?;
-                self.resolve(alert, r, incident, started).await
+                self.resolve(alert, r, incident, ctx).await
             }
             (Resolved, Some(r)) => Ok(done(Outcome::AlreadyResolved, r.incident)),
         }
@@ -284,7 +305,7 @@ impl Bridge {
         alert: &Alert,
         r: CorrelationRecord,
         now: i64,
-        started: Instant,
+        ctx: &Ctx,
     ) -> Result<Processed, ProcessError> {
         let note = mapping::refire_note(alert);
         let existing = r
@@ -293,12 +314,12 @@ impl Bridge {
             .filter(|_| r.state == RecordState::Resolved);
         let (state, outcome) = match (self.settings.refire, existing) {
             (RefirePolicy::Reopen, Some(incident)) => {
-                self.retrying(started, |_| self.itsm.reopen(&incident, &note))
+                self.retrying(ctx, |_| self.itsm.reopen(&incident, &note))
                     .await?;
                 (RecordState::Open, Outcome::Reopened)
             }
             (RefirePolicy::Note, Some(incident)) => {
-                self.retrying(started, |_| self.itsm.note(&incident, &note))
+                self.retrying(ctx, |_| self.itsm.note(&incident, &note))
                     .await?;
                 (RecordState::Resolved, Outcome::Noted)
             }
@@ -316,7 +337,7 @@ impl Bridge {
                 claim.fired_at = alert.fired_at.clone();
                 claim.resolved_at = None;
                 self.store.put(&claim, Some(r.version), now).await?;
-                return self.open(alert, claim, false, started).await;
+                return self.open(alert, claim, false, ctx).await;
             }
         };
         let now = (self.clock)();
@@ -350,12 +371,12 @@ impl Bridge {
         alert: &Alert,
         claim: CorrelationRecord,
         look_first: bool,
-        started: Instant,
+        ctx: &Ctx,
     ) -> Result<Processed, ProcessError> {
         let mut draft = mapping::draft(alert, &self.settings.severity);
         draft.correlation_key = claim.correlation_key.clone();
         let attempt = self
-            .retrying(started, |n| {
+            .retrying(ctx, |n| {
                 let draft = &draft;
                 async move {
                     // A failed attempt may still have created it (a timeout
@@ -392,11 +413,11 @@ impl Bridge {
         alert: &Alert,
         prev: CorrelationRecord,
         incident: IncidentRef,
-        started: Instant,
+        ctx: &Ctx,
     ) -> Result<Processed, ProcessError> {
         let resolution = mapping::resolution(alert);
         let resolved = self
-            .retrying(started, |_| self.itsm.resolve(&incident, &resolution))
+            .retrying(ctx, |_| self.itsm.resolve(&incident, &resolution))
             .await;
         let (state, outcome) = match resolved {
             Ok(ResolveOutcome::Resolved) => (RecordState::Resolved, Outcome::Resolved),
@@ -419,17 +440,22 @@ impl Bridge {
     /// Runs an ITSM call (`call(n)` for retry `n`) again after transient
     /// failures, with jittered backoff, while a whole attempt still fits
     /// before the event's deadline.
-    async fn retrying<T, F, Fut>(&self, started: Instant, mut call: F) -> Result<T, ItsmError>
+    async fn retrying<T, F, Fut>(&self, ctx: &Ctx, mut call: F) -> Result<T, ItsmError>
     where
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T, ItsmError>>,
     {
         let mut n = 0;
         loop {
-            match call(n).await {
+            let begun = Instant::now();
+            let result = call(n).await;
+            ctx.itsm_calls.fetch_add(1, Ordering::Relaxed);
+            ctx.itsm_micros
+                .fetch_add(begun.elapsed().as_micros() as u64, Ordering::Relaxed);
+            match result {
                 Err(e) => {
                     n += 1;
-                    let Some(wait) = self.settings.retry.wait(n, &e, started.elapsed()) else {
+                    let Some(wait) = self.settings.retry.wait(n, &e, ctx.started.elapsed()) else {
                         return Err(e);
                     };
                     tracing::warn!(error = %e, retry = n, wait_ms = wait.as_millis() as u64, "ITSM call failed; retrying");
@@ -502,5 +528,10 @@ pub fn rfc3339(unix: i64) -> String {
 }
 
 fn done(outcome: Outcome, incident: Option<IncidentRef>) -> Processed {
-    Processed { outcome, incident }
+    Processed {
+        outcome,
+        incident,
+        itsm_calls: 0,
+        itsm_ms: 0,
+    }
 }

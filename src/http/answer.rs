@@ -73,6 +73,20 @@ impl Failure {
         }
     }
 
+    /// For metrics: the ITSM's HTTP status when the ITSM failed.
+    pub fn itsm_status(&self) -> Option<String> {
+        match self {
+            Failure::Process(ProcessError::Itsm(ItsmError::Rejected { status, .. })) => {
+                Some(status.to_string())
+            }
+            Failure::Process(ProcessError::Itsm(ItsmError::Throttled { .. })) => Some("429".into()),
+            Failure::Process(ProcessError::Itsm(ItsmError::Unavailable(_))) => {
+                Some("unavailable".into())
+            }
+            _ => None,
+        }
+    }
+
     pub fn message(&self) -> String {
         match self {
             Failure::Method(m) => format!("method {m} is not allowed; Azure Monitor sends POST"),

@@ -3,6 +3,7 @@
 
 mod answer;
 pub mod event;
+pub mod metrics;
 
 use std::sync::Arc;
 
@@ -22,6 +23,15 @@ pub struct App {
     pub bridge: Bridge,
     /// The one path alerts are posted to (`WEBHOOK_PATH`, default `/`).
     pub path: String,
+    /// CloudWatch metrics namespace; `None` prints no metric lines (replay).
+    pub metrics: Option<String>,
+}
+
+/// What a processed event leaves for the metrics line.
+struct Done {
+    answer: Answer,
+    outcome: &'static str,
+    itsm_ms: Option<u64>,
 }
 
 /// Handles one request; never fails, so Lambda never turns an error into a 502.
@@ -30,8 +40,8 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
         .lambda_context_ref()
         .map(|c| c.request_id.clone())
         .unwrap_or_default();
-    let answer = match process(app, &req).await {
-        Ok(answer) => answer,
+    let (answer, outcome, itsm_ms, itsm_status) = match process(app, &req, &request_id).await {
+        Ok(done) => (done.answer, done.outcome, done.itsm_ms, None),
         Err((failure, alert_id)) => {
             let status = failure.status();
             // Messages name what failed, never the token or a credential.
@@ -40,13 +50,36 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
             } else {
                 tracing::warn!(%request_id, alert_id, status, reason = failure.reason(), message = %failure.message(), "event rejected");
             }
-            failure.answer()
+            (
+                failure.answer(),
+                failure.reason(),
+                None,
+                failure.itsm_status(),
+            )
         }
     };
+    if let Some(namespace) = &app.metrics {
+        let timestamp_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let line = metrics::EventMetrics {
+            outcome,
+            status: answer.status,
+            itsm_ms,
+            itsm_status,
+            timestamp_ms,
+        };
+        // stdout, not the log: CloudWatch reads EMF from the raw line.
+        println!("{}", metrics::emf(namespace, &line));
+    }
     to_response(answer)
 }
 
-async fn process(app: &App, req: &Request) -> Result<Answer, (Failure, Option<String>)> {
+async fn process(
+    app: &App,
+    req: &Request,
+    request_id: &str,
+) -> Result<Done, (Failure, Option<String>)> {
     if req.method() != lambda_http::http::Method::POST {
         return Err((Failure::Method(req.method().to_string()), None));
     }
@@ -90,17 +123,30 @@ async fn process(app: &App, req: &Request) -> Result<Answer, (Failure, Option<St
         .process(&alert)
         .await
         .map_err(|e| (Failure::Process(e), Some(alert.alert_id.clone())))?;
+    let answer = answer::success(&alert.alert_id, &processed);
+    // The one summary line per event.
     tracing::info!(
+        request_id,
         alert_id = %alert.alert_id,
         rule = alert.alert_rule.as_deref().unwrap_or(""),
         monitoring_service = alert.monitoring_service.as_deref().unwrap_or(""),
+        condition = ?alert.condition,
         caller = %caller.app_id,
         outcome = processed.outcome.as_str(),
         incident = processed.incident.as_ref().map_or("", |i| i.number.as_str()),
+        itsm = app.bridge.itsm_kind(),
+        itsm_calls = processed.itsm_calls,
+        itsm_ms = processed.itsm_ms,
+        status = answer.status,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "event processed"
     );
-    Ok(answer::success(&alert.alert_id, &processed))
+    let itsm_ms = (processed.itsm_calls > 0).then_some(processed.itsm_ms);
+    Ok(Done {
+        answer,
+        outcome: processed.outcome.as_str(),
+        itsm_ms,
+    })
 }
 
 fn to_response(answer: Answer) -> Response<Body> {

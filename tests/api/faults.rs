@@ -44,6 +44,7 @@ fn app_with_store(t: &TestApp, store: Arc<dyn CorrelationStore>) -> App {
             t.clock(),
         ),
         path: "/".into(),
+        metrics: None,
     }
 }
 

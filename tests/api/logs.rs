@@ -106,6 +106,18 @@ async fn no_secret_or_token_in_logs_or_answers() {
         "the capture works: {logs}"
     );
     assert!(logs.contains("event rejected") || logs.contains("event failed"));
+    // The summary line carries what an operator filters on.
+    for field in [
+        "outcome=\"created\"",
+        "condition=Fired",
+        "incident=\"INC0040001\"",
+        "itsm_calls=1",
+        "itsm_ms=",
+        "rule=",
+        "monitoring_service=",
+    ] {
+        assert!(logs.contains(field), "summary line lacks {field}");
+    }
     let signature = token.rsplit('.').next().unwrap();
     let answers = serde_json::to_string(&answers).unwrap();
     for (what, secret) in [

@@ -78,6 +78,39 @@ fn dry_run_shows_a_create_a_duplicate_and_a_resolve() {
 }
 
 #[test]
+fn the_human_summary_counts_outcomes() {
+    let state = tempfile::tempdir().unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(env!("CARGO_BIN_EXE_replay"))
+        .current_dir(root)
+        .arg("--state")
+        .arg(state.path())
+        .args([
+            "events/prometheus-fired.json",
+            "events/prometheus-fired.json",
+            "events/prometheus-resolved.json",
+        ])
+        .env_remove("ENTRA_JWKS_URL")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("events/prometheus-fired.json: 201 created incident DRY"),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\x1b'),
+        "no colour when stdout is not a terminal"
+    );
+    assert!(
+        text.trim_end()
+            .ends_with("3 events: 1 created, 1 duplicate, 1 resolved; 0 failed"),
+        "{text}"
+    );
+}
+
+#[test]
 fn dry_run_shows_the_bmc_requests() {
     let state = tempfile::tempdir().unwrap();
     let files = ["metric-static-fired.json", "metric-static-resolved.json"];
@@ -133,7 +166,7 @@ fn a_bare_body_is_wrapped_and_a_bad_token_is_refused() {
         &["metric-static-fired.json"],
         &env,
     );
-    assert_eq!(code, 0, "a 4xx is not a replay failure");
+    assert_eq!(code, 1, "an event that failed fails the run");
     assert_eq!(lines[0]["status"], 401);
     assert!(
         !lines[0].to_string().contains("eyJhbGciOiJub25lIn0"),
