@@ -19,7 +19,7 @@ use itsm_bridge::domain::pipeline::system_clock;
 use itsm_bridge::{bootstrap, http};
 use serde_json::{Value, json};
 
-const USAGE: &str = "usage: replay [--json] [--state DIR] [--store embedded|dynamodb] [--itsm servicenow|bmc-helix] [--send] [--token JWT] [--print-event] FILE...
+const USAGE: &str = "usage: replay [--json] [--explain] [--state DIR] [--store embedded|dynamodb] [--itsm servicenow|bmc-helix] [--send] [--token JWT] [--print-event] FILE...
   FILE           a Lambda function URL event (payload 2.0) or a bare common-schema alert body
   --json         one JSON object per event on stdout
   --state DIR    where correlation records and the development key live (default .itsm-bridge)
@@ -32,6 +32,7 @@ const USAGE: &str = "usage: replay [--json] [--state DIR] [--store embedded|dyna
                  environment: SERVICENOW_* or BMC_*, or ITSM_SECRET_ID); default: dry run
   --token JWT    send this token, verified against ENTRA_* as configured, instead of
                  signing one with the local development key
+  --explain      also show which routing rule matched and the fields it produced
   --print-event  print each FILE as a function URL event carrying a fresh development
                  token (for cargo lambda invoke --data-file) instead of running it
 Exit status: 0 when every event succeeded, 1 when any got a 4xx or 5xx, 2 for usage or
@@ -48,6 +49,7 @@ struct Args {
     store: String,
     token: Option<String>,
     print_event: bool,
+    explain: bool,
     files: Vec<PathBuf>,
 }
 
@@ -60,6 +62,7 @@ fn parse_args() -> Result<Args, String> {
         store: "embedded".into(),
         token: None,
         print_event: false,
+        explain: false,
         files: vec![],
     };
     let mut it = std::env::args().skip(1);
@@ -68,6 +71,7 @@ fn parse_args() -> Result<Args, String> {
         match arg.as_str() {
             "--json" => args.json = true,
             "--print-event" => args.print_event = true,
+            "--explain" => args.explain = true,
             "--send" => args.send = true,
             "--state" => args.state = PathBuf::from(value("--state")?),
             "--itsm" => args.itsm = value("--itsm")?,
@@ -169,10 +173,27 @@ async fn run(args: Args) -> Result<bool, String> {
             .unwrap_or("?");
         *counts.entry(outcome.to_string()).or_default() += 1;
         failed += usize::from(status >= 400);
+        let explained = if args.explain {
+            explain(&app, &event)
+        } else {
+            Value::Null
+        };
         if args.json {
-            println!("{}", summary(file, status, &body, &requests));
+            let mut line = summary(file, status, &body, &requests);
+            if args.explain {
+                line["explain"] = explained;
+            }
+            println!("{line}");
         } else {
             print_human(file, status, &body, &requests, colour);
+            if args.explain {
+                println!(
+                    "  routing: {}",
+                    serde_json::to_string_pretty(&explained)
+                        .expect("JSON")
+                        .replace('\n', "\n  ")
+                );
+            }
         }
     }
     if !args.json {
@@ -245,6 +266,26 @@ fn to_event(file: &Path, token: &str) -> Result<Value, String> {
     };
     event["headers"]["authorization"] = json!(format!("Bearer {token}"));
     Ok(event)
+}
+
+/// Which routing rule the event's alert matched and the fields it produced.
+fn explain(app: &http::App, event: &Value) -> Value {
+    let body = event["body"].as_str().unwrap_or_default();
+    let Ok(alert) = itsm_bridge::domain::alert::parse(body.as_bytes()) else {
+        return json!({"error": "not a common-schema alert"});
+    };
+    let (rule, d) = app.bridge.draft(&alert);
+    json!({
+        "rule": rule.unwrap_or("(default)"),
+        "short_description": d.short_description,
+        "assignment_group": d.assignment_group,
+        "category": d.category,
+        "caller": d.caller,
+        "impact": d.impact,
+        "urgency": d.urgency,
+        "configuration_item": d.configuration_item,
+        "fields": d.fields,
+    })
 }
 
 fn summary(file: &Path, status: u16, body: &Value, requests: &[ItsmRequest]) -> Value {

@@ -9,6 +9,7 @@ use url::Url;
 use crate::adapters::entra::{self, EntraConfig, KeySource};
 use crate::domain::pipeline::{RefirePolicy, Settings};
 use crate::domain::retry::RetryPolicy;
+use crate::domain::routing::Routing;
 
 mod itsm;
 
@@ -114,6 +115,7 @@ impl Config {
         // Entra first: without it nothing may be served at all.
         let entra = entra_config(env)?;
         let itsm = itsm::itsm_config(env)?;
+        let routing = routing(env, itsm.severity_table().max())?;
         let severity = match env.get("SEVERITY_MAP") {
             Some(spec) => itsm
                 .severity_table()
@@ -145,6 +147,7 @@ impl Config {
                 ),
             },
             settings: Settings {
+                routing,
                 severity,
                 lease_secs: env.number("CLAIM_LEASE_SECS", 60)? as i64,
                 refire: match env.get("REFIRE_POLICY") {
@@ -165,6 +168,27 @@ impl Config {
             },
         })
     }
+}
+
+/// `ROUTING_RULES` (inline JSON) or `ROUTING_RULES_FILE` (a path); errors
+/// name the variable and the line, column or field.
+fn routing(env: &Env, max_level: u8) -> Result<Routing, ConfigError> {
+    let (var, text) = match (env.get("ROUTING_RULES"), env.get("ROUTING_RULES_FILE")) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "ROUTING_RULES",
+                "set ROUTING_RULES or ROUTING_RULES_FILE, not both",
+            ));
+        }
+        (Some(json), None) => ("ROUTING_RULES", json),
+        (None, Some(path)) => (
+            "ROUTING_RULES_FILE",
+            std::fs::read_to_string(&path)
+                .map_err(|e| err("ROUTING_RULES_FILE", format!("{path}: {e}")))?,
+        ),
+        (None, None) => return Ok(Routing::default()),
+    };
+    Routing::parse(&text, max_level).map_err(|e| err(var, e))
 }
 
 pub fn entra_config(env: &Env) -> Result<EntraConfig, ConfigError> {
@@ -371,5 +395,41 @@ mod tests {
         ));
         dry.push(("ITSM_DRY_RUN", "maybe"));
         assert_eq!(load(&dry).unwrap_err().var, "ITSM_DRY_RUN");
+    }
+
+    #[test]
+    fn routing_rules_are_checked_at_start() {
+        let mut vars = BASE.to_vec();
+        vars.push((
+            "ROUTING_RULES",
+            r#"{"rules": [{"name": "r", "set": {"assignment_grp": "x"}}]}"#,
+        ));
+        let e = load(&vars).unwrap_err();
+        assert_eq!(e.var, "ROUTING_RULES");
+        assert!(
+            e.problem.contains("assignment_grp") && e.problem.contains("line 1"),
+            "{e}"
+        );
+        let mut vars = BASE.to_vec();
+        vars.push(("ROUTING_RULES_FILE", "/nonexistent/rules.json"));
+        assert_eq!(load(&vars).unwrap_err().var, "ROUTING_RULES_FILE");
+        let dir = tempfile_dir();
+        let path = dir.join("rules.json");
+        std::fs::write(&path, "{\n  \"default\": {\"urgency\": 9}\n}").unwrap();
+        let mut vars = BASE.to_vec();
+        let path = path.display().to_string();
+        vars.push(("ROUTING_RULES_FILE", &path));
+        let e = load(&vars).unwrap_err();
+        assert!(
+            e.problem
+                .contains("default: set.urgency is 9; this ITSM's scale is 1 to 3"),
+            "{e}"
+        );
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("itsm-bridge-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 }

@@ -24,6 +24,12 @@ pub struct IncidentDraft {
     pub urgency: u8,
     /// First of `configurationItems`, by name.
     pub configuration_item: Option<String>,
+    /// From the routing rules; `None` leaves the ITSM adapter's default.
+    pub assignment_group: Option<String>,
+    pub category: Option<String>,
+    pub caller: Option<String>,
+    /// Extra ITSM fields, by the ITSM's own names.
+    pub fields: std::collections::BTreeMap<String, String>,
 }
 
 /// Text the ITSM records when the alert resolves.
@@ -101,6 +107,11 @@ impl SeverityTable {
         Ok(self)
     }
 
+    /// The scale's lowest level (3 for ServiceNow, 4 for BMC).
+    pub fn max(&self) -> u8 {
+        self.max
+    }
+
     pub fn levels(&self, severity: Severity) -> (u8, u8) {
         self.entries
             .iter()
@@ -134,6 +145,10 @@ pub fn draft(alert: &Alert, table: &SeverityTable) -> IncidentDraft {
         configuration_item: configuration_items(alert)
             .first()
             .map(|ci| clean_line(ci, 255)),
+        assignment_group: None,
+        category: None,
+        caller: None,
+        fields: Default::default(),
     }
 }
 
@@ -188,7 +203,7 @@ pub fn target_name(alert: &Alert) -> Option<String> {
 }
 
 /// One line saying what was measured or what happened, per monitoring service.
-fn what_happened(alert: &Alert) -> Option<String> {
+pub fn what_happened(alert: &Alert) -> Option<String> {
     let ctx = &alert.context;
     let first = ctx.pointer("/condition/allOf/0");
     if let Some(c) =

@@ -7,3 +7,4 @@ pub mod mapping;
 pub mod pipeline;
 pub mod ports;
 pub mod retry;
+pub mod routing;

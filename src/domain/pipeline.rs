@@ -18,9 +18,11 @@ use serde::Serialize;
 
 use super::alert::{Alert, MonitorCondition};
 use super::correlation::{CorrelationRecord, IncidentRef, RecordState};
+use super::mapping::IncidentDraft;
 use super::mapping::{self, SeverityTable};
 use super::ports::{CorrelationStore, ItsmClient, ItsmError, ResolveOutcome, StoreError};
 use super::retry::RetryPolicy;
+use super::routing::Routing;
 
 /// Unix seconds now; swapped in tests to move time.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -45,6 +47,8 @@ pub struct Settings {
     pub retry: RetryPolicy,
     /// What a Fired does for an alert id that has fired and resolved before.
     pub refire: RefirePolicy,
+    /// Routing rules and templates.
+    pub routing: Routing,
 }
 
 /// The same alert id firing again (a later `firedDateTime`) after it
@@ -83,6 +87,7 @@ impl Default for Settings {
             ttl_secs: 90 * 24 * 3600,
             retry: RetryPolicy::default(),
             refire: RefirePolicy::default(),
+            routing: Routing::default(),
         }
     }
 }
@@ -187,6 +192,14 @@ impl Bridge {
 
     pub fn itsm_kind(&self) -> &'static str {
         self.itsm.kind()
+    }
+
+    /// The incident an alert maps to, routed: the rule that matched
+    /// (`None`: the default) and the draft (`replay --explain` shows both).
+    pub fn draft(&self, alert: &Alert) -> (Option<&str>, IncidentDraft) {
+        self.settings
+            .routing
+            .apply(alert, mapping::draft(alert, &self.settings.severity))
     }
 
     /// The store, for tools and tests that inspect records.
@@ -373,7 +386,7 @@ impl Bridge {
         look_first: bool,
         ctx: &Ctx,
     ) -> Result<Processed, ProcessError> {
-        let mut draft = mapping::draft(alert, &self.settings.severity);
+        let mut draft = self.draft(alert).1;
         draft.correlation_key = claim.correlation_key.clone();
         let attempt = self
             .retrying(ctx, |n| {

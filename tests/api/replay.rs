@@ -28,6 +28,9 @@ fn replay(
         "ENTRA_JWKS_URL",
         "ITSM_KIND",
         "SERVICENOW_INSTANCE_URL",
+        "CORRELATION_TABLE",
+        "ROUTING_RULES",
+        "ROUTING_RULES_FILE",
     ] {
         cmd.env_remove(var);
     }
@@ -236,4 +239,21 @@ fn the_dynamodb_store_works_from_replay_against_the_emulator() {
         !state.path().join("correlation.redb").exists(),
         "nothing was kept in the embedded store"
     );
+}
+
+#[test]
+fn explain_names_the_rule_and_the_fields() {
+    let state = tempfile::tempdir().unwrap();
+    let rules = r#"{"rules": [{"name": "logs", "match": {"monitoring_service": "Log*"}, "set": {"assignment_group": "Logs desk"}}]}"#;
+    let (code, lines) = replay(
+        state.path(),
+        &["--explain"],
+        &["log-v2-fired.json", "metric-static-fired.json"],
+        &[("ROUTING_RULES", rules)],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(lines[0]["explain"]["rule"], "logs");
+    assert_eq!(lines[0]["explain"]["assignment_group"], "Logs desk");
+    assert_eq!(lines[1]["explain"]["rule"], "(default)");
+    assert_eq!(lines[1]["explain"]["assignment_group"], Value::Null);
 }

@@ -935,3 +935,33 @@ async fn refire_policy_note_adds_one_work_note() {
         RecordState::Resolved
     );
 }
+
+#[tokio::test]
+async fn routing_rules_set_assignment_fields_and_texts() {
+    let rules = json!({
+        "rules": [{"name": "storage", "match": {"resource_type": "microsoft.storage/*", "severity": ["Sev3", "Sev4"]},
+                   "set": {"assignment_group": "Storage team", "urgency": 2, "fields": {"u_environment": "prod"}}}],
+        "default": {"assignment_group": "Cloud Operations"},
+        "templates": {"short_description": "{severity} {rule} on {target} ({resource_group})"}
+    });
+    let t = Spawn::default()
+        .var("ROUTING_RULES", &rules.to_string())
+        .start()
+        .await;
+    create_mock()
+        .and(body_partial_json(json!({
+            "assignment_group": "Storage team", "urgency": "2", "impact": "3", "u_environment": "prod",
+            "short_description": "Sev4 test-metricAlertRule on test-storageAccount (test-RG)",
+            "caller_id": "azure.monitor"})))
+        .respond_with(created("INC0010030"))
+        .expect(1)
+        .mount(&t.itsm)
+        .await;
+    let reply = t.post(&metric_alert("routed", "Fired")).await;
+    assert_eq!(
+        (reply.status, reply.outcome()),
+        (201, "created"),
+        "{:?}",
+        reply.body
+    );
+}

@@ -103,13 +103,21 @@ impl BmcFormat {
                 "Assigned Support Organization",
                 f.support_organization.as_deref(),
             ),
-            ("Assigned Group", f.assigned_group.as_deref()),
+            (
+                "Assigned Group",
+                d.assignment_group
+                    .as_deref()
+                    .or(f.assigned_group.as_deref()),
+            ),
             ("HPD_CI", d.configuration_item.as_deref()),
         ];
         for (k, v) in optional {
             if let Some(v) = v {
                 set(k, v);
             }
+        }
+        for (k, v) in &d.fields {
+            set(k, v);
         }
         ItsmRequest::new(
             "POST",
@@ -245,6 +253,10 @@ mod tests {
             impact: 2,
             urgency: 4,
             configuration_item: Some("vm-1".into()),
+            assignment_group: None,
+            category: None,
+            caller: None,
+            fields: Default::default(),
         };
         let r = BmcFormat::default().create_request(&draft);
         assert_eq!(

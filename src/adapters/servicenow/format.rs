@@ -55,16 +55,31 @@ impl WireFormat for ServiceNowFormat {
         set("urgency", &d.urgency.to_string());
         set("correlation_id", &d.correlation_key);
         set("correlation_display", &d.correlation_label);
+        // Routing rules win over the configured defaults.
         let optional = [
             ("cmdb_ci", d.configuration_item.as_deref()),
-            ("caller_id", self.fields.caller.as_deref()),
-            ("assignment_group", self.fields.assignment_group.as_deref()),
-            ("category", self.fields.category.as_deref()),
+            (
+                "caller_id",
+                d.caller.as_deref().or(self.fields.caller.as_deref()),
+            ),
+            (
+                "assignment_group",
+                d.assignment_group
+                    .as_deref()
+                    .or(self.fields.assignment_group.as_deref()),
+            ),
+            (
+                "category",
+                d.category.as_deref().or(self.fields.category.as_deref()),
+            ),
         ];
         for (k, v) in optional {
             if let Some(v) = v {
                 set(k, v);
             }
+        }
+        for (k, v) in &d.fields {
+            set(k, v);
         }
         ItsmRequest::new(
             "POST",
