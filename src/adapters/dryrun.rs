@@ -21,6 +21,10 @@ impl DryRun {
         DryRun { format, log }
     }
 
+    fn show_all(&self, requests: Vec<ItsmRequest>) {
+        requests.into_iter().for_each(|r| self.show(r));
+    }
+
     fn show(&self, request: ItsmRequest) {
         match &self.log {
             Some(log) => log.push(request),
@@ -58,16 +62,12 @@ impl ItsmClient for DryRun {
     }
 
     async fn reopen(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
-        for request in self.format.reopen(incident, note) {
-            self.show(request);
-        }
+        self.show_all(self.format.reopen(incident, note));
         Ok(())
     }
 
     async fn note(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
-        for request in self.format.note(incident, note) {
-            self.show(request);
-        }
+        self.show_all(self.format.note(incident, note));
         Ok(())
     }
 
@@ -76,9 +76,7 @@ impl ItsmClient for DryRun {
         incident: &IncidentRef,
         resolution: &Resolution,
     ) -> Result<ResolveOutcome, ItsmError> {
-        for request in self.format.resolve(incident, resolution) {
-            self.show(request);
-        }
+        self.show_all(self.format.resolve(incident, resolution));
         Ok(ResolveOutcome::Resolved)
     }
 }

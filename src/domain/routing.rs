@@ -124,7 +124,8 @@ impl Routing {
 
     /// The rule that applies (`None`: the default) and the draft it produces.
     pub fn apply(&self, alert: &Alert, mut draft: IncidentDraft) -> (Option<&str>, IncidentDraft) {
-        let rule = self.rules.iter().find(|r| r.when.matches(alert));
+        let facts = Facts::of(alert);
+        let rule = self.rules.iter().find(|r| r.when.matches(alert, &facts));
         let effects = rule.map_or(&self.default, |r| &r.set);
         let pick = |mine: &Option<String>, fallback: &Option<String>| {
             mine.clone().or_else(|| fallback.clone())
@@ -143,10 +144,11 @@ impl Routing {
         draft.fields = self.default.fields.clone();
         draft.fields.extend(effects.fields.clone());
         if let Some(t) = &self.templates.short_description {
-            draft.short_description = mapping::clean_line(&render(t, alert), SHORT_DESCRIPTION_MAX);
+            draft.short_description =
+                mapping::clean_line(&render(t, alert, &facts), SHORT_DESCRIPTION_MAX);
         }
         if let Some(t) = &self.templates.description {
-            draft.description = mapping::clean(&render(t, alert), DESCRIPTION_MAX);
+            draft.description = mapping::clean(&render(t, alert, &facts), DESCRIPTION_MAX);
         }
         (rule.map(|r| r.name.as_str()), draft)
     }
@@ -178,8 +180,7 @@ impl OneOrMany {
 }
 
 impl Match {
-    fn matches(&self, alert: &Alert) -> bool {
-        let facts = Facts::of(alert);
+    fn matches(&self, alert: &Alert, facts: &Facts) -> bool {
         let check =
             |m: &Option<OneOrMany>, value: Option<&str>| m.as_ref().is_none_or(|m| m.any(value));
         check(&self.alert_rule, alert.alert_rule.as_deref())
@@ -284,8 +285,7 @@ fn check_template(t: &str) -> Result<(), String> {
 }
 
 /// Fills a checked template; a value the alert lacks becomes empty.
-fn render(t: &str, alert: &Alert) -> String {
-    let facts = Facts::of(alert);
+fn render(t: &str, alert: &Alert, facts: &Facts) -> String {
     let value = |name: &str| -> String {
         match name {
             "rule" => alert.alert_rule.clone(),

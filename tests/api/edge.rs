@@ -66,9 +66,7 @@ async fn a_base64_encoded_body_is_decoded() {
         &base64::engine::general_purpose::STANDARD.encode(body),
     );
     event["isBase64Encoded"] = json!(true);
-    let request = lambda_http::request::from_str(&event.to_string()).unwrap();
-    let response = itsm_bridge::http::handle(&t.app, request).await;
-    assert_eq!(response.status(), 200);
+    assert_eq!(send_event(&t.app, &event).await.status, 200);
 }
 
 #[test]

@@ -238,8 +238,16 @@ impl TestApp {
 
 /// One request through `app`'s handler, as the function URL would deliver it.
 pub async fn send_to(app: &App, verb: &str, authorization: Option<&str>, body: &str) -> Reply {
-    let request = http::event::request(&http::event::function_url_event(verb, authorization, body));
-    let response = http::handle(app, request).await;
+    send_event(
+        app,
+        &http::event::function_url_event(verb, authorization, body),
+    )
+    .await
+}
+
+/// A whole function URL event (edited as a test needs) through `app`'s handler.
+pub async fn send_event(app: &App, event: &Value) -> Reply {
+    let response = http::handle(app, http::event::request(event)).await;
     let body = match response.body() {
         lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap(),
         other => panic!("expected a JSON text body, got {other:?}"),

@@ -8,42 +8,33 @@ use wiremock::{Mock, ResponseTemplate};
 
 use crate::helpers::*;
 
-async fn send_event(t: &TestApp, edit: impl FnOnce(&mut Value)) -> Reply {
+/// A Resolved for an unknown alert, as `edit` bends it.
+async fn send_edited(t: &TestApp, edit: impl FnOnce(&mut Value)) -> Reply {
     let mut event = itsm_bridge::http::event::function_url_event(
         "POST",
         Some(&format!("Bearer {}", t.token())),
         &metric_alert("hostile", "Resolved").to_string(),
     );
     edit(&mut event);
-    let response =
-        itsm_bridge::http::handle(&t.app, itsm_bridge::http::event::request(&event)).await;
-    let body = match response.body() {
-        lambda_http::Body::Text(text) => serde_json::from_str(text).unwrap(),
-        other => panic!("{other:?}"),
-    };
-    Reply {
-        status: response.status().as_u16(),
-        headers: response.headers().clone(),
-        body,
-    }
+    send_event(&t.app, &event).await
 }
 
 #[tokio::test]
 async fn wrong_path_and_content_type_are_refused_before_anything_else() {
     let t = TestApp::spawn().await;
-    let reply = send_event(&t, |e| {
+    let reply = send_edited(&t, |e| {
         e["rawPath"] = json!("/admin");
         e["requestContext"]["http"]["path"] = json!("/admin");
     })
     .await;
     assert_eq!((reply.status, reply.outcome()), (404, "not_found"));
     assert!(reply.message().contains("WEBHOOK_PATH"));
-    let reply = send_event(&t, |e| e["headers"]["content-type"] = json!("text/xml")).await;
+    let reply = send_edited(&t, |e| e["headers"]["content-type"] = json!("text/xml")).await;
     assert_eq!(
         (reply.status, reply.outcome()),
         (415, "unsupported_media_type")
     );
-    let reply = send_event(&t, |e| {
+    let reply = send_edited(&t, |e| {
         e["headers"]["content-type"] = json!("application/json; charset=utf-8")
     })
     .await;
@@ -55,7 +46,7 @@ async fn invalid_utf8_and_deep_nesting_are_bad_requests() {
     let t = TestApp::spawn().await;
     let mut bytes = metric_alert("utf8", "Fired").to_string().into_bytes();
     bytes.splice(20..20, [0xff, 0xfe, 0xfd]);
-    let reply = send_event(&t, |e| {
+    let reply = send_edited(&t, |e| {
         e["body"] = json!(base64::engine::general_purpose::STANDARD.encode(&bytes));
         e["isBase64Encoded"] = json!(true);
     })

@@ -23,6 +23,11 @@ fn created(number: &str) -> ResponseTemplate {
         .set_body_json(json!({"result": {"sys_id": SYS_ID, "number": number}}))
 }
 
+/// ServiceNow's answer to an accepted update.
+fn updated() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({"result": {}}))
+}
+
 fn failure(status: u16, message: &str, detail: &str) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(
         json!({"error": {"message": message, "detail": detail}, "status": "failure"}),
@@ -270,10 +275,7 @@ async fn data_policy_on_resolve_says_what_to_configure_and_keeps_the_incident_op
     );
 
     // Not lost: once the instance accepts it, the next delivery resolves.
-    resolve_mock()
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {}})))
-        .mount(&t.itsm)
-        .await;
+    resolve_mock().respond_with(updated()).mount(&t.itsm).await;
     let retry = t.post(&metric_alert("policy", "Resolved")).await;
     assert_eq!((retry.status, retry.outcome()), (200, "resolved"));
 }
@@ -532,7 +534,7 @@ async fn oauth_token_is_fetched_once_and_renewed_after_a_401() {
         .await;
     resolve_mock()
         .and(header("authorization", "Bearer tok-2"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {}})))
+        .respond_with(updated())
         .mount(&t.itsm)
         .await;
     assert_eq!(
@@ -585,7 +587,7 @@ async fn one_request_per_operation_over_one_kept_connection() {
         .mount(&upstream)
         .await;
     resolve_mock()
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {}})))
+        .respond_with(updated())
         .expect(1)
         .mount(&upstream)
         .await;
@@ -785,10 +787,7 @@ async fn refiring_is_ignored_by_default_and_late_deliveries_always() {
         .expect(1)
         .mount(&t.itsm)
         .await;
-    resolve_mock()
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {}})))
-        .mount(&t.itsm)
-        .await;
+    resolve_mock().respond_with(updated()).mount(&t.itsm).await;
     let before = opened_and_resolved(&t, "refire-ignore").await;
     assert_eq!(
         t.post(&fired_at("refire-ignore", "2025-04-15T19:00:00Z"))
@@ -812,13 +811,13 @@ async fn refire_policy_reopen_puts_the_incident_back_in_progress() {
         .await;
     resolve_mock()
         .and(body_partial_json(json!({"state": "6"})))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {}})))
+        .respond_with(updated())
         .expect(2)
         .mount(&t.itsm)
         .await;
     resolve_mock()
         .and(body_partial_json(json!({"state": "2"})))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {}})))
+        .respond_with(updated())
         .expect(1)
         .mount(&t.itsm)
         .await;
@@ -872,10 +871,7 @@ async fn refire_policy_new_opens_a_second_incident_under_its_own_key() {
         .expect(2)
         .mount(&t.itsm)
         .await;
-    resolve_mock()
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {}})))
-        .mount(&t.itsm)
-        .await;
+    resolve_mock().respond_with(updated()).mount(&t.itsm).await;
     opened_and_resolved(&t, "refire-new").await;
     let again = fired_at("refire-new", "2025-04-15T19:00:00Z");
     assert_eq!(t.post(&again).await.outcome(), "created");
@@ -911,10 +907,7 @@ async fn refire_policy_note_adds_one_work_note() {
         .expect(1)
         .mount(&t.itsm)
         .await;
-    resolve_mock()
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": {}})))
-        .mount(&t.itsm)
-        .await;
+    resolve_mock().respond_with(updated()).mount(&t.itsm).await;
     let before = opened_and_resolved(&t, "refire-note").await;
     let again = fired_at("refire-note", "2025-04-15T19:00:00Z");
     assert_eq!(t.post(&again).await.outcome(), "noted");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
-use serde_json::{Value, json};
+use serde_json::Value;
 use url::Url;
 
 use super::auth::{Authenticator, Credentials};
@@ -35,10 +35,8 @@ pub struct ServiceNowClient {
 }
 
 impl ServiceNowClient {
-    async fn update(&self, incident: &IncidentRef, body: Value) -> Result<(), ItsmError> {
-        let answer = self
-            .send(self.format.update_request(incident, body))
-            .await?;
+    async fn update(&self, incident: &IncidentRef, request: ItsmRequest) -> Result<(), ItsmError> {
+        let answer = self.send(request).await?;
         if answer.status == 404 {
             return Err(ItsmError::Rejected {
                 status: 404,
@@ -232,12 +230,13 @@ impl ItsmClient for ServiceNowClient {
     }
 
     async fn reopen(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
-        self.update(incident, json!({"state": "2", "work_notes": note}))
+        self.update(incident, self.format.reopen_request(incident, note))
             .await
     }
 
     async fn note(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
-        self.update(incident, json!({"work_notes": note})).await
+        self.update(incident, self.format.note_request(incident, note))
+            .await
     }
 
     async fn resolve(

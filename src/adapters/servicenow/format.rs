@@ -115,11 +115,11 @@ impl WireFormat for ServiceNowFormat {
     }
 
     fn reopen(&self, incident: &IncidentRef, note: &str) -> Vec<ItsmRequest> {
-        vec![self.update_request(incident, json!({"state": "2", "work_notes": note}))]
+        vec![self.reopen_request(incident, note)]
     }
 
     fn note(&self, incident: &IncidentRef, note: &str) -> Vec<ItsmRequest> {
-        vec![self.update_request(incident, json!({"work_notes": note}))]
+        vec![self.note_request(incident, note)]
     }
 }
 
@@ -145,7 +145,17 @@ impl ServiceNowFormat {
         )
     }
 
-    /// One PATCH of the incident; `work_notes` are journal entries.
+    /// Back to In Progress, with the reason in the journal.
+    pub fn reopen_request(&self, incident: &IncidentRef, note: &str) -> ItsmRequest {
+        self.update_request(incident, json!({"state": "2", "work_notes": note}))
+    }
+
+    /// `work_notes` is a journal field: each write appends an entry.
+    pub fn note_request(&self, incident: &IncidentRef, note: &str) -> ItsmRequest {
+        self.update_request(incident, json!({"work_notes": note}))
+    }
+
+    /// One PATCH of the incident.
     pub fn update_request(&self, incident: &IncidentRef, body: Value) -> ItsmRequest {
         ItsmRequest::new(
             "PATCH",
