@@ -16,10 +16,14 @@ use itsm_bridge::domain::alert;
 use itsm_bridge::domain::correlation::IncidentRef;
 use itsm_bridge::domain::mapping::{IncidentDraft, Resolution};
 use itsm_bridge::domain::pipeline::{Bridge, Settings, system_clock};
-use itsm_bridge::domain::ports::{ItsmClient, ItsmError, ResolveOutcome};
+use itsm_bridge::domain::ports::{ItsmClient, ItsmError, ResolveOutcome, TokenVerifier};
 use itsm_bridge::http::{self, App};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Value, json};
+
+// The allocator the Lambda binary uses (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/azure-samples");
 
@@ -42,6 +46,10 @@ fn large_log_body() -> Vec<u8> {
         rows.push(row.clone());
     }
     serde_json::to_vec(&body).unwrap()
+}
+
+fn jwk_str<'a>(jwk: &'a Value, field: &str) -> &'a str {
+    jwk[field].as_str().unwrap()
 }
 
 struct Instant;
@@ -95,12 +103,33 @@ fn floors(c: &mut Criterion) {
         jsonwebtoken::get_current_timestamp() as i64,
     ));
     let (message, signature) = token.rsplit_once('.').unwrap();
-    let jwk: jsonwebtoken::jwk::Jwk =
-        serde_json::from_value(s.key.jwks()["keys"][0].clone()).unwrap();
+    let jwk_value = s.key.jwks()["keys"][0].clone();
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk_value.clone()).unwrap();
     let decoding = DecodingKey::from_jwk(&jwk).unwrap();
     c.bench_function("floor/rs256_verify", |b| {
         b.iter(|| {
             jsonwebtoken::crypto::verify(signature, message.as_bytes(), &decoding, Algorithm::RS256)
+                .unwrap()
+        })
+    });
+    // The same verification with the key parsed once (what a cache of
+    // aws-lc-rs keys per kid would give): the lower floor.
+    let b64 = |s: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .unwrap()
+    };
+    let parsed = aws_lc_rs::signature::RsaPublicKeyComponents {
+        n: b64(jwk_str(&jwk_value, "n")),
+        e: b64(jwk_str(&jwk_value, "e")),
+    }
+    .to_parsed_public_key(&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256)
+    .unwrap();
+    c.bench_function("floor/rs256_verify_parsed_key", |b| {
+        b.iter(|| {
+            parsed
+                .verify_sig(message.as_bytes(), &b64(signature))
                 .unwrap()
         })
     });
@@ -137,12 +166,10 @@ fn handler(c: &mut Criterion) {
         &s.config,
         jsonwebtoken::get_current_timestamp() as i64,
     ));
-    let app = |cache: usize| App {
-        verifier: Arc::new(EntraVerifier::with_token_cache(
-            s.config.clone(),
-            system_clock(),
-            cache,
-        )),
+    // A fresh (empty) store per event: the fake must not grow by millions
+    // of records over a run and measure its own rehashing instead.
+    let app = |verifier: &Arc<EntraVerifier>| App {
+        verifier: verifier.clone(),
         bridge: Bridge::new(
             Arc::new(Instant),
             Arc::new(MemoryStore::new()),
@@ -166,20 +193,50 @@ fn handler(c: &mut Criterion) {
         ("handler/fired_cached_token", 4096),
         ("handler/fired_new_token", 0),
     ] {
-        let app = app(cache);
+        let verifier = Arc::new(EntraVerifier::with_token_cache(
+            s.config.clone(),
+            system_clock(),
+            cache,
+        ));
         // The first call loads the key set; the measured ones are warm.
-        rt.block_on(http::handle(&app, request(&token, &fresh_alert())));
+        rt.block_on(http::handle(
+            &app(&verifier),
+            request(&token, &fresh_alert()),
+        ));
         c.bench_function(name, |b| {
             b.iter_batched(
-                || request(&token, &fresh_alert()),
-                |req| {
+                || (app(&verifier), request(&token, &fresh_alert())),
+                |(app, req)| {
                     let response = rt.block_on(http::handle(&app, req));
                     assert_eq!(response.status(), 201);
+                    app
                 },
                 BatchSize::SmallInput,
             )
         });
     }
+
+    // The parts of (a), one at a time, to show where its time goes.
+    let verifier = Arc::new(EntraVerifier::new(s.config.clone(), system_clock()));
+    let bearer = format!("Bearer {token}");
+    rt.block_on(verifier.verify(Some(&bearer))).unwrap();
+    c.bench_function("parts/token_cache_hit", |b| {
+        b.iter(|| rt.block_on(verifier.verify(Some(&bearer))).unwrap())
+    });
+    let metric = metric_body();
+    let parsed = alert::parse(&metric).unwrap();
+    let bridge = app(&verifier).bridge;
+    c.bench_function("parts/mapping_draft", |b| b.iter(|| bridge.draft(&parsed)));
+    c.bench_function("parts/state_machine_create", |b| {
+        b.iter_batched(
+            || (app(&verifier).bridge, alert::parse(&metric).unwrap()),
+            |(bridge, alert)| {
+                rt.block_on(bridge.process(&alert)).unwrap();
+                bridge
+            },
+            BatchSize::SmallInput,
+        )
+    });
 }
 
 criterion_group!(benches, floors, handler);

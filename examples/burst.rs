@@ -25,6 +25,10 @@ use serde_json::{Value, json};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+// The allocator the Lambda binary uses (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The fake ServiceNow runs on its own thread and runtime, so the handler's
 /// thread measures only the function's work and its HTTP client.
 fn fake_servicenow() -> String {

@@ -7,7 +7,10 @@
 
 use std::sync::OnceLock;
 
+use std::fmt;
+
 use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 pub const COMMON_SCHEMA_ID: &str = "azureMonitorCommonAlertSchema";
@@ -104,6 +107,11 @@ pub enum SchemaError {
     #[error("the body is not valid JSON ({0}); send the Azure Monitor common alert schema")]
     NotJson(String),
     #[error(
+        "the body does not have the shape of the Azure Monitor common alert schema ({0}); \
+         data and data.essentials must be objects, each field given once"
+    )]
+    Shape(String),
+    #[error(
         "the body is not in the Azure Monitor common alert schema (schemaId is {0}); \
          set \"Enable the common alert schema\" on the action group's Secure Webhook action"
     )]
@@ -119,23 +127,52 @@ struct Envelope {
     #[serde(rename = "schemaId", default)]
     schema_id: Value,
     #[serde(default)]
-    data: Option<Data>,
+    data: Option<Object<Data>>,
 }
 
 #[derive(Deserialize)]
 struct Data {
     #[serde(default)]
-    essentials: Option<Value>,
+    essentials: Option<Object<Essentials>>,
     #[serde(rename = "alertContext", default)]
     alert_context: Value,
     #[serde(rename = "customProperties", default)]
     custom_properties: Value,
 }
 
+/// `data.essentials`, read straight into text: no intermediate `Value`.
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct Essentials {
+    alert_id: Text,
+    monitor_condition: Text,
+    alert_rule: Text,
+    // The docs spell it alertRuleID; one sample spells it alertRuleId.
+    #[serde(rename = "alertRuleID")]
+    alert_rule_id: Text,
+    #[serde(rename = "alertRuleId")]
+    alert_rule_id_lower: Text,
+    severity: Text,
+    signal_type: Text,
+    monitoring_service: Text,
+    #[serde(rename = "alertTargetIDs")]
+    alert_target_ids: Texts,
+    configuration_items: Texts,
+    origin_alert_id: Text,
+    fired_date_time: Text,
+    resolved_date_time: Text,
+    description: Text,
+    investigation_link: Text,
+    target_resource_group: Text,
+    target_resource_type: Text,
+}
+
 /// Parses a webhook body. Errors say what the sender must fix.
 pub fn parse(body: &[u8]) -> Result<Alert, SchemaError> {
-    let envelope: Envelope =
-        serde_json::from_slice(body).map_err(|e| SchemaError::NotJson(e.to_string()))?;
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => SchemaError::Shape(e.to_string()),
+        _ => SchemaError::NotJson(e.to_string()),
+    })?;
     if envelope.schema_id.as_str() != Some(COMMON_SCHEMA_ID) {
         let found = match &envelope.schema_id {
             Value::Null => "missing".to_string(),
@@ -143,12 +180,15 @@ pub fn parse(body: &[u8]) -> Result<Alert, SchemaError> {
         };
         return Err(SchemaError::NotCommonSchema(found));
     }
-    let data = envelope.data.ok_or(SchemaError::Missing("data"))?;
-    let e = data
+    let Object(data) = envelope.data.ok_or(SchemaError::Missing("data"))?;
+    let Object(e) = data
         .essentials
         .ok_or(SchemaError::Missing("data.essentials"))?;
-    let alert_id = text(&e, "alertId").ok_or(SchemaError::Missing("data.essentials.alertId"))?;
-    let condition = match text(&e, "monitorCondition") {
+    let alert_id = e
+        .alert_id
+        .0
+        .ok_or(SchemaError::Missing("data.essentials.alertId"))?;
+    let condition = match e.monitor_condition.0 {
         None => return Err(SchemaError::Missing("data.essentials.monitorCondition")),
         Some(c) if c.eq_ignore_ascii_case("fired") => MonitorCondition::Fired,
         Some(c) if c.eq_ignore_ascii_case("resolved") => MonitorCondition::Resolved,
@@ -157,25 +197,142 @@ pub fn parse(body: &[u8]) -> Result<Alert, SchemaError> {
     Ok(Alert {
         alert_id,
         condition,
-        alert_rule: text(&e, "alertRule"),
-        // The docs spell it alertRuleID; one sample spells it alertRuleId.
-        alert_rule_id: text(&e, "alertRuleID").or_else(|| text(&e, "alertRuleId")),
-        severity: text(&e, "severity").map_or(Severity::Unknown, |s| Severity::parse(&s)),
-        signal_type: text(&e, "signalType"),
-        monitoring_service: text(&e, "monitoringService"),
-        target_ids: texts(&e, "alertTargetIDs"),
-        configuration_items: texts(&e, "configurationItems"),
-        origin_alert_id: text(&e, "originAlertId"),
-        fired_at: text(&e, "firedDateTime"),
-        resolved_at: text(&e, "resolvedDateTime"),
-        description: text(&e, "description"),
-        investigation_link: text(&e, "investigationLink"),
-        target_resource_group: text(&e, "targetResourceGroup"),
-        target_resource_type: text(&e, "targetResourceType"),
+        alert_rule: e.alert_rule.0,
+        alert_rule_id: e.alert_rule_id.0.or(e.alert_rule_id_lower.0),
+        severity: e
+            .severity
+            .0
+            .map_or(Severity::Unknown, |s| Severity::parse(&s)),
+        signal_type: e.signal_type.0,
+        monitoring_service: e.monitoring_service.0,
+        target_ids: e.alert_target_ids.0,
+        configuration_items: e.configuration_items.0,
+        origin_alert_id: e.origin_alert_id.0,
+        fired_at: e.fired_date_time.0,
+        resolved_at: e.resolved_date_time.0,
+        description: e.description.0,
+        investigation_link: e.investigation_link.0,
+        target_resource_group: e.target_resource_group.0,
+        target_resource_type: e.target_resource_type.0,
         context: data.alert_context,
         custom_properties: data.custom_properties,
         key: OnceLock::new(),
     })
+}
+
+/// A struct read from a JSON object only: serde's derived structs also
+/// accept an array (fields by position), which no sender means.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+            .map(Object)
+    }
+}
+
+/// A field the pipeline shows: any scalar as trimmed text (numbers and
+/// booleans printed as JSON prints them); null, "", objects and arrays are
+/// absent. The same rule as [`scalar`], without building a `Value` first.
+#[derive(Default)]
+struct Text(Option<String>);
+
+/// A list of [`Text`]s; a lone scalar counts as a list of one.
+#[derive(Default)]
+struct Texts(Vec<String>);
+
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        let v = v.trim();
+        Ok((!v.is_empty()).then(|| v.to_string()))
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Some(v.to_string()))
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(v.to_string()))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Some(v.to_string()))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map(|n| n.to_string()))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TextVisitor).map(Text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Texts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ListVisitor;
+        impl<'de> Visitor<'de> for ListVisitor {
+            type Value = Vec<String>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list or a scalar")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(Text(item)) = seq.next_element()? {
+                    out.extend(item);
+                }
+                Ok(out)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                TextVisitor.visit_map(map).map(|_| Vec::new())
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                TextVisitor.visit_str(v).map(Vec::from_iter)
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                TextVisitor.visit_bool(v).map(Vec::from_iter)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                TextVisitor.visit_i64(v).map(Vec::from_iter)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                TextVisitor.visit_u64(v).map(Vec::from_iter)
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                TextVisitor.visit_f64(v).map(Vec::from_iter)
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Vec::new())
+            }
+        }
+        d.deserialize_any(ListVisitor).map(Texts)
+    }
 }
 
 /// A scalar as text: strings trimmed, numbers and booleans printed; null,
@@ -191,15 +348,6 @@ pub fn scalar(v: &Value) -> Option<String> {
 
 pub fn text(obj: &Value, key: &str) -> Option<String> {
     obj.get(key).and_then(scalar)
-}
-
-/// A list of scalars; a lone scalar counts as a list of one.
-pub fn texts(obj: &Value, key: &str) -> Vec<String> {
-    match obj.get(key) {
-        Some(Value::Array(items)) => items.iter().filter_map(scalar).collect(),
-        Some(v) => scalar(v).into_iter().collect(),
-        None => Vec::new(),
-    }
 }
 
 #[cfg(test)]
@@ -235,6 +383,54 @@ mod tests {
         assert_eq!(scalar(&json!(3)), Some("3".into()));
         assert_eq!(scalar(&json!(true)), Some("true".into()));
         assert_eq!(scalar(&json!("  ")), None);
+    }
+
+    #[test]
+    fn fields_read_as_text_agree_with_scalar() {
+        // The typed reader must print exactly what `scalar` prints from a `Value`.
+        for value in [
+            json!(" padded "),
+            json!(""),
+            json!(3),
+            json!(-7),
+            json!(1.0),
+            json!(2.5e-3),
+            json!(18446744073709551615u64),
+            json!(true),
+            json!(null),
+            json!({"a": [1, {"b": 2}]}),
+            json!([1, "two"]),
+            json!("caf\u{e9} \u{1F600}"),
+        ] {
+            let alert = parse(&body(json!({"alertId": "a", "monitorCondition": "Fired",
+                "alertRule": value, "configurationItems": value})))
+            .unwrap();
+            assert_eq!(alert.alert_rule, scalar(&value), "{value}");
+            let list: Vec<String> = match &value {
+                Value::Array(items) => items.iter().filter_map(scalar).collect(),
+                v => scalar(v).into_iter().collect(),
+            };
+            assert_eq!(alert.configuration_items, list, "{value}");
+        }
+    }
+
+    #[test]
+    fn misshapen_bodies_say_what_is_wrong() {
+        let shape = |text: &str| match parse(text.as_bytes()) {
+            Err(SchemaError::Shape(m)) => m,
+            other => panic!("{text}: {other:?}"),
+        };
+        assert!(
+            shape(r#"{"schemaId":"azureMonitorCommonAlertSchema","data":"x"}"#)
+                .contains("invalid type")
+        );
+        assert!(
+            shape(r#"{"schemaId":"azureMonitorCommonAlertSchema","data":{"essentials":{"alertId":"a","alertId":"b"}}}"#)
+                .contains("duplicate field `alertId`")
+        );
+        let err = parse(br#"{"schemaId":"azureMonitorCommonAlertSchema","data":{"essentials":7}}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("must be objects"), "{err}");
     }
 
     #[test]

@@ -26,11 +26,14 @@ pub const KEY_LEN: usize = 38;
 /// What a person sees next to the key: rule and the id's last segment.
 pub fn correlation_label(alert: &Alert) -> String {
     let tail = alert.alert_id.rsplit('/').next().unwrap_or(&alert.alert_id);
-    let label = match &alert.alert_rule {
-        Some(rule) => format!("Azure Monitor {rule} {tail}"),
-        None => format!("Azure Monitor {tail}"),
-    };
-    super::mapping::clean_line(&label, 100)
+    let mut label = String::with_capacity(100);
+    label.push_str("Azure Monitor ");
+    if let Some(rule) = &alert.alert_rule {
+        label.push_str(rule);
+        label.push(' ');
+    }
+    label.push_str(tail);
+    super::mapping::clean_line(label, 100)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::alert::{Alert, MonitorCondition, Severity, scalar, text, texts};
+use super::alert::{Alert, MonitorCondition, Severity, scalar, text};
 use super::correlation::correlation_label;
 
 pub const SHORT_DESCRIPTION_MAX: usize = 160;
@@ -123,28 +123,33 @@ impl SeverityTable {
 pub fn draft(alert: &Alert, table: &SeverityTable) -> IncidentDraft {
     let (impact, urgency) = table.levels(alert.severity);
     let rule = alert.alert_rule.as_deref().unwrap_or("Azure Monitor alert");
-    let mut short = match alert.severity {
-        Severity::Unknown => rule.to_string(),
-        sev => format!("[{}] {rule}", sev.as_str()),
-    };
     let what = what_happened(alert);
+    let mut short = String::with_capacity(SHORT_DESCRIPTION_MAX);
+    if alert.severity != Severity::Unknown {
+        for part in ["[", alert.severity.as_str(), "] "] {
+            short.push_str(part);
+        }
+    }
+    short.push_str(rule);
     if let Some(what) = &what {
-        let _ = write!(short, ": {what}");
+        short.push_str(": ");
+        short.push_str(what);
     }
     if let Some(target) = target_name(alert) {
-        let _ = write!(short, " on {target}");
+        short.push_str(" on ");
+        short.push_str(&target);
     }
     IncidentDraft {
         correlation_key: alert.correlation_key().to_string(),
         correlation_label: correlation_label(alert),
-        short_description: clean_line(&short, SHORT_DESCRIPTION_MAX),
-        description: clean(&describe(alert, what.as_deref()), DESCRIPTION_MAX),
+        short_description: clean_line(short, SHORT_DESCRIPTION_MAX),
+        description: clean(describe(alert, what.as_deref()), DESCRIPTION_MAX),
         severity: alert.severity,
         impact,
         urgency,
         configuration_item: configuration_items(alert)
             .first()
-            .map(|ci| clean_line(ci, 255)),
+            .map(|ci| clean_line(ci.as_str(), 255)),
         assignment_group: None,
         category: None,
         caller: None,
@@ -159,7 +164,7 @@ pub fn resolution(alert: &Alert) -> Resolution {
         .map_or(String::new(), |t| format!(" at {t}"));
     Resolution {
         notes: clean(
-            &format!(
+            format!(
                 "Resolved automatically by itsm-bridge: Azure Monitor reported the alert {} as Resolved{when}.",
                 alert.alert_rule.as_deref().unwrap_or(&alert.alert_id)
             ),
@@ -171,7 +176,7 @@ pub fn resolution(alert: &Alert) -> Resolution {
 /// The journal entry for an alert that fires again after it resolved.
 pub fn refire_note(alert: &Alert) -> String {
     clean(
-        &format!(
+        format!(
             "Azure Monitor reported the alert {} firing again at {} (alert id {}).",
             alert.alert_rule.as_deref().unwrap_or("(no rule)"),
             alert.fired_at.as_deref().unwrap_or("an unknown time"),
@@ -205,7 +210,11 @@ pub fn target_name(alert: &Alert) -> Option<String> {
 /// One line saying what was measured or what happened, per monitoring service.
 pub fn what_happened(alert: &Alert) -> Option<String> {
     let ctx = &alert.context;
-    let first = ctx.pointer("/condition/allOf/0");
+    // Not `pointer()`: it allocates to unescape every segment.
+    let first = ctx
+        .get("condition")
+        .and_then(|c| c.get("allOf"))
+        .and_then(|all| all.get(0));
     if let Some(c) =
         first.filter(|c| c.get("metricName").is_some() || c.get("searchQuery").is_some())
     {
@@ -259,10 +268,12 @@ pub fn what_happened(alert: &Alert) -> Option<String> {
 }
 
 fn describe(alert: &Alert, what: Option<&str>) -> String {
-    let mut d = String::new();
+    let mut d = String::with_capacity(1024);
     let mut line = |label: &str, value: Option<&str>| {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
-            let _ = writeln!(d, "{label}: {v}");
+            for part in [label, ": ", v, "\n"] {
+                d.push_str(part);
+            }
         }
     };
     line("Alert rule", alert.alert_rule.as_deref());
@@ -299,30 +310,38 @@ fn describe(alert: &Alert, what: Option<&str>) -> String {
     if !links.is_empty() {
         d.push_str("Links:\n");
         for link in links {
-            let _ = writeln!(d, "- {link}");
+            for part in ["- ", link, "\n"] {
+                d.push_str(part);
+            }
         }
     }
     d
 }
 
 /// Every http(s) link the alert carries, in order, without repeats.
-pub fn links(alert: &Alert) -> Vec<String> {
-    let mut out: Vec<String> = alert.investigation_link.iter().cloned().collect();
+pub fn links(alert: &Alert) -> Vec<&str> {
+    let mut out: Vec<&str> = alert
+        .investigation_link
+        .iter()
+        .map(String::as_str)
+        .collect();
     collect_links(&alert.context, &mut out);
-    for t in texts(&alert.custom_properties, "links") {
-        out.push(t);
+    if let Some(custom) = alert.custom_properties.get("links") {
+        collect_links(custom, &mut out);
     }
-    out.retain(|l| l.starts_with("https://") || l.starts_with("http://"));
+    out.retain(|l| is_link(l));
     let mut seen = std::collections::HashSet::new();
-    out.retain(|l| seen.insert(l.clone()));
+    out.retain(|l| seen.insert(*l));
     out
 }
 
-fn collect_links(v: &Value, out: &mut Vec<String>) {
+fn is_link(s: &str) -> bool {
+    s.starts_with("https://") || s.starts_with("http://")
+}
+
+fn collect_links<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
     match v {
-        Value::String(s) if s.starts_with("https://") || s.starts_with("http://") => {
-            out.push(s.clone())
-        }
+        Value::String(s) if is_link(s) => out.push(s),
         Value::Array(items) => items.iter().for_each(|i| collect_links(i, out)),
         Value::Object(map) => map.values().for_each(|i| collect_links(i, out)),
         _ => {}
@@ -331,19 +350,11 @@ fn collect_links(v: &Value, out: &mut Vec<String>) {
 
 /// Drops control characters (keeping newlines and tabs) and cuts to `max`
 /// characters, so nothing in a payload breaks the ITSM's field limits.
-/// `clean` for one-line fields: newlines and tabs become spaces too.
-pub fn clean_line(s: &str, max: usize) -> String {
-    let line: String = s
-        .chars()
-        .map(|c| if c == '\n' || c == '\t' { ' ' } else { c })
-        .collect();
-    clean(&line, max)
-}
-
-pub fn clean(s: &str, max: usize) -> String {
-    // Most text is already clean and short: copy it whole.
-    if s.len() <= max && !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return s.to_string();
+/// Takes the text by value: clean, short text (most of it) is returned as is.
+pub fn clean(s: impl Into<String>, max: usize) -> String {
+    let s = s.into();
+    if s.len() <= max && plain(&s, true) {
+        return s;
     }
     let mut out: String = s
         .chars()
@@ -354,6 +365,30 @@ pub fn clean(s: &str, max: usize) -> String {
         out.push('…');
     }
     out
+}
+
+/// `clean` for one-line fields: newlines and tabs become spaces too.
+pub fn clean_line(s: impl Into<String>, max: usize) -> String {
+    let s = s.into();
+    if s.len() <= max && plain(&s, false) {
+        return s;
+    }
+    let line: String = s
+        .chars()
+        .map(|c| if c == '\n' || c == '\t' { ' ' } else { c })
+        .collect();
+    clean(line, max)
+}
+
+/// Printable ASCII (with newlines and tabs if `breaks`). A fold without
+/// early exit, which the compiler vectorises; a char-by-char `is_control`
+/// scan is not. Field texts are short, so reading to the end costs nothing.
+fn plain(s: &str, breaks: bool) -> bool {
+    let bad = s.bytes().fold(false, |bad, b| {
+        let ok = (b.wrapping_sub(0x20) < 0x5f) | (breaks & ((b == b'\n') | (b == b'\t')));
+        bad | !ok
+    });
+    !bad
 }
 
 #[cfg(test)]

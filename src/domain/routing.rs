@@ -124,8 +124,10 @@ impl Routing {
 
     /// The rule that applies (`None`: the default) and the draft it produces.
     pub fn apply(&self, alert: &Alert, mut draft: IncidentDraft) -> (Option<&str>, IncidentDraft) {
-        let facts = Facts::of(alert);
-        let rule = self.rules.iter().find(|r| r.when.matches(alert, &facts));
+        // Only rules and templates read the facts: none, no cost.
+        let facts = std::cell::OnceCell::new();
+        let facts = || facts.get_or_init(|| Facts::of(alert));
+        let rule = self.rules.iter().find(|r| r.when.matches(alert, facts()));
         let effects = rule.map_or(&self.default, |r| &r.set);
         let pick = |mine: &Option<String>, fallback: &Option<String>| {
             mine.clone().or_else(|| fallback.clone())
@@ -145,10 +147,10 @@ impl Routing {
         draft.fields.extend(effects.fields.clone());
         if let Some(t) = &self.templates.short_description {
             draft.short_description =
-                mapping::clean_line(&render(t, alert, &facts), SHORT_DESCRIPTION_MAX);
+                mapping::clean_line(render(t, alert, facts()), SHORT_DESCRIPTION_MAX);
         }
         if let Some(t) = &self.templates.description {
-            draft.description = mapping::clean(&render(t, alert, &facts), DESCRIPTION_MAX);
+            draft.description = mapping::clean(render(t, alert, facts()), DESCRIPTION_MAX);
         }
         (rule.map(|r| r.name.as_str()), draft)
     }

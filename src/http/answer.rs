@@ -3,7 +3,9 @@
 //! or other 4xx. So whatever may succeed later is a 503; what the sender
 //! must fix is a 4xx saying what; nothing is ever a 500.
 
-use serde_json::{Value, json};
+use serde_json::json;
+
+use crate::domain::correlation::IncidentRef;
 
 use crate::domain::alert::SchemaError;
 use crate::domain::pipeline::{Outcome, ProcessError, Processed};
@@ -24,7 +26,8 @@ pub enum Failure {
 pub struct Answer {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
-    pub body: Value,
+    /// The JSON body, already serialised.
+    pub body: String,
 }
 
 /// Seconds Azure (or anyone) should wait before retrying a 503.
@@ -129,7 +132,7 @@ impl Failure {
         Answer {
             status,
             headers,
-            body: json!({"error": self.reason(), "message": message}),
+            body: json!({"error": self.reason(), "message": message}).to_string(),
         }
     }
 }
@@ -140,14 +143,21 @@ pub fn success(alert_id: &str, processed: &Processed) -> Answer {
     } else {
         200
     };
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        outcome: &'static str,
+        alert_id: &'a str,
+        incident: &'a Option<IncidentRef>,
+    }
+    let body = Body {
+        outcome: processed.outcome.as_str(),
+        alert_id,
+        incident: &processed.incident,
+    };
     Answer {
         status,
         headers: vec![],
-        body: json!({
-            "outcome": processed.outcome.as_str(),
-            "alert_id": alert_id,
-            "incident": processed.incident,
-        }),
+        body: serde_json::to_string(&body).expect("strings always serialise"),
     }
 }
 

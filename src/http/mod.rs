@@ -7,6 +7,7 @@ pub mod metrics;
 
 use std::sync::Arc;
 
+use lambda_http::http::header;
 use lambda_http::{Body, Request, RequestExt, Response};
 
 pub use answer::{Answer, Failure};
@@ -87,10 +88,11 @@ async fn process(
         return Err((Failure::Path(req.uri().path().to_string()), None));
     }
     // Azure sends application/json; a request without a type is let through.
-    if let Some(kind) = req.headers().get("content-type")
-        && !String::from_utf8_lossy(kind.as_bytes())
-            .to_ascii_lowercase()
-            .contains("json")
+    if let Some(kind) = req.headers().get(header::CONTENT_TYPE)
+        && !kind
+            .as_bytes()
+            .windows(4)
+            .any(|w| w.eq_ignore_ascii_case(b"json"))
     {
         return Err((
             Failure::ContentType(String::from_utf8_lossy(kind.as_bytes()).into_owned()),
@@ -109,7 +111,7 @@ async fn process(
     // from_utf8 checks a 1–2 KB token faster than HeaderValue::to_str.
     let authorization = req
         .headers()
-        .get("authorization")
+        .get(header::AUTHORIZATION)
         .and_then(|v| std::str::from_utf8(v.as_bytes()).ok());
     let caller = app
         .verifier
@@ -157,6 +159,6 @@ fn to_response(answer: Answer) -> Response<Body> {
         builder = builder.header(name, value);
     }
     builder
-        .body(Body::Text(answer.body.to_string()))
+        .body(Body::Text(answer.body))
         .expect("static status and headers are valid")
 }

@@ -85,7 +85,10 @@ impl BmcFormat {
             values.insert(k.to_string(), Value::String(v.to_string()));
         };
         set("z1D_Action", "CREATE");
-        set("Description", &clean(&d.short_description, SUMMARY_MAX));
+        set(
+            "Description",
+            &clean(d.short_description.as_str(), SUMMARY_MAX),
+        );
         // The field's name is misspelt in the product.
         set("Detailed_Decription", &d.description);
         set("Impact", level(&IMPACT, d.impact));
