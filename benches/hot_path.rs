@@ -137,6 +137,10 @@ fn floors(c: &mut Criterion) {
     c.bench_function("floor/json_parse_metric", |b| {
         b.iter(|| serde_json::from_slice::<Value>(&metric).unwrap())
     });
+    // Below every parser: reading the JSON without keeping anything.
+    c.bench_function("floor/json_scan_only_metric", |b| {
+        b.iter(|| serde_json::from_slice::<serde::de::IgnoredAny>(&metric).unwrap())
+    });
     c.bench_function("floor/json_parse_log_v1_200k", |b| {
         b.iter(|| serde_json::from_slice::<Value>(&log).unwrap())
     });
@@ -209,6 +213,48 @@ fn handler(c: &mut Criterion) {
                 |(app, req)| {
                     let response = rt.block_on(http::handle(&app, req));
                     assert_eq!(response.status(), 201);
+                    app
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+
+    // The other warm events, token cached: a Resolved for an open incident
+    // (one ITSM resolve, two store operations) and a duplicate Fired (one
+    // store operation). The store already holds the alert's record.
+    let verifier = Arc::new(EntraVerifier::new(s.config.clone(), system_clock()));
+    let template = fixture("test-metric-static-fired.json");
+    let mut n = 0u64;
+    let mut fired_then = move |condition: &str| {
+        n += 1;
+        let mut fired = template.clone();
+        fired["data"]["essentials"]["alertId"] = json!(format!(
+            "/subscriptions/s/providers/Microsoft.AlertsManagement/alerts/other-{n}"
+        ));
+        let mut next = fired.clone();
+        next["data"]["essentials"]["monitorCondition"] = json!(condition);
+        if condition == "Resolved" {
+            // As Azure's metric Resolved notifications carry it.
+            next["data"]["essentials"]["resolvedDateTime"] = json!("2026-11-22T10:05:00.0000000Z");
+        }
+        (fired, next)
+    };
+    for (name, condition, status) in [
+        ("handler/resolved_cached_token", "Resolved", 200),
+        ("handler/duplicate_cached_token", "Fired", 200),
+    ] {
+        c.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    let app = app(&verifier);
+                    let (fired, next) = fired_then(condition);
+                    rt.block_on(http::handle(&app, request(&token, &fired)));
+                    (app, request(&token, &next))
+                },
+                |(app, req)| {
+                    let response = rt.block_on(http::handle(&app, req));
+                    assert_eq!(response.status(), status);
                     app
                 },
                 BatchSize::SmallInput,

@@ -152,9 +152,10 @@ async fn process(
 }
 
 fn to_response(answer: Answer) -> Response<Body> {
-    let mut builder = Response::builder()
-        .status(answer.status)
-        .header("content-type", "application/json");
+    let mut builder = Response::builder().status(answer.status).header(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     for (name, value) in answer.headers {
         builder = builder.header(name, value);
     }
