@@ -44,6 +44,16 @@ async fn wrong_method_too_large_and_non_schema_bodies_get_clear_4xx() {
     let reply = t.send("POST", Some(&auth), &no_id.to_string()).await;
     assert_eq!(reply.status, 400);
     assert!(reply.message().contains("data.essentials.alertId"));
+
+    let mut positional = metric_alert("x", "Fired");
+    positional["data"]["essentials"] = json!(["x", "Fired"]);
+    let reply = t.send("POST", Some(&auth), &positional.to_string()).await;
+    assert_eq!((reply.status, reply.outcome()), (400, "invalid_alert"));
+    assert!(
+        reply.message().contains("must be objects"),
+        "{}",
+        reply.message()
+    );
 }
 
 #[tokio::test]
