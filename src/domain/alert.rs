@@ -12,6 +12,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 pub const COMMON_SCHEMA_ID: &str = "azureMonitorCommonAlertSchema";
 
@@ -75,8 +76,10 @@ pub struct Alert {
     pub investigation_link: Option<String>,
     pub target_resource_group: Option<String>,
     pub target_resource_type: Option<String>,
-    /// The raw `alertContext`: its shape depends on the monitoring service.
-    pub context: Value,
+    /// `alertContext` as received: its shape depends on the monitoring
+    /// service, and only a new incident reads it (see [`Alert::context`]).
+    raw_context: Option<Box<RawValue>>,
+    context: OnceLock<Value>,
     pub custom_properties: Value,
     key: OnceLock<String>,
 }
@@ -86,6 +89,19 @@ impl Alert {
     pub fn correlation_key(&self) -> &str {
         self.key
             .get_or_init(|| super::correlation::correlation_key(&self.alert_id))
+    }
+
+    /// `alertContext`, parsed on first use: duplicates and resolves, most of
+    /// the traffic, never need it. Past the checks of [`parse`], the only
+    /// way this parse can fail is nesting deeper than serde_json allows; the
+    /// incident then goes without the context's details rather than not at all.
+    pub fn context(&self) -> &Value {
+        self.context.get_or_init(|| {
+            self.raw_context
+                .as_ref()
+                .and_then(|raw| serde_json::from_str(raw.get()).ok())
+                .unwrap_or(Value::Null)
+        })
     }
 
     /// Activity log alerts (with Service Health and Resource Health) and
@@ -135,7 +151,7 @@ struct Data {
     #[serde(default)]
     essentials: Option<Object<Essentials>>,
     #[serde(rename = "alertContext", default)]
-    alert_context: Value,
+    alert_context: Option<Box<RawValue>>,
     #[serde(rename = "customProperties", default)]
     custom_properties: Value,
 }
@@ -214,7 +230,8 @@ pub fn parse(body: &[u8]) -> Result<Alert, SchemaError> {
         investigation_link: e.investigation_link.0,
         target_resource_group: e.target_resource_group.0,
         target_resource_type: e.target_resource_type.0,
-        context: data.alert_context,
+        raw_context: data.alert_context,
+        context: OnceLock::new(),
         custom_properties: data.custom_properties,
         key: OnceLock::new(),
     })
@@ -431,6 +448,24 @@ mod tests {
         let err = parse(br#"{"schemaId":"azureMonitorCommonAlertSchema","data":{"essentials":7}}"#)
             .unwrap_err();
         assert!(err.to_string().contains("must be objects"), "{err}");
+    }
+
+    #[test]
+    fn the_context_is_kept_raw_and_parsed_on_first_use() {
+        let deep = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
+        let body = format!(
+            r#"{{"schemaId":"{COMMON_SCHEMA_ID}","data":{{"essentials":{{"alertId":"a","monitorCondition":"Fired"}},"alertContext":{{"condition":{{"allOf":[{{"metricName":"cpu"}}]}}}}}}}}"#
+        );
+        let alert = parse(body.as_bytes()).unwrap();
+        assert_eq!(
+            alert.context()["condition"]["allOf"][0]["metricName"],
+            "cpu"
+        );
+        // Too deep for a Value (the raw scan keeps no stack): the alert still parses (and would still
+        // open an incident), only without the context's details.
+        let body = body.replace(r#"{"metricName":"cpu"}"#, &deep);
+        let alert = parse(body.as_bytes()).unwrap();
+        assert_eq!(alert.context(), &Value::Null);
     }
 
     #[test]

@@ -209,7 +209,7 @@ pub fn target_name(alert: &Alert) -> Option<String> {
 
 /// One line saying what was measured or what happened, per monitoring service.
 pub fn what_happened(alert: &Alert) -> Option<String> {
-    let ctx = &alert.context;
+    let ctx = alert.context();
     // Not `pointer()`: it allocates to unescape every segment.
     let first = ctx
         .get("condition")
@@ -325,7 +325,7 @@ pub fn links(alert: &Alert) -> Vec<&str> {
         .iter()
         .map(String::as_str)
         .collect();
-    collect_links(&alert.context, &mut out);
+    collect_links(alert.context(), &mut out);
     if let Some(custom) = alert.custom_properties.get("links") {
         collect_links(custom, &mut out);
     }

@@ -56,9 +56,13 @@ async fn invalid_utf8_and_deep_nesting_are_bad_requests() {
 
     // 5,000 levels of arrays: serde_json stops at 128 instead of blowing the stack.
     let text = metric_alert("deep", "Fired").to_string().replacen(
-        "\"customKey1\":\"value1\"",
-        &format!("\"customKey1\":{}", deep_text(5000)),
+        "\"customProperties\":{\"customKey1\":\"value1\"",
+        &format!("\"customProperties\":{{\"customKey1\":{}", deep_text(5000)),
         1,
+    );
+    assert!(
+        text.contains("[[[[["),
+        "the nesting went into customProperties"
     );
     let reply = t
         .send("POST", Some(&format!("Bearer {}", t.token())), &text)
@@ -69,6 +73,40 @@ async fn invalid_utf8_and_deep_nesting_are_bad_requests() {
         "{}",
         reply.message()
     );
+}
+
+#[tokio::test]
+async fn deep_nesting_in_the_alert_context_still_opens_the_incident() {
+    // alertContext is kept raw and parsed only for the description: too
+    // deep to parse, the incident opens without its details rather than
+    // the alert being refused (Azure would not retry a 400).
+    let t = TestApp::spawn().await;
+    Mock::given(method("POST"))
+        .and(path("/api/now/table/incident"))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"result": {"sys_id": "a", "number": "INC1"}})),
+        )
+        .mount(&t.itsm)
+        .await;
+    let text = metric_alert("deep-context", "Fired").to_string().replacen(
+        "\"properties\":{\"customKey1\":\"value1\"",
+        &format!("\"properties\":{{\"customKey1\":{}", deep_text(5000)),
+        1,
+    );
+    assert!(text.contains("[[[[["), "the nesting went into alertContext");
+    let reply = t
+        .send("POST", Some(&format!("Bearer {}", t.token())), &text)
+        .await;
+    assert_eq!(reply.status, 201, "{:?}", reply.body);
+    let sent: Value =
+        serde_json::from_slice(&t.itsm.received_requests().await.unwrap()[0].body).unwrap();
+    let description = sent["description"].as_str().unwrap();
+    assert!(
+        description.contains("Alert rule: test-metricAlertRule"),
+        "{description}"
+    );
+    assert!(!description.contains("What:"), "{description}");
 }
 
 fn deep_text(depth: usize) -> String {
