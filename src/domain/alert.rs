@@ -5,9 +5,8 @@
 //! pipeline only *shows* is read leniently and kept as text. The two fields
 //! the pipeline *decides* on, `alertId` and `monitorCondition`, are strict.
 
-use std::sync::OnceLock;
-
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -445,6 +444,10 @@ mod tests {
             shape(r#"{"schemaId":"azureMonitorCommonAlertSchema","data":{"essentials":{"alertId":"a","alertId":"b"}}}"#)
                 .contains("duplicate field `alertId`")
         );
+        assert!(
+            shape(r#"{"schemaId":"azureMonitorCommonAlertSchema","data":{"essentials":["a","Fired"]}}"#)
+                .contains("expected an object")
+        );
         let err = parse(br#"{"schemaId":"azureMonitorCommonAlertSchema","data":{"essentials":7}}"#)
             .unwrap_err();
         assert!(err.to_string().contains("must be objects"), "{err}");
@@ -461,8 +464,8 @@ mod tests {
             alert.context()["condition"]["allOf"][0]["metricName"],
             "cpu"
         );
-        // Too deep for a Value (the raw scan keeps no stack): the alert still parses (and would still
-        // open an incident), only without the context's details.
+        // Too deep for a Value (the raw scan keeps no stack): the alert still
+        // parses, and would still open an incident, without the context's details.
         let body = body.replace(r#"{"metricName":"cpu"}"#, &deep);
         let alert = parse(body.as_bytes()).unwrap();
         assert_eq!(alert.context(), &Value::Null);

@@ -5,9 +5,8 @@
 
 use serde_json::json;
 
-use crate::domain::correlation::IncidentRef;
-
 use crate::domain::alert::SchemaError;
+use crate::domain::correlation::IncidentRef;
 use crate::domain::pipeline::{Outcome, ProcessError, Processed};
 use crate::domain::ports::{AuthError, ItsmError, StoreError};
 
