@@ -10,13 +10,6 @@ use wiremock::{Mock, ResponseTemplate};
 
 use crate::helpers::*;
 
-const SYS_ID: &str = "46d44a5dc611227501ba9c5c0e1d1ac1";
-
-fn created() -> ResponseTemplate {
-    ResponseTemplate::new(201)
-        .set_body_json(json!({"result": {"sys_id": SYS_ID, "number": "INC0020001"}}))
-}
-
 fn ok() -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({"result": {"sys_id": SYS_ID, "state": "6"}}))
 }
@@ -26,7 +19,7 @@ async fn fifty_concurrent_deliveries_of_one_alert_open_one_incident() {
     let t = Spawn::default().dynamodb().start().await;
     Mock::given(method("POST"))
         .and(path("/api/now/table/incident"))
-        .respond_with(created().set_delay(Duration::from_millis(300)))
+        .respond_with(created("INC0020001").set_delay(Duration::from_millis(300)))
         .expect(1)
         .mount(&t.itsm)
         .await;
@@ -64,7 +57,7 @@ async fn interleaved_fired_and_resolved_end_consistent_on_the_embedded_store() {
 /// Fired and Resolved of ten alerts, all at once, half in each order.
 async fn interleaved(t: TestApp) {
     Mock::given(method("POST"))
-        .respond_with(created().set_delay(Duration::from_millis(100)))
+        .respond_with(created("INC0020001").set_delay(Duration::from_millis(100)))
         .mount(&t.itsm)
         .await;
     Mock::given(method("PATCH"))
@@ -146,7 +139,7 @@ async fn an_expired_lease_is_recovered_through_the_correlation_lookup() {
     let key = correlation_key(&alert_id(&fired));
     // The first attempt creates the incident but dies before recording it.
     Mock::given(method("POST"))
-        .respond_with(created().set_delay(Duration::from_millis(2500)))
+        .respond_with(created("INC0020001").set_delay(Duration::from_millis(2500)))
         .expect(1)
         .mount(&t.itsm)
         .await;
@@ -221,7 +214,7 @@ async fn the_secret_is_cached_and_reread_after_a_401() {
     let secret_id = t.config.itsm.secret().unwrap().0.to_string();
     Mock::given(method("POST"))
         .and(basic_auth("rotating.user", "first-password"))
-        .respond_with(created())
+        .respond_with(created("INC0020001"))
         .up_to_n_times(2)
         .mount(&t.itsm)
         .await;

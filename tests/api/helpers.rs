@@ -296,3 +296,16 @@ pub fn body_partial_form(pair: &'static str) -> impl wiremock::Match {
             .any(|p| p == pair)
     }
 }
+
+/// The sys_id of the one incident the fake ServiceNow creates.
+pub const SYS_ID: &str = "9d385017c611228701d22104cc95c371";
+
+/// ServiceNow's answer to a created incident: 201, `Location`, the record.
+pub fn created(number: &str) -> ResponseTemplate {
+    ResponseTemplate::new(201)
+        .insert_header(
+            "Location",
+            format!("https://dev.service-now.com/api/now/table/incident/{SYS_ID}"),
+        )
+        .set_body_json(json!({"result": {"sys_id": SYS_ID, "number": number}}))
+}

@@ -83,10 +83,7 @@ async fn deep_nesting_in_the_alert_context_still_opens_the_incident() {
     let t = TestApp::spawn().await;
     Mock::given(method("POST"))
         .and(path("/api/now/table/incident"))
-        .respond_with(
-            ResponseTemplate::new(201)
-                .set_body_json(json!({"result": {"sys_id": "a", "number": "INC1"}})),
-        )
+        .respond_with(created("INC1"))
         .mount(&t.itsm)
         .await;
     let text = metric_alert("deep-context", "Fired").to_string().replacen(
@@ -118,10 +115,7 @@ async fn huge_and_control_laden_text_is_cut_to_servicenow_limits() {
     let t = TestApp::spawn().await;
     Mock::given(method("POST"))
         .and(path("/api/now/table/incident"))
-        .respond_with(
-            ResponseTemplate::new(201)
-                .set_body_json(json!({"result": {"sys_id": "a", "number": "INC1"}})),
-        )
+        .respond_with(created("INC1"))
         .mount(&t.itsm)
         .await;
     let mut body = metric_alert("huge", "Fired");
@@ -159,10 +153,7 @@ async fn nothing_from_the_payload_reaches_a_servicenow_query() {
         .mount(&t.itsm)
         .await;
     Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(201)
-                .set_body_json(json!({"result": {"sys_id": "a", "number": "INC1"}})),
-        )
+        .respond_with(created("INC1"))
         .mount(&t.itsm)
         .await;
     let mut body = metric_alert("x", "Fired");

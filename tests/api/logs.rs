@@ -71,10 +71,7 @@ async fn no_secret_or_token_in_logs_or_answers() {
         .await;
     Mock::given(method("POST"))
         .and(path("/api/now/table/incident"))
-        .respond_with(
-            ResponseTemplate::new(201)
-                .set_body_json(json!({"result": {"sys_id": "s", "number": "INC0040001"}})),
-        )
+        .respond_with(created("INC0040001"))
         .up_to_n_times(1)
         .mount(&t.itsm)
         .await;

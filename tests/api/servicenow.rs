@@ -12,17 +12,6 @@ use wiremock::{Mock, ResponseTemplate};
 
 use crate::helpers::*;
 
-const SYS_ID: &str = "9d385017c611228701d22104cc95c371";
-
-fn created(number: &str) -> ResponseTemplate {
-    ResponseTemplate::new(201)
-        .insert_header(
-            "Location",
-            format!("https://dev.service-now.com/api/now/table/incident/{SYS_ID}"),
-        )
-        .set_body_json(json!({"result": {"sys_id": SYS_ID, "number": number}}))
-}
-
 /// ServiceNow's answer to an accepted update.
 fn updated() -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(json!({"result": {}}))
