@@ -10,14 +10,17 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use itsm_bridge::adapters::clock::system_clock;
 use itsm_bridge::adapters::entra::{DevKey, EntraConfig, EntraVerifier};
 use itsm_bridge::adapters::store::MemoryStore;
-use itsm_bridge::domain::alert;
 use itsm_bridge::domain::correlation::IncidentRef;
 use itsm_bridge::domain::mapping::{IncidentDraft, Resolution};
-use itsm_bridge::domain::pipeline::{Bridge, Settings, system_clock};
 use itsm_bridge::domain::ports::{ItsmClient, ItsmError, ResolveOutcome, TokenVerifier};
-use itsm_bridge::http::{self, App};
+use itsm_bridge::domain::settings::Settings;
+use itsm_bridge::domain::state_machine::Bridge;
+use itsm_bridge::inbound::App;
+use itsm_bridge::inbound::common_schema;
+use itsm_bridge::inbound::http;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Value, json};
 
@@ -165,10 +168,10 @@ fn floors(c: &mut Criterion) {
         b.iter(|| serde_json::from_slice::<Value>(&log).unwrap())
     });
     c.bench_function("ours/alert_parse_metric", |b| {
-        b.iter(|| alert::parse(&metric).unwrap())
+        b.iter(|| common_schema::parse(&metric).unwrap())
     });
     c.bench_function("ours/alert_parse_log_v1_200k", |b| {
-        b.iter(|| alert::parse(&log).unwrap())
+        b.iter(|| common_schema::parse(&log).unwrap())
     });
 }
 
@@ -310,12 +313,17 @@ fn handler(c: &mut Criterion) {
         b.iter(|| rt.block_on(verifier.verify(Some(&bearer))).unwrap())
     });
     let metric = metric_body();
-    let parsed = alert::parse(&metric).unwrap();
+    let parsed = common_schema::parse(&metric).unwrap();
     let bridge = app(&verifier).bridge;
     c.bench_function("parts/mapping_draft", |b| b.iter(|| bridge.draft(&parsed)));
     c.bench_function("parts/state_machine_create", |b| {
         b.iter_batched(
-            || (app(&verifier).bridge, alert::parse(&metric).unwrap()),
+            || {
+                (
+                    app(&verifier).bridge,
+                    common_schema::parse(&metric).unwrap(),
+                )
+            },
             |(bridge, alert)| {
                 rt.block_on(bridge.process(&alert)).unwrap();
                 bridge

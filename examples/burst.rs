@@ -12,15 +12,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use itsm_bridge::adapters::clock::system_clock;
 use itsm_bridge::adapters::entra::{DevKey, EntraVerifier};
 use itsm_bridge::adapters::secrets::CredentialSource;
 use itsm_bridge::adapters::servicenow::{
     Credentials, IncidentFields, ServiceNowClient, ServiceNowConfig,
 };
 use itsm_bridge::adapters::store::{MemoryStore, RedbStore};
-use itsm_bridge::domain::pipeline::{Bridge, Settings, system_clock};
 use itsm_bridge::domain::ports::CorrelationStore;
-use itsm_bridge::http::{self, App};
+use itsm_bridge::domain::settings::Settings;
+use itsm_bridge::domain::state_machine::Bridge;
+use itsm_bridge::inbound::App;
+use itsm_bridge::inbound::http;
 use serde_json::{Value, json};
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};

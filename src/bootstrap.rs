@@ -1,27 +1,37 @@
-//! Builds the app from configuration: every client once per container.
-//! Nothing here touches the network; keys, secrets and tokens are fetched
-//! on first use.
+//! Builds the app from configuration: every client once per container,
+//! whichever role the container plays. Nothing here touches the network;
+//! keys, secrets and tokens are fetched on first use.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::adapters::HttpClientError;
 use crate::adapters::bmc::{BmcClient, BmcFormat, BmcLogin};
 use crate::adapters::dryrun::DryRun;
 use crate::adapters::entra::EntraVerifier;
-use crate::adapters::secrets::{CachedSecret, CredentialSource, SecretReader};
+use crate::adapters::secrets::{CachedSecret, CredentialSource, SecretError, SecretReader};
 use crate::adapters::servicenow::{Credentials, ServiceNowClient, ServiceNowFormat};
 use crate::adapters::store::{DynamoStore, RedbStore};
 use crate::adapters::wire::{RequestLog, WireFormat};
 use crate::config::{Config, CredentialsConfig, DryRunFormat, ItsmConfig, StoreConfig};
-use crate::domain::pipeline::{Bridge, Clock};
-use crate::domain::ports::{CorrelationStore, ItsmClient};
-use crate::http::App;
+use crate::domain::ports::{Clock, CorrelationStore, ItsmClient, StoreError};
+use crate::domain::state_machine::Bridge;
+use crate::inbound::App;
 
+/// Why the container cannot start serving.
 #[derive(Debug, thiserror::Error)]
-#[error("start-up: {0}")]
-pub struct StartError(pub String);
+pub enum StartError {
+    #[error("start-up: {0}")]
+    HttpClient(#[from] HttpClientError),
+    #[error("start-up: cannot open the embedded correlation store: {0}")]
+    Store(#[source] StoreError),
+    /// A setting names an AWS service but the SDK configuration was not
+    /// loaded ([`aws_config`] decides that from the same settings).
+    #[error("start-up: {0} needs the AWS SDK configuration, which was not loaded")]
+    AwsNotLoaded(&'static str),
+}
 
 /// The AWS SDK's shared configuration (region, credentials chain,
 /// `AWS_ENDPOINT_URL`), loaded only when a setting needs AWS.
@@ -33,19 +43,17 @@ pub async fn aws_config(config: &Config) -> Option<aws_config::SdkConfig> {
     }
 }
 
-fn needs_aws() -> StartError {
-    StartError("the AWS SDK configuration was not loaded".into())
-}
-
 fn source<T: Clone>(
     config: &CredentialsConfig<T>,
     aws: Option<&aws_config::SdkConfig>,
-    parse: fn(&Value) -> Result<T, String>,
+    parse: fn(&Value) -> Result<T, SecretError>,
 ) -> Result<CredentialSource<T>, StartError> {
     Ok(match config {
         CredentialsConfig::Fixed(c) => CredentialSource::Fixed(c.clone()),
         CredentialsConfig::Secret { secret_id, ttl } => {
-            let client = aws_sdk_secretsmanager::Client::new(aws.ok_or_else(needs_aws)?);
+            let client = aws_sdk_secretsmanager::Client::new(
+                aws.ok_or(StartError::AwsNotLoaded("ITSM_SECRET_ID"))?,
+            );
             let ttl: Duration = *ttl;
             CredentialSource::Secret(CachedSecret::new(
                 SecretReader::new(client, secret_id),
@@ -66,11 +74,11 @@ pub fn build(
     let itsm: Arc<dyn ItsmClient> = match &config.itsm {
         ItsmConfig::ServiceNow(sn, credentials) => {
             let credentials = source(credentials, aws, Credentials::from_secret)?;
-            Arc::new(ServiceNowClient::new(sn.clone(), credentials, log).map_err(StartError)?)
+            Arc::new(ServiceNowClient::new(sn.clone(), credentials, log)?)
         }
         ItsmConfig::BmcHelix(bmc, login) => {
             let login = source(login, aws, BmcLogin::from_secret)?;
-            Arc::new(BmcClient::new(bmc.clone(), login, log).map_err(StartError)?)
+            Arc::new(BmcClient::new(bmc.clone(), login, log)?)
         }
         ItsmConfig::DryRun(format) => {
             let format: Box<dyn WireFormat> = match format {
@@ -85,11 +93,11 @@ pub fn build(
         }
     };
     let store: Arc<dyn CorrelationStore> = match &config.store {
-        StoreConfig::Embedded(dir) => {
-            Arc::new(RedbStore::open(dir).map_err(|e| StartError(e.to_string()))?)
-        }
+        StoreConfig::Embedded(dir) => Arc::new(RedbStore::open(dir).map_err(StartError::Store)?),
         StoreConfig::DynamoDb { table } => Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(aws.ok_or_else(needs_aws)?),
+            aws_sdk_dynamodb::Client::new(
+                aws.ok_or(StartError::AwsNotLoaded("CORRELATION_TABLE"))?,
+            ),
             table,
         )),
     };

@@ -2,12 +2,15 @@
 //! to ITSM incidents, with a per-alert correlation record so that the
 //! Resolved notification resolves the incident the Fired one opened.
 //!
-//! `domain` holds the schema, the mapping and the state machine, and talks
-//! to the outside only through its ports; `adapters` implement the ports;
-//! `http` is the function URL edge; `config` and `bootstrap` build it all once.
+//! Data flows one way: `inbound` (the roles: the function URL webhook
+//! today) → `domain` (schema model, mapping, the correlation state machine,
+//! and the ports it talks through) → `adapters` (the ports' real
+//! implementations: Entra, ServiceNow, BMC Helix, DynamoDB, redb, Secrets
+//! Manager). `config` reads the settings and `bootstrap` builds it all once
+//! per container.
 
 pub mod adapters;
 pub mod bootstrap;
 pub mod config;
 pub mod domain;
-pub mod http;
+pub mod inbound;

@@ -1,12 +1,13 @@
-//! The Lambda entry: configuration and clients once per container, then one
-//! `handle` per function URL request.
+//! The Lambda entry: configuration and clients once per container, then
+//! the role Lambda's `Handler` setting names serves every invocation.
 
 use std::sync::Arc;
 
+use itsm_bridge::adapters::clock::system_clock;
+use itsm_bridge::bootstrap;
 use itsm_bridge::config::{Config, Env, StoreConfig};
-use itsm_bridge::domain::pipeline::system_clock;
-use itsm_bridge::{bootstrap, http};
-use lambda_http::{Error, Request, service_fn};
+use itsm_bridge::inbound::Role;
+use lambda_http::Error;
 
 // Every event allocates a few dozen small strings and maps; mimalloc serves
 // them about a fifth faster than glibc's malloc (BENCHMARKS.md).
@@ -34,9 +35,7 @@ async fn main() -> Result<(), Error> {
         system_clock(),
         None,
     )?);
-    lambda_http::run(service_fn(move |req: Request| {
-        let app = app.clone();
-        async move { Ok::<_, Error>(http::handle(&app, req).await) }
-    }))
-    .await
+    // Lambda passes the function's Handler setting as _HANDLER.
+    let role = Role::from_handler(std::env::var("_HANDLER").ok().as_deref());
+    role.run(app).await
 }

@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 use itsm_bridge::adapters::entra::{DevKey, EntraVerifier};
-use itsm_bridge::domain::pipeline::system_clock;
+use itsm_bridge::adapters::clock::system_clock;
 use itsm_bridge::domain::ports::TokenVerifier;
 use libfuzzer_sys::fuzz_target;
 

@@ -6,15 +6,20 @@ use std::time::Duration;
 use super::wire::ItsmRequest;
 use crate::domain::ports::ItsmError;
 
+/// The TLS stack could not be set up (no usable root certificates, say):
+/// nothing can be sent to the ITSM from this container.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct HttpClientError(#[from] reqwest::Error);
+
 /// An ITSM adapter's HTTP client (rustls): built once per container; its
 /// pool keeps one connection per host across warm invocations.
-pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
+pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, HttpClientError> {
+    Ok(reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(3))
         .user_agent(concat!("itsm-bridge/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+        .build()?)
 }
 
 /// A request for `req` (method, URL under `base`, JSON body): the caller

@@ -1,6 +1,7 @@
 //! Adapters: the real implementations of the domain's ports.
 
 pub mod bmc;
+pub mod clock;
 pub mod dryrun;
 pub mod entra;
 mod itsm_http;
@@ -8,3 +9,5 @@ pub mod secrets;
 pub mod servicenow;
 pub mod store;
 pub mod wire;
+
+pub use itsm_http::HttpClientError;

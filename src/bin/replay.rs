@@ -11,12 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use itsm_bridge::adapters::clock::system_clock;
 use itsm_bridge::adapters::entra::DevKey;
 use itsm_bridge::adapters::store::DynamoStore;
 use itsm_bridge::adapters::wire::{ItsmRequest, RequestLog};
+use itsm_bridge::bootstrap;
 use itsm_bridge::config::{Config, Env, StoreConfig};
-use itsm_bridge::domain::pipeline::system_clock;
-use itsm_bridge::{bootstrap, http};
+use itsm_bridge::inbound::http;
 use serde_json::{Value, json};
 
 const USAGE: &str = "usage: replay [--json] [--explain] [--state DIR] [--store embedded|dynamodb] [--itsm servicenow|bmc-helix] [--send] [--token JWT] [--print-event] FILE...
@@ -271,7 +272,7 @@ fn to_event(file: &Path, token: &str) -> Result<Value, String> {
 /// Which routing rule the event's alert matched and the fields it produced.
 fn explain(app: &http::App, event: &Value) -> Value {
     let body = event["body"].as_str().unwrap_or_default();
-    let Ok(alert) = itsm_bridge::domain::alert::parse(body.as_bytes()) else {
+    let Ok(alert) = itsm_bridge::inbound::common_schema::parse(body.as_bytes()) else {
         return json!({"error": "not a common-schema alert"});
     };
     let (rule, d) = app.bridge.draft(&alert);

@@ -7,9 +7,9 @@ use std::time::Duration;
 use url::Url;
 
 use crate::adapters::entra::{self, EntraConfig, KeySource};
-use crate::domain::pipeline::{RefirePolicy, Settings};
 use crate::domain::retry::RetryPolicy;
 use crate::domain::routing::Routing;
+use crate::domain::settings::{RefirePolicy, Settings};
 
 mod itsm;
 

@@ -1,8 +1,7 @@
 //! The per-alert correlation record and the key that ties it to an incident.
+//! A leaf: records are plain data that the store port moves.
 
 use serde::{Deserialize, Serialize};
-
-use super::alert::Alert;
 
 /// ServiceNow's `correlation_id` holds 100 characters and an alert id is
 /// longer (~132) and does not always end in a GUID (`…/alerts/Test_Alert`),
@@ -22,19 +21,6 @@ pub fn correlation_key(alert_id: &str) -> String {
 }
 
 pub const KEY_LEN: usize = 38;
-
-/// What a person sees next to the key: rule and the id's last segment.
-pub fn correlation_label(alert: &Alert) -> String {
-    let tail = alert.alert_id.rsplit('/').next().unwrap_or(&alert.alert_id);
-    let mut label = String::with_capacity(100);
-    label.push_str("Azure Monitor ");
-    if let Some(rule) = &alert.alert_rule {
-        label.push_str(rule);
-        label.push(' ');
-    }
-    label.push_str(tail);
-    super::mapping::clean_line(label, 100)
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncidentRef {

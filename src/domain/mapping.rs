@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::alert::{Alert, MonitorCondition, Severity, scalar, text};
-use super::correlation::correlation_label;
+use super::text::{clean, clean_line};
 
 pub const SHORT_DESCRIPTION_MAX: usize = 160;
 pub const DESCRIPTION_MAX: usize = 4000;
@@ -120,7 +120,9 @@ impl SeverityTable {
     }
 }
 
-pub fn draft(alert: &Alert, table: &SeverityTable) -> IncidentDraft {
+/// The incident for `alert`, under `correlation_key` (the state machine
+/// decides which key an incident gets: a refire's new incident has its own).
+pub fn draft(alert: &Alert, table: &SeverityTable, correlation_key: String) -> IncidentDraft {
     let (impact, urgency) = table.levels(alert.severity);
     let rule = alert.alert_rule.as_deref().unwrap_or("Azure Monitor alert");
     let what = what_happened(alert);
@@ -140,7 +142,7 @@ pub fn draft(alert: &Alert, table: &SeverityTable) -> IncidentDraft {
         short.push_str(&target);
     }
     IncidentDraft {
-        correlation_key: alert.correlation_key().to_string(),
+        correlation_key,
         correlation_label: correlation_label(alert),
         short_description: clean_line(short, SHORT_DESCRIPTION_MAX),
         description: clean(describe(alert, what.as_deref()), DESCRIPTION_MAX),
@@ -184,6 +186,19 @@ pub fn refire_note(alert: &Alert) -> String {
         ),
         DESCRIPTION_MAX,
     )
+}
+
+/// What a person sees next to the key: rule and the id's last segment.
+pub fn correlation_label(alert: &Alert) -> String {
+    let tail = alert.alert_id.rsplit('/').next().unwrap_or(&alert.alert_id);
+    let mut label = String::with_capacity(100);
+    label.push_str("Azure Monitor ");
+    if let Some(rule) = &alert.alert_rule {
+        label.push_str(rule);
+        label.push(' ');
+    }
+    label.push_str(tail);
+    clean_line(label, 100)
 }
 
 /// Budget alerts list `["budgets"]`: a category, not a resource.
@@ -348,69 +363,32 @@ fn collect_links<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
     }
 }
 
-/// Drops control characters (keeping newlines and tabs) and cuts to `max`
-/// characters, so nothing in a payload breaks the ITSM's field limits.
-/// Takes the text by value: clean, short text (most of it) is returned as is.
-pub fn clean(s: impl Into<String>, max: usize) -> String {
-    let s = s.into();
-    if s.len() <= max && plain(&s, true) {
-        return s;
-    }
-    let mut out: String = s
-        .chars()
-        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
-        .collect();
-    if out.chars().count() > max {
-        out = out.chars().take(max - 1).collect();
-        out.push('…');
-    }
-    out
-}
-
-/// `clean` for one-line fields: newlines and tabs become spaces too.
-pub fn clean_line(s: impl Into<String>, max: usize) -> String {
-    let s = s.into();
-    if s.len() <= max && plain(&s, false) {
-        return s;
-    }
-    let line: String = s
-        .chars()
-        .map(|c| if c == '\n' || c == '\t' { ' ' } else { c })
-        .collect();
-    clean(line, max)
-}
-
-/// Printable ASCII (with newlines and tabs if `breaks`). A fold without
-/// early exit, which the compiler vectorises; a char-by-char `is_control`
-/// scan is not. Field texts are short, so reading to the end costs nothing.
-fn plain(s: &str, breaks: bool) -> bool {
-    let bad = s.bytes().fold(false, |bad, b| {
-        let ok = (b.wrapping_sub(0x20) < 0x5f) | (breaks & ((b == b'\n') | (b == b'\t')));
-        bad | !ok
-    });
-    !bad
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::alert::parse;
+    use crate::domain::alert::AlertContext;
     use serde_json::json;
 
-    fn alert(essentials: Value, context: Value) -> Alert {
-        let body = json!({"schemaId": "azureMonitorCommonAlertSchema",
-            "data": {"essentials": essentials, "alertContext": context}});
-        parse(body.to_string().as_bytes()).unwrap()
+    fn fired(id: &str) -> Alert {
+        Alert::new(id, MonitorCondition::Fired)
+    }
+
+    fn draft(alert: &Alert, table: &SeverityTable) -> IncidentDraft {
+        super::draft(alert, table, "azmon-test".into())
     }
 
     #[test]
     fn metric_alert_says_what_was_measured() {
-        let a = alert(
-            json!({"alertId": "/x/alerts/1", "monitorCondition": "Fired", "alertRule": "cpu-high",
-                   "severity": "Sev1", "configurationItems": ["vm-web-01"]}),
-            json!({"condition": {"allOf": [{"metricName": "Percentage CPU", "operator": "GreaterThan",
-                   "threshold": "80", "timeAggregation": "Average", "metricValue": 91.5}]}}),
-        );
+        let a = Alert {
+            alert_rule: Some("cpu-high".into()),
+            severity: Severity::Sev1,
+            configuration_items: vec!["vm-web-01".into()],
+            alert_context: AlertContext::parsed(
+                json!({"condition": {"allOf": [{"metricName": "Percentage CPU", "operator": "GreaterThan",
+                       "threshold": "80", "timeAggregation": "Average", "metricValue": 91.5}]}}),
+            ),
+            ..fired("/x/alerts/1")
+        };
         let d = draft(&a, &SeverityTable::default());
         assert_eq!(
             d.short_description,
@@ -423,10 +401,10 @@ mod tests {
 
     #[test]
     fn long_and_hostile_text_is_cut_and_cleaned() {
-        let a = alert(
-            json!({"alertId": "a", "monitorCondition": "Fired", "alertRule": "r\u{0}\u{7}".repeat(200)}),
-            json!({}),
-        );
+        let a = Alert {
+            alert_rule: Some("r\u{0}\u{7}".repeat(200)),
+            ..fired("a")
+        };
         let d = draft(&a, &SeverityTable::default());
         assert_eq!(d.short_description.chars().count(), SHORT_DESCRIPTION_MAX);
         assert!(!d.short_description.chars().any(|c| c.is_control()));
@@ -454,10 +432,26 @@ mod tests {
 
     #[test]
     fn links_are_collected_once() {
-        let a = alert(
-            json!({"alertId": "a", "monitorCondition": "Fired", "investigationLink": "https://i"}),
-            json!({"LinkToSearchResults": "https://l", "nested": [{"u": "https://l"}, {"u": "not a link"}]}),
-        );
+        let a = Alert {
+            investigation_link: Some("https://i".into()),
+            alert_context: AlertContext::parsed(
+                json!({"LinkToSearchResults": "https://l", "nested": [{"u": "https://l"}, {"u": "not a link"}]}),
+            ),
+            ..fired("a")
+        };
         assert_eq!(links(&a), vec!["https://i", "https://l"]);
+    }
+
+    #[test]
+    fn the_label_names_rule_and_id_tail_on_one_line() {
+        let a = Alert {
+            alert_rule: Some("cpu\nhigh".into()),
+            ..fired("/subscriptions/s/alerts/0f1e")
+        };
+        assert_eq!(correlation_label(&a), "Azure Monitor cpu high 0f1e");
+        assert_eq!(
+            draft(&a, &SeverityTable::default()).correlation_key,
+            "azmon-test"
+        );
     }
 }

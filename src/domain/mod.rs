@@ -1,10 +1,20 @@
-//! The domain: schema, mapping and the correlation state machine. It knows
-//! nothing of AWS or HTTP and talks to the outside only through `ports`.
+//! The domain: schema model, mapping and the correlation state machine. It
+//! knows nothing of AWS or HTTP and talks to the outside only through
+//! `ports`. Its modules form a tree, leaves first:
+//!
+//! - `alert`, `correlation`, `text`: the alert model, the record, text cleaning (leaves);
+//! - `mapping` (+ `routing`): alert → incident draft;
+//! - `ports`: the token verifier, ITSM client, correlation store and clock;
+//! - `retry`, `settings`, `outcome`: retry policy, configuration, results;
+//! - `state_machine`: the `Bridge`, one notification in, one outcome out.
 
 pub mod alert;
 pub mod correlation;
 pub mod mapping;
-pub mod pipeline;
+pub mod outcome;
 pub mod ports;
 pub mod retry;
 pub mod routing;
+pub mod settings;
+pub mod state_machine;
+pub mod text;

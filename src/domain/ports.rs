@@ -1,10 +1,21 @@
-//! The three ports the domain talks through. Adapters implement them; tests
-//! swap them.
+//! The ports the domain talks through: who called, the ITSM, the
+//! correlation store and the clock. Adapters implement them; tests swap
+//! them. Each contract below is what every adapter must keep; the suites in
+//! `tests/api/store.rs` and `tests/api/itsm_contract.rs` hold every adapter
+//! to it. Errors say what they mean for the caller; which answer the
+//! sender gets for them is decided in one place on the inbound side.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::correlation::{CorrelationRecord, IncidentRef};
 use super::mapping::{IncidentDraft, Resolution};
+
+/// Unix seconds now. Only compared with times the same clock produced
+/// (leases, expiries, token lifetimes); swapped in tests to move time.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// Who called, once the token is verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,38 +27,60 @@ pub struct Caller {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    /// No usable credentials: 401.
+    /// The request carries no credentials at all: the caller should
+    /// authenticate (and learn how from the challenge).
+    #[error("no Authorization header; Secure Webhook sends a Bearer token")]
+    MissingCredentials,
+    /// The credentials are unusable (malformed, badly signed, expired,
+    /// issued by someone else); the message says which.
     #[error("{0}")]
     Unauthenticated(String),
-    /// A valid token that may not call us (audience, caller, role): 403.
+    /// A valid token whose holder may not call us (audience, caller, role).
     #[error("{0}")]
     Forbidden(String),
-    /// Signing keys cannot be had right now: 503.
+    /// The signing keys cannot be had right now: the same token may pass later.
     #[error("signing keys unavailable: {0}")]
     KeysUnavailable(String),
 }
 
 #[async_trait]
 pub trait TokenVerifier: Send + Sync {
-    /// Verifies the value of the `Authorization` header.
+    /// Verifies the value of the `Authorization` header. Never logs or
+    /// returns the token itself.
+    ///
+    /// # Errors
+    /// - [`AuthError::MissingCredentials`] when `authorization` is `None`;
+    /// - [`AuthError::Unauthenticated`] when the token is not one we accept;
+    /// - [`AuthError::Forbidden`] when it is valid but not for us;
+    /// - [`AuthError::KeysUnavailable`] when it could not be checked now.
     async fn verify(&self, authorization: Option<&str>) -> Result<Caller, AuthError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ItsmError {
-    /// Worth retrying: connection failure, timeout, 5xx, a hibernating instance.
+    /// Transient: the ITSM could not be reached, timed out, failed on its
+    /// side, or is hibernating. The same call may succeed later.
     #[error("ITSM unavailable: {0}")]
     Unavailable(String),
-    /// The ITSM asked us to slow down (429), perhaps saying for how long.
+    /// Transient: the ITSM asked us to slow down, perhaps saying for how long.
     #[error("ITSM rate limiting: {message}")]
     Throttled {
         message: String,
-        retry_after: Option<std::time::Duration>,
+        retry_after: Option<Duration>,
     },
-    /// The ITSM refused the request; retrying will not help until
-    /// someone changes the configuration or credentials.
+    /// Permanent until someone acts: the ITSM refused the request
+    /// (credentials, permissions, configuration, data policy), or we
+    /// refused to send it. `status` is the ITSM's own HTTP status, for
+    /// logs and metrics (0 when nothing was sent).
     #[error("ITSM rejected the request (HTTP {status}): {message}")]
     Rejected { status: u16, message: String },
+}
+
+impl ItsmError {
+    /// Whether the same call may succeed later without anyone acting.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, ItsmError::Rejected { .. })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,22 +92,62 @@ pub enum ResolveOutcome {
     NotFound,
 }
 
+/// One ITSM. Every method may fail with any [`ItsmError`]: `Unavailable`
+/// and `Throttled` are worth retrying (the state machine does, within the
+/// event's deadline), `Rejected` needs a configuration or credentials fix
+/// and is never retried. A failed call may still have taken effect (an
+/// answer lost after the ITSM committed): see each method.
 #[async_trait]
 pub trait ItsmClient: Send + Sync {
     /// `servicenow`, `bmc-helix`, …: stored with each record.
     fn kind(&self) -> &'static str;
+
+    /// Opens an incident from `draft`, carrying `draft.correlation_key`
+    /// where [`find`](ItsmClient::find) looks for it.
+    ///
+    /// **Not idempotent**: each success is a new incident. After a failed
+    /// or unanswered create, call `find` before creating again.
+    ///
+    /// # Errors
+    /// `Unavailable` also when the ITSM answered success without an
+    /// incident in it (the create may or may not have happened).
     async fn create(&self, draft: &IncidentDraft) -> Result<IncidentRef, ItsmError>;
-    /// Finds the incident carrying `correlation_key`, to recover from an
-    /// attempt that created one but died before recording it.
+
+    /// The incident carrying exactly `correlation_key`, if any: how a lost
+    /// create is recovered. Only an incident whose key matches exactly is
+    /// returned, whatever the ITSM's query matched. Read-only.
+    ///
+    /// # Errors
+    /// `Rejected` (status 0) for an empty key or one with characters
+    /// outside `[A-Za-z0-9-]`: it would not be safe in the ITSM's query.
     async fn find(&self, correlation_key: &str) -> Result<Option<IncidentRef>, ItsmError>;
+
+    /// Resolves `incident` with `resolution`'s notes.
+    ///
+    /// **Idempotent in effect**: resolving a resolved incident answers
+    /// `Resolved` or `AlreadyClosed` and changes nothing a person set; an
+    /// incident that is gone answers `NotFound`, not an error.
     async fn resolve(
         &self,
         incident: &IncidentRef,
         resolution: &Resolution,
     ) -> Result<ResolveOutcome, ItsmError>;
+
     /// Puts a resolved incident back in progress, with `note` in its journal.
+    ///
+    /// **Not idempotent**: each success adds the note again (the state
+    /// change itself repeats harmlessly).
+    ///
+    /// # Errors
+    /// `Rejected` when the incident does not exist.
     async fn reopen(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError>;
+
     /// Adds `note` to the incident's journal (work notes, work log).
+    ///
+    /// **Not idempotent**: each success adds one entry.
+    ///
+    /// # Errors
+    /// `Rejected` when the incident does not exist.
     async fn note(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError>;
 }
 
@@ -84,16 +157,27 @@ pub enum StoreError {
     /// live record found, when the store hands it back with the failure.
     #[error("the record changed concurrently")]
     Conflict(Option<Box<CorrelationRecord>>),
+    /// Transient: the store could not be read or written; nothing changed
+    /// that the caller can rely on.
     #[error("correlation store unavailable: {0}")]
     Unavailable(String),
 }
 
+/// One record per alert id, written only conditionally on its version.
 #[async_trait]
 pub trait CorrelationStore: Send + Sync {
-    /// The record for `alert_id`, unless absent or expired.
+    /// The record for `alert_id`, unless absent or expired at `now`.
+    ///
+    /// # Errors
+    /// `Unavailable` only.
     async fn get(&self, alert_id: &str, now: i64) -> Result<Option<CorrelationRecord>, StoreError>;
-    /// Writes `record` if the stored version is `expected` (`None`: no live
-    /// record exists). Anything else is a `Conflict`.
+
+    /// Writes `record` if the live record's version is `expected` (`None`:
+    /// no live record exists). Idempotent only in that a repeat loses.
+    ///
+    /// # Errors
+    /// `Conflict` when the version differs (with the live record when the
+    /// store can hand it back at no extra cost), `Unavailable` otherwise.
     async fn put(
         &self,
         record: &CorrelationRecord,

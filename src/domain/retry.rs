@@ -3,7 +3,8 @@
 //! a whole attempt before the deadline; past it, Azure's own retry (after
 //! our 503) takes over.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use super::ports::ItsmError;
 
@@ -39,6 +40,65 @@ impl RetryPolicy {
             ItsmError::Throttled { retry_after, .. } => retry_after.unwrap_or_else(backoff),
         };
         (elapsed + wait + self.attempt <= self.deadline).then_some(wait)
+    }
+}
+
+/// One event's clock and ITSM tally, shared by the calls it makes.
+pub struct Tally {
+    started: Instant,
+    calls: AtomicU32,
+    micros: AtomicU64,
+}
+
+impl Tally {
+    pub fn start() -> Tally {
+        Tally {
+            started: Instant::now(),
+            calls: AtomicU32::new(0),
+            micros: AtomicU64::new(0),
+        }
+    }
+
+    /// ITSM requests made so far (retries included).
+    pub fn calls(&self) -> u32 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Milliseconds spent waiting for the ITSM so far.
+    pub fn itsm_ms(&self) -> u64 {
+        self.micros.load(Ordering::Relaxed) / 1000
+    }
+}
+
+impl RetryPolicy {
+    /// Runs an ITSM call (`call(n)` for retry `n`) again after transient
+    /// failures, with jittered backoff, while a whole attempt still fits
+    /// before the event's deadline.
+    pub async fn run<T, F, Fut>(&self, tally: &Tally, mut call: F) -> Result<T, ItsmError>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, ItsmError>>,
+    {
+        let mut n = 0;
+        loop {
+            let begun = Instant::now();
+            let result = call(n).await;
+            tally.calls.fetch_add(1, Ordering::Relaxed);
+            tally
+                .micros
+                .fetch_add(begun.elapsed().as_micros() as u64, Ordering::Relaxed);
+            match result {
+                Err(e) => {
+                    n += 1;
+                    let Some(wait) = self.wait(n, &e, tally.started.elapsed()) else {
+                        return Err(e);
+                    };
+                    tracing::warn!(error = %e, retry = n, wait_ms = wait.as_millis() as u64, "ITSM call failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                ok => return ok,
+            }
+        }
     }
 }
 

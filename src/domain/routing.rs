@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use super::alert::{Alert, MonitorCondition};
 use super::mapping::{self, DESCRIPTION_MAX, IncidentDraft, SHORT_DESCRIPTION_MAX};
+use super::text::{clean, clean_line};
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,11 +147,10 @@ impl Routing {
         draft.fields = self.default.fields.clone();
         draft.fields.extend(effects.fields.clone());
         if let Some(t) = &self.templates.short_description {
-            draft.short_description =
-                mapping::clean_line(render(t, alert, facts()), SHORT_DESCRIPTION_MAX);
+            draft.short_description = clean_line(render(t, alert, facts()), SHORT_DESCRIPTION_MAX);
         }
         if let Some(t) = &self.templates.description {
-            draft.description = mapping::clean(render(t, alert, facts()), DESCRIPTION_MAX);
+            draft.description = clean(render(t, alert, facts()), DESCRIPTION_MAX);
         }
         (rule.map(|r| r.name.as_str()), draft)
     }
@@ -330,23 +330,32 @@ fn render(t: &str, alert: &Alert, facts: &Facts) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::alert::parse;
+    use crate::domain::alert::Severity;
     use crate::domain::mapping::{SeverityTable, draft};
     use serde_json::{Value, json};
 
     fn alert(rule: &str, severity: &str, custom: Value) -> Alert {
-        let body = json!({"schemaId": "azureMonitorCommonAlertSchema", "data": {
-            "essentials": {"alertId": "/subscriptions/sub-1/providers/Microsoft.AlertsManagement/alerts/a1",
-                "alertRule": rule, "severity": severity, "monitorCondition": "Fired", "monitoringService": "Platform",
-                "alertTargetIDs": ["/subscriptions/sub-1/resourceGroups/prod-sql/providers/Microsoft.Sql/servers/db1"],
-                "configurationItems": ["db1"], "firedDateTime": "2025-04-15T18:17:12Z"},
-            "alertContext": {}, "customProperties": custom}});
-        parse(body.to_string().as_bytes()).unwrap()
+        Alert {
+            alert_rule: Some(rule.into()),
+            severity: Severity::parse(severity),
+            monitoring_service: Some("Platform".into()),
+            target_ids: vec![
+                "/subscriptions/sub-1/resourceGroups/prod-sql/providers/Microsoft.Sql/servers/db1"
+                    .into(),
+            ],
+            configuration_items: vec!["db1".into()],
+            fired_at: Some("2025-04-15T18:17:12Z".into()),
+            custom_properties: custom,
+            ..Alert::new(
+                "/subscriptions/sub-1/providers/Microsoft.AlertsManagement/alerts/a1",
+                MonitorCondition::Fired,
+            )
+        }
     }
 
     fn route(rules: Value, a: &Alert) -> (Option<String>, IncidentDraft) {
         let routing = Routing::parse(&rules.to_string(), 3).unwrap();
-        let (name, d) = routing.apply(a, draft(a, &SeverityTable::default()));
+        let (name, d) = routing.apply(a, draft(a, &SeverityTable::default(), "azmon-k".into()));
         (name.map(str::to_string), d)
     }
 

@@ -70,7 +70,7 @@ async fn the_body_is_checked_only_after_the_token() {
 async fn a_base64_encoded_body_is_decoded() {
     let t = TestApp::spawn().await;
     let body = metric_alert("b64", "Resolved").to_string();
-    let mut event = itsm_bridge::http::event::function_url_event(
+    let mut event = itsm_bridge::inbound::http::event::function_url_event(
         "POST",
         Some(&format!("Bearer {}", t.token())),
         &base64::engine::general_purpose::STANDARD.encode(body),

@@ -10,9 +10,9 @@ use itsm_bridge::adapters::store::DynamoStore;
 use itsm_bridge::bootstrap;
 use itsm_bridge::config::{Config, Env};
 use itsm_bridge::domain::correlation::CorrelationRecord;
-use itsm_bridge::domain::pipeline::Clock;
+use itsm_bridge::domain::ports::Clock;
 use itsm_bridge::domain::ports::CorrelationStore;
-use itsm_bridge::http::{self, App};
+use itsm_bridge::inbound::http::{self, App};
 
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -308,4 +308,9 @@ pub fn created(number: &str) -> ResponseTemplate {
             format!("https://dev.service-now.com/api/now/table/incident/{SYS_ID}"),
         )
         .set_body_json(json!({"result": {"sys_id": SYS_ID, "number": number}}))
+}
+
+/// The correlation key the state machine gives `alert`'s first incident.
+pub fn key_of(alert: &itsm_bridge::domain::alert::Alert) -> String {
+    itsm_bridge::domain::correlation::correlation_key(&alert.alert_id)
 }

@@ -10,7 +10,7 @@ use crate::helpers::*;
 
 /// A Resolved for an unknown alert, as `edit` bends it.
 async fn send_edited(t: &TestApp, edit: impl FnOnce(&mut Value)) -> Reply {
-    let mut event = itsm_bridge::http::event::function_url_event(
+    let mut event = itsm_bridge::inbound::http::event::function_url_event(
         "POST",
         Some(&format!("Bearer {}", t.token())),
         &metric_alert("hostile", "Resolved").to_string(),

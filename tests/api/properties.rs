@@ -4,13 +4,13 @@
 
 use std::sync::OnceLock;
 
-use itsm_bridge::domain::alert;
 use itsm_bridge::domain::mapping::{self, DESCRIPTION_MAX, SHORT_DESCRIPTION_MAX, SeverityTable};
 use itsm_bridge::domain::ports::TokenVerifier;
+use itsm_bridge::inbound::common_schema;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use crate::helpers::fixture;
+use crate::helpers::{fixture, key_of};
 
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -49,7 +49,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
-        let _ = alert::parse(&bytes);
+        let _ = common_schema::parse(&bytes);
     }
 
     #[test]
@@ -58,9 +58,9 @@ proptest! {
         body["data"]["essentials"][FIELDS[field]] = value;
         body["data"]["alertContext"] = context;
         body["data"]["customProperties"] = custom;
-        match alert::parse(body.to_string().as_bytes()) {
+        match common_schema::parse(body.to_string().as_bytes()) {
             Ok(alert) => {
-                let draft = mapping::draft(&alert, &SeverityTable::default());
+                let draft = mapping::draft(&alert, &SeverityTable::default(), key_of(&alert));
                 prop_assert!(draft.short_description.chars().count() <= SHORT_DESCRIPTION_MAX);
                 prop_assert!(draft.description.chars().count() <= DESCRIPTION_MAX);
                 prop_assert!(draft.correlation_label.chars().count() <= 100);
@@ -113,7 +113,7 @@ fn shared() -> &'static Verifier {
         let config = crate::helpers::key().local_config(&path);
         let verifier = itsm_bridge::adapters::entra::EntraVerifier::new(
             config.clone(),
-            itsm_bridge::domain::pipeline::system_clock(),
+            itsm_bridge::adapters::clock::system_clock(),
         );
         Verifier { verifier, config }
     })

@@ -3,11 +3,12 @@
 
 use std::path::PathBuf;
 
-use itsm_bridge::domain::alert::{self, MonitorCondition, Severity};
+use itsm_bridge::domain::alert::{MonitorCondition, Severity};
 use itsm_bridge::domain::mapping::{self, SeverityTable};
+use itsm_bridge::inbound::common_schema;
 use serde_json::{Value, json};
 
-use crate::helpers::fixture;
+use crate::helpers::{fixture, key_of};
 
 fn files(dir: &str) -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir);
@@ -37,13 +38,13 @@ fn every_published_full_payload_parses() {
     assert!(full.len() >= 16, "{full:?}");
     for path in full {
         let bytes = std::fs::read(&path).unwrap();
-        let alert = alert::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", name(&path)));
+        let alert = common_schema::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", name(&path)));
         assert!(
             alert.alert_id.starts_with("/subscriptions/"),
             "{}",
             name(&path)
         );
-        let draft = mapping::draft(&alert, &SeverityTable::default());
+        let draft = mapping::draft(&alert, &SeverityTable::default(), key_of(&alert));
         assert!(
             !draft.short_description.is_empty() && draft.short_description.chars().count() <= 160
         );
@@ -57,11 +58,11 @@ fn every_published_full_payload_parses() {
 #[test]
 fn budget_alerts_with_null_severity_and_a_named_id_parse() {
     let body = fixture("test-budget-fired.json");
-    let alert = alert::parse(body.to_string().as_bytes()).unwrap();
+    let alert = common_schema::parse(body.to_string().as_bytes()).unwrap();
     assert_eq!(alert.severity, Severity::Unknown);
     assert!(alert.is_stateless());
     assert!(alert.alert_id.ends_with("/Test_Alert"));
-    let draft = mapping::draft(&alert, &SeverityTable::default());
+    let draft = mapping::draft(&alert, &SeverityTable::default(), key_of(&alert));
     assert_eq!(draft.configuration_item, None, "\"budgets\" is not a CI");
     assert!(
         draft
@@ -74,7 +75,7 @@ fn budget_alerts_with_null_severity_and_a_named_id_parse() {
 
 #[test]
 fn missing_configuration_items_and_seven_digit_fractions_parse() {
-    let alert = alert::parse(&std::fs::read(
+    let alert = common_schema::parse(&std::fs::read(
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/azure-samples/legacy2021-common-sample-metric-static-resolved-no-configurationitems.json"),
     ).unwrap())
@@ -102,9 +103,9 @@ fn every_documented_alert_context_maps_to_a_what_line() {
         e["alertRule"] = json!("rule");
         let body = json!({"schemaId": "azureMonitorCommonAlertSchema",
             "data": {"essentials": e, "alertContext": fragment["alertContext"]}});
-        let alert = alert::parse(body.to_string().as_bytes())
+        let alert = common_schema::parse(body.to_string().as_bytes())
             .unwrap_or_else(|err| panic!("{}: {err}", name(&path)));
-        let draft = mapping::draft(&alert, &SeverityTable::default());
+        let draft = mapping::draft(&alert, &SeverityTable::default(), key_of(&alert));
         assert!(
             draft.short_description.starts_with("[Sev4] rule: "),
             "{}: no what line in {:?}",
@@ -127,7 +128,8 @@ fn events_are_function_url_events_named_by_kind_and_condition() {
             lambda_http::Body::Text(t) => t.clone(),
             other => panic!("{}: {other:?}", name(path)),
         };
-        let alert = alert::parse(body.as_bytes()).unwrap_or_else(|e| panic!("{}: {e}", name(path)));
+        let alert =
+            common_schema::parse(body.as_bytes()).unwrap_or_else(|e| panic!("{}: {e}", name(path)));
         let expected = if name(path).ends_with("-resolved.json") {
             MonitorCondition::Resolved
         } else {

@@ -5,13 +5,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use itsm_bridge::adapters::clock::system_clock;
 use itsm_bridge::adapters::dryrun::DryRun;
 use itsm_bridge::adapters::servicenow::ServiceNowFormat;
 use itsm_bridge::adapters::store::{DynamoStore, MemoryStore, RedbStore};
-use itsm_bridge::domain::alert;
 use itsm_bridge::domain::correlation::{CorrelationRecord, RecordState};
-use itsm_bridge::domain::pipeline::{Bridge, Outcome, Settings, system_clock};
+use itsm_bridge::domain::outcome::Outcome;
 use itsm_bridge::domain::ports::{CorrelationStore, StoreError};
+use itsm_bridge::domain::settings::Settings;
+use itsm_bridge::domain::state_machine::Bridge;
+use itsm_bridge::inbound::common_schema;
 
 use crate::helpers::{metric_alert, now};
 
@@ -138,7 +141,7 @@ async fn store_round_trips_per_event() {
     let itsm = Arc::new(DryRun::new(Box::new(ServiceNowFormat::default()), None));
     let bridge = Bridge::new(itsm, store.clone(), Settings::default(), system_clock());
     let event = |id: &str, condition: &str| {
-        alert::parse(metric_alert(id, condition).to_string().as_bytes()).unwrap()
+        common_schema::parse(metric_alert(id, condition).to_string().as_bytes()).unwrap()
     };
     let run = async |id: &str, condition: &str| {
         let outcome = bridge.process(&event(id, condition)).await.unwrap().outcome;

@@ -11,8 +11,8 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use super::format::{BmcFields, BmcFormat};
-use crate::adapters::itsm_http::{describe, failure};
-use crate::adapters::secrets::CredentialSource;
+use crate::adapters::itsm_http::{HttpClientError, describe, failure};
+use crate::adapters::secrets::{CredentialSource, SecretError};
 use crate::adapters::wire::{ItsmRequest, RequestLog};
 use crate::domain::correlation::IncidentRef;
 use crate::domain::mapping::{IncidentDraft, Resolution};
@@ -32,7 +32,7 @@ impl std::fmt::Debug for BmcLogin {
 
 impl BmcLogin {
     /// The secret's JSON: `{"username","password"}`.
-    pub fn from_secret(v: &Value) -> Result<BmcLogin, String> {
+    pub fn from_secret(v: &Value) -> Result<BmcLogin, SecretError> {
         let get = |k: &str| {
             v.get(k)
                 .and_then(Value::as_str)
@@ -41,7 +41,9 @@ impl BmcLogin {
         };
         match (get("username"), get("password")) {
             (Some(username), Some(password)) => Ok(BmcLogin { username, password }),
-            _ => Err("the ITSM secret needs username and password for BMC Helix".into()),
+            _ => Err(SecretError::Incomplete(
+                "the ITSM secret needs username and password for BMC Helix".into(),
+            )),
         }
     }
 }
@@ -139,7 +141,7 @@ impl BmcClient {
         config: BmcConfig,
         login: CredentialSource<BmcLogin>,
         log: Option<Arc<RequestLog>>,
-    ) -> Result<BmcClient, String> {
+    ) -> Result<BmcClient, HttpClientError> {
         let http = crate::adapters::itsm_http::client(config.timeout)?;
         Ok(BmcClient {
             http,
@@ -161,11 +163,7 @@ impl BmcClient {
         {
             return Ok(token.clone());
         }
-        let login = self
-            .login
-            .get(false)
-            .await
-            .map_err(ItsmError::Unavailable)?;
+        let login = self.login.get(false).await?;
         let url = self.base.join("/api/jwt/login").expect("static path joins");
         let resp = self
             .http
@@ -214,7 +212,7 @@ impl BmcClient {
             if resp.status().as_u16() == 401 && attempt == 1 {
                 *self.token.lock().await = None;
                 if self.login.can_refresh() {
-                    self.login.get(true).await.map_err(ItsmError::Unavailable)?;
+                    self.login.get(true).await?;
                 }
                 continue;
             }
@@ -386,6 +384,6 @@ mod tests {
     fn secrets_need_both_parts() {
         assert!(BmcLogin::from_secret(&json!({"username": "u", "password": "p"})).is_ok());
         let err = BmcLogin::from_secret(&json!({"username": "u", "pass": "hunter2"})).unwrap_err();
-        assert!(!err.contains("hunter2"));
+        assert!(!err.to_string().contains("hunter2"));
     }
 }

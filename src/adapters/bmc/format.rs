@@ -4,7 +4,8 @@ use serde_json::{Map, Value, json};
 
 use crate::adapters::wire::{ItsmRequest, WireFormat, segment};
 use crate::domain::correlation::IncidentRef;
-use crate::domain::mapping::{IncidentDraft, Resolution, clean};
+use crate::domain::mapping::{IncidentDraft, Resolution};
+use crate::domain::text::clean;
 
 pub const CREATE_FORM: &str = "HPD:IncidentInterface_Create";
 pub const INCIDENT_FORM: &str = "HPD:IncidentInterface";

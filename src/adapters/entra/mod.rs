@@ -15,7 +15,7 @@ use serde::Deserialize;
 pub use devkey::{DevKey, LOCAL_AUDIENCE, LOCAL_TENANT};
 pub use keys::{KeySource, KeyStore, is_loopback};
 
-use crate::domain::pipeline::Clock;
+use crate::domain::ports::Clock;
 use crate::domain::ports::{AuthError, Caller, TokenVerifier};
 use cache::{Lookup, VerifiedCache, digest};
 
@@ -200,9 +200,7 @@ impl EntraVerifier {
 #[async_trait]
 impl TokenVerifier for EntraVerifier {
     async fn verify(&self, authorization: Option<&str>) -> Result<Caller, AuthError> {
-        let value = authorization.ok_or_else(|| {
-            unauthenticated("no Authorization header; Secure Webhook sends a Bearer token")
-        })?;
+        let value = authorization.ok_or(AuthError::MissingCredentials)?;
         let token = match value.split_once(' ') {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
             _ => {

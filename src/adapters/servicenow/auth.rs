@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use url::Url;
 
-use crate::adapters::secrets::CredentialSource;
+use crate::adapters::secrets::{CredentialSource, SecretError};
 use crate::domain::ports::ItsmError;
 
 #[derive(Clone, PartialEq, Eq)]
@@ -96,7 +96,7 @@ impl Credentials {
 
     /// The secret's JSON: `{"username","password"}` for Basic, plus
     /// `client_id`, `client_secret` for OAuth; optional `auth` picks the mode.
-    pub fn from_secret(v: &Value) -> Result<Credentials, String> {
+    pub fn from_secret(v: &Value) -> Result<Credentials, SecretError> {
         let get = |k: &str| {
             v.get(k)
                 .and_then(Value::as_str)
@@ -109,8 +109,9 @@ impl Credentials {
             client_id: get("client_id"),
             client_secret: get("client_secret"),
         };
-        Credentials::build(get("auth").as_deref(), parts)
-            .map_err(|(field, problem)| format!("the ITSM secret's {field} {problem}"))
+        Credentials::build(get("auth").as_deref(), parts).map_err(|(field, problem)| {
+            SecretError::Incomplete(format!("the ITSM secret's {field} {problem}"))
+        })
     }
 }
 
@@ -143,11 +144,7 @@ impl Authenticator {
         http: &reqwest::Client,
         req: RequestBuilder,
     ) -> Result<RequestBuilder, ItsmError> {
-        let credentials = self
-            .credentials
-            .get(false)
-            .await
-            .map_err(ItsmError::Unavailable)?;
+        let credentials = self.credentials.get(false).await?;
         if let Credentials::Basic { username, password } = &credentials {
             return Ok(req.basic_auth(username, Some(password)));
         }
@@ -169,10 +166,7 @@ impl Authenticator {
     pub async fn after_unauthorized(&self) -> Result<bool, ItsmError> {
         let had_token = self.token.lock().await.take().is_some();
         if self.credentials.can_refresh() {
-            self.credentials
-                .get(true)
-                .await
-                .map_err(ItsmError::Unavailable)?;
+            self.credentials.get(true).await?;
             return Ok(true);
         }
         Ok(had_token)
@@ -256,7 +250,8 @@ mod tests {
         let err = Credentials::from_secret(
             &json!({"username": "u", "password": "hunter2-secret", "auth": "oauth-password"}),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("client_id") && !err.contains("hunter2"),
             "{err}"

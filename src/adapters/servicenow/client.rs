@@ -11,7 +11,7 @@ use url::Url;
 
 use super::auth::{Authenticator, Credentials};
 use super::format::{IncidentFields, ServiceNowFormat};
-use crate::adapters::itsm_http::{describe, failure};
+use crate::adapters::itsm_http::{HttpClientError, describe, failure};
 use crate::adapters::secrets::CredentialSource;
 use crate::adapters::wire::{ItsmRequest, RequestLog, WireFormat};
 use crate::domain::correlation::IncidentRef;
@@ -57,7 +57,7 @@ impl ServiceNowClient {
         config: ServiceNowConfig,
         credentials: CredentialSource<Credentials>,
         log: Option<Arc<RequestLog>>,
-    ) -> Result<ServiceNowClient, String> {
+    ) -> Result<ServiceNowClient, HttpClientError> {
         let http = crate::adapters::itsm_http::client(config.timeout)?;
         Ok(ServiceNowClient {
             auth: Authenticator::new(credentials, &config.instance_url),

@@ -5,10 +5,10 @@
 
 use serde_json::json;
 
-use crate::domain::alert::SchemaError;
 use crate::domain::correlation::IncidentRef;
-use crate::domain::pipeline::{Outcome, ProcessError, Processed};
+use crate::domain::outcome::{Outcome, ProcessError, Processed};
 use crate::domain::ports::{AuthError, ItsmError, StoreError};
+use crate::inbound::common_schema::SchemaError;
 
 #[derive(Debug)]
 pub enum Failure {
@@ -39,7 +39,7 @@ impl Failure {
             Failure::Path(_) => 404,
             Failure::ContentType(_) => 415,
             Failure::TooLarge(_) => 413,
-            Failure::Auth(AuthError::Unauthenticated(_)) => 401,
+            Failure::Auth(AuthError::MissingCredentials | AuthError::Unauthenticated(_)) => 401,
             Failure::Auth(AuthError::Forbidden(_)) => 403,
             Failure::Auth(AuthError::KeysUnavailable(_)) => 503,
             Failure::Schema(_) => 400,
@@ -60,7 +60,9 @@ impl Failure {
             Failure::Path(_) => "not_found",
             Failure::ContentType(_) => "unsupported_media_type",
             Failure::TooLarge(_) => "body_too_large",
-            Failure::Auth(AuthError::Unauthenticated(_)) => "unauthenticated",
+            Failure::Auth(AuthError::MissingCredentials | AuthError::Unauthenticated(_)) => {
+                "unauthenticated"
+            }
             Failure::Auth(AuthError::Forbidden(_)) => "forbidden",
             Failure::Auth(AuthError::KeysUnavailable(_)) => "signing_keys_unavailable",
             Failure::Schema(_) => "invalid_alert",
@@ -113,18 +115,17 @@ impl Failure {
         let mut headers = vec![];
         match (self, status) {
             (Failure::Method(_), _) => headers.push(("allow", "POST".to_string())),
-            (Failure::Auth(AuthError::Unauthenticated(why)), _) => {
-                // RFC 6750: a request without credentials gets no error code.
-                let value = if why.starts_with("no Authorization") {
-                    "Bearer".to_string()
-                } else {
-                    format!(
-                        "Bearer error=\"invalid_token\", error_description=\"{}\"",
-                        why.replace('"', "'")
-                    )
-                };
-                headers.push(("www-authenticate", value));
+            // RFC 6750: a request without credentials gets no error code.
+            (Failure::Auth(AuthError::MissingCredentials), _) => {
+                headers.push(("www-authenticate", "Bearer".to_string()));
             }
+            (Failure::Auth(AuthError::Unauthenticated(why)), _) => headers.push((
+                "www-authenticate",
+                format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                    why.replace('"', "'")
+                ),
+            )),
             (_, 503) => headers.push(("retry-after", RETRY_AFTER.to_string())),
             _ => {}
         }

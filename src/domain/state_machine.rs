@@ -1,6 +1,6 @@
 //! The correlation state machine: one alert notification in, at most one
 //! ITSM write out, and a record that lets any retry continue where the
-//! last attempt stopped.
+//! last attempt stopped. Tested row by row in `tests.rs` beside it.
 //!
 //! | record \ condition        | Fired                      | Resolved                          |
 //! |---------------------------|----------------------------|-----------------------------------|
@@ -11,158 +11,15 @@
 //! | Resolved / Gone / Without | stale fired (no-op)        | already resolved (no-op)          |
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::Instant;
-
-use serde::Serialize;
 
 use super::alert::{Alert, MonitorCondition};
-use super::correlation::{CorrelationRecord, IncidentRef, RecordState};
-use super::mapping::IncidentDraft;
-use super::mapping::{self, SeverityTable};
-use super::ports::{CorrelationStore, ItsmClient, ItsmError, ResolveOutcome, StoreError};
-use super::retry::RetryPolicy;
-use super::routing::Routing;
-
-/// Unix seconds now; swapped in tests to move time.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64)
-    })
-}
-
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub severity: SeverityTable,
-    /// How long a claim protects an attempt that is talking to the ITSM.
-    /// Must exceed the longest attempt (the Lambda timeout).
-    pub lease_secs: i64,
-    /// How long records live.
-    pub ttl_secs: i64,
-    /// Retries of ITSM calls within the event's deadline.
-    pub retry: RetryPolicy,
-    /// What a Fired does for an alert id that has fired and resolved before.
-    pub refire: RefirePolicy,
-    /// Routing rules and templates.
-    pub routing: Routing,
-}
-
-/// The same alert id firing again (a later `firedDateTime`) after it
-/// resolved. A late delivery of the original Fired (same `firedDateTime`) is
-/// always ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RefirePolicy {
-    /// Nothing is sent (`stale_fired`).
-    #[default]
-    Ignore,
-    /// The resolved incident goes back in progress with a note (`reopened`).
-    Reopen,
-    /// A new incident is opened (`created`).
-    New,
-    /// A note is added to the resolved incident (`noted`).
-    Note,
-}
-
-impl RefirePolicy {
-    pub fn parse(s: &str) -> Option<RefirePolicy> {
-        Some(match s {
-            "ignore" => RefirePolicy::Ignore,
-            "reopen" => RefirePolicy::Reopen,
-            "new" => RefirePolicy::New,
-            "note" => RefirePolicy::Note,
-            _ => return None,
-        })
-    }
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            severity: SeverityTable::default(),
-            lease_secs: 60,
-            ttl_secs: 90 * 24 * 3600,
-            retry: RetryPolicy::default(),
-            refire: RefirePolicy::default(),
-            routing: Routing::default(),
-        }
-    }
-}
-
-/// What was done with one notification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// A new incident was opened.
-    Created,
-    /// An earlier attempt had opened the incident without recording it; found and recorded.
-    Recovered,
-    /// The alert already has an incident; nothing was sent to the ITSM.
-    Duplicate,
-    /// A Fired for an alert that has already resolved; nothing was sent.
-    StaleFired,
-    /// The incident was resolved.
-    Resolved,
-    /// Resolved before any incident existed; remembered, nothing was sent.
-    ResolvedWithoutIncident,
-    /// The incident was resolved before; nothing was sent.
-    AlreadyResolved,
-    /// The ITSM no longer has the incident; recorded, nothing to resolve.
-    IncidentGone,
-    /// A person had resolved or closed the incident already; recorded, nothing changed.
-    ClosedInItsm,
-    /// The alert fired again after it resolved: the incident is back in progress.
-    Reopened,
-    /// The alert fired again after it resolved: a note was added to the incident.
-    Noted,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Created => "created",
-            Outcome::Recovered => "recovered",
-            Outcome::Duplicate => "duplicate",
-            Outcome::StaleFired => "stale_fired",
-            Outcome::Resolved => "resolved",
-            Outcome::ResolvedWithoutIncident => "resolved_without_incident",
-            Outcome::AlreadyResolved => "already_resolved",
-            Outcome::IncidentGone => "incident_gone",
-            Outcome::ClosedInItsm => "closed_in_itsm",
-            Outcome::Reopened => "reopened",
-            Outcome::Noted => "noted",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Processed {
-    pub outcome: Outcome,
-    pub incident: Option<IncidentRef>,
-    /// ITSM requests made for this event (retries included) and their time.
-    pub itsm_calls: u32,
-    pub itsm_ms: u64,
-}
-
-/// One event's clock and ITSM tally, shared by the calls it makes.
-struct Ctx {
-    started: Instant,
-    itsm_calls: AtomicU32,
-    itsm_micros: AtomicU64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProcessError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Itsm(#[from] ItsmError),
-    #[error("another delivery of this alert is being processed right now; retry later")]
-    InProgress,
-}
+use super::correlation::{CorrelationRecord, IncidentRef, RecordState, correlation_key};
+use super::mapping::{self, IncidentDraft};
+use super::outcome::{Outcome, ProcessError, Processed};
+use super::ports::{Clock, CorrelationStore, ItsmClient, ItsmError, ResolveOutcome, StoreError};
+use super::retry::Tally;
+use super::settings::{RefirePolicy, Settings};
+use super::text::rfc3339;
 
 pub struct Bridge {
     itsm: Arc<dyn ItsmClient>,
@@ -194,12 +51,15 @@ impl Bridge {
         self.itsm.kind()
     }
 
-    /// The incident an alert maps to, routed: the rule that matched
-    /// (`None`: the default) and the draft (`replay --explain` shows both).
+    /// The incident an alert's first firing maps to, routed: the rule that
+    /// matched (`None`: the default) and the draft (`replay --explain`).
     pub fn draft(&self, alert: &Alert) -> (Option<&str>, IncidentDraft) {
-        self.settings
-            .routing
-            .apply(alert, mapping::draft(alert, &self.settings.severity))
+        self.routed(alert, correlation_key(&alert.alert_id))
+    }
+
+    fn routed(&self, alert: &Alert, key: String) -> (Option<&str>, IncidentDraft) {
+        let draft = mapping::draft(alert, &self.settings.severity, key);
+        self.settings.routing.apply(alert, draft)
     }
 
     /// The store, for tools and tests that inspect records.
@@ -208,11 +68,7 @@ impl Bridge {
     }
 
     pub async fn process(&self, alert: &Alert) -> Result<Processed, ProcessError> {
-        let ctx = Ctx {
-            started: Instant::now(),
-            itsm_calls: AtomicU32::new(0),
-            itsm_micros: AtomicU64::new(0),
-        };
+        let tally = Tally::start();
         // The first round assumes no record: a new alert then costs one
         // write, and a write that loses hands back the record it met.
         let mut known: Option<Option<CorrelationRecord>> = Some(None);
@@ -222,15 +78,15 @@ impl Bridge {
                 Some(record) => record,
                 None => self.store.get(&alert.alert_id, now).await?,
             };
-            match self.step(alert, current, now, &ctx).await {
+            match self.step(alert, current, now, &tally).await {
                 // Someone wrote between our read and our write: decide again.
                 Err(ProcessError::Store(StoreError::Conflict(found))) => {
                     known = found.map(|r| Some(*r))
                 }
                 other => {
                     return other.map(|mut p| {
-                        p.itsm_calls = ctx.itsm_calls.load(Ordering::Relaxed);
-                        p.itsm_ms = ctx.itsm_micros.load(Ordering::Relaxed) / 1000;
+                        p.itsm_calls = tally.calls();
+                        p.itsm_ms = tally.itsm_ms();
                         p
                     });
                 }
@@ -244,26 +100,26 @@ impl Bridge {
         alert: &Alert,
         current: Option<CorrelationRecord>,
         now: i64,
-        ctx: &Ctx,
+        tally: &Tally,
     ) -> Result<Processed, ProcessError> {
         use MonitorCondition::{Fired, Resolved};
         use RecordState::{Claimed, Open, ResolvedWithoutIncident};
         match (alert.condition, current) {
             (Fired, None) => {
                 let claim = self.claim(alert, None, now).await?;
-                self.open(alert, claim, false, ctx).await
+                self.open(alert, claim, false, tally).await
             }
             (_, Some(r)) if r.state == Claimed && r.lease_until > now => {
                 Err(ProcessError::InProgress)
             }
             (Fired, Some(r)) if r.state == Claimed => {
                 let claim = self.claim(alert, Some(&r), now).await?;
-                self.open(alert, claim, true, ctx).await
+                self.open(alert, claim, true, tally).await
             }
             (Fired, Some(r)) if self.fires_again(alert, &r) => {
-                self.refire(alert, r, now, ctx).await
+                self.refire(alert, r, now, tally).await
             }
-            (Fired, Some(r)) => Ok(done(
+            (Fired, Some(r)) => Ok(Processed::new(
                 if r.state == Open {
                     Outcome::Duplicate
                 } else {
@@ -274,18 +130,23 @@ impl Bridge {
             (Resolved, None) => {
                 let rec = self.next(None, alert, ResolvedWithoutIncident, None, now);
                 self.store.put(&rec, None, now).await?;
-                Ok(done(Outcome::ResolvedWithoutIncident, None))
+                Ok(Processed::new(Outcome::ResolvedWithoutIncident, None))
             }
             (Resolved, Some(r)) if r.state == Claimed => {
                 let claim = self.claim(alert, Some(&r), now).await?;
                 let key = claim.correlation_key.clone();
-                match self.retrying(ctx, |_| self.itsm.find(&key)).await {
-                    Ok(Some(incident)) => self.resolve(alert, claim, incident, ctx).await,
+                match self
+                    .settings
+                    .retry
+                    .run(tally, |_| self.itsm.find(&key))
+                    .await
+                {
+                    Ok(Some(incident)) => self.resolve(alert, claim, incident, tally).await,
                     Ok(None) => {
                         let rec =
                             self.next(Some(&claim), alert, ResolvedWithoutIncident, None, now);
                         self.store.put(&rec, Some(claim.version), now).await?;
-                        Ok(done(Outcome::ResolvedWithoutIncident, None))
+                        Ok(Processed::new(Outcome::ResolvedWithoutIncident, None))
                     }
                     Err(e) => Err(self.release(claim, e).await),
                 }
@@ -297,9 +158,9 @@ impl Bridge {
                         r.alert_id
                     ))
                 })?;
-                self.resolve(alert, r, incident, ctx).await
+                self.resolve(alert, r, incident, tally).await
             }
-            (Resolved, Some(r)) => Ok(done(Outcome::AlreadyResolved, r.incident)),
+            (Resolved, Some(r)) => Ok(Processed::new(Outcome::AlreadyResolved, r.incident)),
         }
     }
 
@@ -318,7 +179,7 @@ impl Bridge {
         alert: &Alert,
         r: CorrelationRecord,
         now: i64,
-        ctx: &Ctx,
+        tally: &Tally,
     ) -> Result<Processed, ProcessError> {
         let note = mapping::refire_note(alert);
         let existing = r
@@ -327,12 +188,16 @@ impl Bridge {
             .filter(|_| r.state == RecordState::Resolved);
         let (state, outcome) = match (self.settings.refire, existing) {
             (RefirePolicy::Reopen, Some(incident)) => {
-                self.retrying(ctx, |_| self.itsm.reopen(&incident, &note))
+                self.settings
+                    .retry
+                    .run(tally, |_| self.itsm.reopen(&incident, &note))
                     .await?;
                 (RecordState::Open, Outcome::Reopened)
             }
             (RefirePolicy::Note, Some(incident)) => {
-                self.retrying(ctx, |_| self.itsm.note(&incident, &note))
+                self.settings
+                    .retry
+                    .run(tally, |_| self.itsm.note(&incident, &note))
                     .await?;
                 (RecordState::Resolved, Outcome::Noted)
             }
@@ -341,7 +206,7 @@ impl Bridge {
             _ => {
                 let mut claim = self.next(Some(&r), alert, RecordState::Claimed, None, now);
                 claim.incident = None;
-                claim.correlation_key = crate::domain::correlation::correlation_key(&format!(
+                claim.correlation_key = correlation_key(&format!(
                     "{}|{}",
                     alert.alert_id,
                     alert.fired_at.as_deref().unwrap_or_default()
@@ -350,7 +215,7 @@ impl Bridge {
                 claim.fired_at = alert.fired_at.clone();
                 claim.resolved_at = None;
                 self.store.put(&claim, Some(r.version), now).await?;
-                return self.open(alert, claim, false, ctx).await;
+                return self.open(alert, claim, false, tally).await;
             }
         };
         let now = (self.clock)();
@@ -360,7 +225,7 @@ impl Bridge {
             rec.resolved_at = None;
         }
         self.store.put(&rec, Some(r.version), now).await?;
-        Ok(done(outcome, rec.incident))
+        Ok(Processed::new(outcome, rec.incident))
     }
 
     /// Takes the alert for this attempt: a conditional write that only one
@@ -384,12 +249,13 @@ impl Bridge {
         alert: &Alert,
         claim: CorrelationRecord,
         look_first: bool,
-        ctx: &Ctx,
+        tally: &Tally,
     ) -> Result<Processed, ProcessError> {
-        let mut draft = self.draft(alert).1;
-        draft.correlation_key = claim.correlation_key.clone();
+        let draft = self.routed(alert, claim.correlation_key.clone()).1;
         let attempt = self
-            .retrying(ctx, |n| {
+            .settings
+            .retry
+            .run(tally, |n| {
                 let draft = &draft;
                 async move {
                     // A failed attempt may still have created it (a timeout
@@ -418,7 +284,7 @@ impl Bridge {
         // If this fails the claim stays; the next attempt after the lease
         // finds the incident by its correlation key instead of creating another.
         self.store.put(&rec, Some(claim.version), now).await?;
-        Ok(done(outcome, Some(incident)))
+        Ok(Processed::new(outcome, Some(incident)))
     }
 
     async fn resolve(
@@ -426,11 +292,13 @@ impl Bridge {
         alert: &Alert,
         prev: CorrelationRecord,
         incident: IncidentRef,
-        ctx: &Ctx,
+        tally: &Tally,
     ) -> Result<Processed, ProcessError> {
         let resolution = mapping::resolution(alert);
         let resolved = self
-            .retrying(ctx, |_| self.itsm.resolve(&incident, &resolution))
+            .settings
+            .retry
+            .run(tally, |_| self.itsm.resolve(&incident, &resolution))
             .await;
         let (state, outcome) = match resolved {
             Ok(ResolveOutcome::Resolved) => (RecordState::Resolved, Outcome::Resolved),
@@ -447,36 +315,7 @@ impl Bridge {
         let now = (self.clock)();
         let rec = self.next(Some(&prev), alert, state, Some(incident.clone()), now);
         self.store.put(&rec, Some(prev.version), now).await?;
-        Ok(done(outcome, Some(incident)))
-    }
-
-    /// Runs an ITSM call (`call(n)` for retry `n`) again after transient
-    /// failures, with jittered backoff, while a whole attempt still fits
-    /// before the event's deadline.
-    async fn retrying<T, F, Fut>(&self, ctx: &Ctx, mut call: F) -> Result<T, ItsmError>
-    where
-        F: FnMut(u32) -> Fut,
-        Fut: Future<Output = Result<T, ItsmError>>,
-    {
-        let mut n = 0;
-        loop {
-            let begun = Instant::now();
-            let result = call(n).await;
-            ctx.itsm_calls.fetch_add(1, Ordering::Relaxed);
-            ctx.itsm_micros
-                .fetch_add(begun.elapsed().as_micros() as u64, Ordering::Relaxed);
-            match result {
-                Err(e) => {
-                    n += 1;
-                    let Some(wait) = self.settings.retry.wait(n, &e, ctx.started.elapsed()) else {
-                        return Err(e);
-                    };
-                    tracing::warn!(error = %e, retry = n, wait_ms = wait.as_millis() as u64, "ITSM call failed; retrying");
-                    tokio::time::sleep(wait).await;
-                }
-                ok => return ok,
-            }
-        }
+        Ok(Processed::new(outcome, Some(incident)))
     }
 
     /// After an ITSM failure, ends the claim's lease at once so that the
@@ -509,7 +348,7 @@ impl Bridge {
             alert_id: alert.alert_id.clone(),
             // A refire's new incident has its own key: keep whatever the record holds.
             correlation_key: prev.map_or_else(
-                || alert.correlation_key().to_string(),
+                || correlation_key(&alert.alert_id),
                 |p| p.correlation_key.clone(),
             ),
             itsm: self.itsm.kind().to_string(),
@@ -530,21 +369,5 @@ impl Bridge {
     }
 }
 
-pub fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
-}
-
-fn done(outcome: Outcome, incident: Option<IncidentRef>) -> Processed {
-    Processed {
-        outcome,
-        incident,
-        itsm_calls: 0,
-        itsm_ms: 0,
-    }
-}
+#[cfg(test)]
+mod tests;

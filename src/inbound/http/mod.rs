@@ -1,5 +1,5 @@
-//! The HTTP edge: a function URL request in, an answer out. Data flows one
-//! way: method and size → authentication → schema → state machine → answer.
+//! The webhook role: a function URL request in, an answer out. Data flows
+//! one way: method and size → authentication → schema → state machine → answer.
 
 mod answer;
 pub mod event;
@@ -8,24 +8,21 @@ pub mod metrics;
 use std::sync::Arc;
 
 use lambda_http::http::header;
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{Body, Request, RequestExt, Response, service_fn};
 
 pub use answer::{Answer, Failure};
 
-use crate::domain::alert;
-use crate::domain::pipeline::Bridge;
-use crate::domain::ports::TokenVerifier;
-
+use super::common_schema;
 pub use crate::config::MAX_BODY_BYTES;
+pub use crate::inbound::App;
 
-/// Everything a request needs, built once per container.
-pub struct App {
-    pub verifier: Arc<dyn TokenVerifier>,
-    pub bridge: Bridge,
-    /// The one path alerts are posted to (`WEBHOOK_PATH`, default `/`).
-    pub path: String,
-    /// CloudWatch metrics namespace; `None` prints no metric lines (replay).
-    pub metrics: Option<String>,
+/// Serves function URL requests with `app` until the runtime stops.
+pub async fn run(app: Arc<App>) -> Result<(), lambda_http::Error> {
+    lambda_http::run(service_fn(move |req: Request| {
+        let app = app.clone();
+        async move { Ok::<_, lambda_http::Error>(handle(&app, req).await) }
+    }))
+    .await
 }
 
 /// What a processed event leaves for the metrics line.
@@ -118,7 +115,7 @@ async fn process(
         .verify(authorization)
         .await
         .map_err(|e| (Failure::Auth(e), None))?;
-    let alert = alert::parse(body).map_err(|e| (Failure::Schema(e), None))?;
+    let alert = common_schema::parse(body).map_err(|e| (Failure::Schema(e), None))?;
     let started = std::time::Instant::now();
     let processed = app
         .bridge

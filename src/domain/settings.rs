@@ -1,0 +1,63 @@
+//! What the state machine is told by configuration: the severity table,
+//! leases and record lifetimes, retries, the refire policy and routing.
+
+use super::mapping::SeverityTable;
+use super::retry::RetryPolicy;
+use super::routing::Routing;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub severity: SeverityTable,
+    /// How long a claim protects an attempt that is talking to the ITSM.
+    /// Must exceed the longest attempt (the Lambda timeout).
+    pub lease_secs: i64,
+    /// How long records live.
+    pub ttl_secs: i64,
+    /// Retries of ITSM calls within the event's deadline.
+    pub retry: RetryPolicy,
+    /// What a Fired does for an alert id that has fired and resolved before.
+    pub refire: RefirePolicy,
+    /// Routing rules and templates.
+    pub routing: Routing,
+}
+
+/// The same alert id firing again (a later `firedDateTime`) after it
+/// resolved. A late delivery of the original Fired (same `firedDateTime`) is
+/// always ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RefirePolicy {
+    /// Nothing is sent (`stale_fired`).
+    #[default]
+    Ignore,
+    /// The resolved incident goes back in progress with a note (`reopened`).
+    Reopen,
+    /// A new incident is opened (`created`).
+    New,
+    /// A note is added to the resolved incident (`noted`).
+    Note,
+}
+
+impl RefirePolicy {
+    pub fn parse(s: &str) -> Option<RefirePolicy> {
+        Some(match s {
+            "ignore" => RefirePolicy::Ignore,
+            "reopen" => RefirePolicy::Reopen,
+            "new" => RefirePolicy::New,
+            "note" => RefirePolicy::Note,
+            _ => return None,
+        })
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            severity: SeverityTable::default(),
+            lease_secs: 60,
+            ttl_secs: 90 * 24 * 3600,
+            retry: RetryPolicy::default(),
+            refire: RefirePolicy::default(),
+            routing: Routing::default(),
+        }
+    }
+}
