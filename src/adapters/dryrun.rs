@@ -1,11 +1,14 @@
 //! Dry-run ITSM: records the exact requests a real client would send and
 //! answers with a synthetic incident, so `replay` shows the whole flow.
+//! It cannot see the ITSM: it finds only what it created in this process,
+//! and takes every incident it is asked to change as existing.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use super::wire::{ItsmRequest, RequestLog, WireFormat};
+use super::wire::{ItsmRequest, RequestLog, WireFormat, checked_key};
 use crate::domain::correlation::IncidentRef;
 use crate::domain::mapping::{IncidentDraft, Resolution};
 use crate::domain::ports::{ItsmClient, ItsmError, ResolveOutcome};
@@ -14,11 +17,17 @@ pub struct DryRun {
     format: Box<dyn WireFormat>,
     /// Where replay collects the requests; without one they are only logged.
     log: Option<Arc<RequestLog>>,
+    /// What this process "created", by correlation key.
+    created: Mutex<HashMap<String, IncidentRef>>,
 }
 
 impl DryRun {
     pub fn new(format: Box<dyn WireFormat>, log: Option<Arc<RequestLog>>) -> DryRun {
-        DryRun { format, log }
+        DryRun {
+            format,
+            log,
+            created: Mutex::default(),
+        }
     }
 
     fn show_all(&self, requests: Vec<ItsmRequest>) {
@@ -50,15 +59,21 @@ impl ItsmClient for DryRun {
             .take(7)
             .map(|b| char::from(b'0' + b % 10))
             .collect();
-        Ok(IncidentRef {
+        let incident = IncidentRef {
             id: hex.chars().take(32).collect(),
             number: format!("DRY{digits}"),
-        })
+        };
+        self.created
+            .lock()
+            .expect("dry-run lock")
+            .insert(draft.correlation_key.clone(), incident.clone());
+        Ok(incident)
     }
 
     async fn find(&self, correlation_key: &str) -> Result<Option<IncidentRef>, ItsmError> {
-        self.show(self.format.find(correlation_key));
-        Ok(None)
+        self.show(self.format.find(checked_key(correlation_key)?));
+        let created = self.created.lock().expect("dry-run lock");
+        Ok(created.get(correlation_key).cloned())
     }
 
     async fn reopen(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {

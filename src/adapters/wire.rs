@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::domain::correlation::IncidentRef;
 use crate::domain::mapping::{IncidentDraft, Resolution};
+use crate::domain::ports::ItsmError;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ItsmRequest {
@@ -71,4 +72,17 @@ pub fn segment(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes())
         .collect::<String>()
         .replace('+', "%20")
+}
+
+/// A correlation key as the ITSM clients put it into queries. Keys are
+/// `azmon-` and hex digits; an empty value, a quote or a `^` would widen
+/// or break the ITSM's query, so anything else is refused before sending.
+pub fn checked_key(key: &str) -> Result<&str, ItsmError> {
+    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(ItsmError::Rejected {
+            status: 0,
+            message: "refusing to query the ITSM with an empty or unsafe correlation key".into(),
+        });
+    }
+    Ok(key)
 }

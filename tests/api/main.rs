@@ -7,6 +7,7 @@ mod edge;
 mod faults;
 mod helpers;
 mod hostile;
+mod itsm_contract;
 mod logs;
 mod moto;
 mod properties;

@@ -13,7 +13,7 @@ use url::Url;
 use super::format::{BmcFields, BmcFormat};
 use crate::adapters::itsm_http::{HttpClientError, describe, failure};
 use crate::adapters::secrets::{CredentialSource, SecretError};
-use crate::adapters::wire::{ItsmRequest, RequestLog};
+use crate::adapters::wire::{ItsmRequest, RequestLog, checked_key};
 use crate::domain::correlation::IncidentRef;
 use crate::domain::mapping::{IncidentDraft, Resolution};
 use crate::domain::ports::{ItsmClient, ItsmError, ResolveOutcome};
@@ -295,7 +295,7 @@ impl ItsmClient for BmcClient {
 
     async fn find(&self, correlation_key: &str) -> Result<Option<IncidentRef>, ItsmError> {
         let answer = self
-            .send(self.format.find_request(safe(correlation_key)?))
+            .send(self.format.find_request(checked_key(correlation_key)?))
             .await?;
         let field = &self.format.fields.correlation_field;
         Ok(entries(&answer.body)

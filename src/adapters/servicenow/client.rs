@@ -13,7 +13,7 @@ use super::auth::{Authenticator, Credentials};
 use super::format::{IncidentFields, ServiceNowFormat};
 use crate::adapters::itsm_http::{HttpClientError, describe, failure};
 use crate::adapters::secrets::CredentialSource;
-use crate::adapters::wire::{ItsmRequest, RequestLog, WireFormat};
+use crate::adapters::wire::{ItsmRequest, RequestLog, WireFormat, checked_key};
 use crate::domain::correlation::IncidentRef;
 use crate::domain::mapping::{IncidentDraft, Resolution};
 use crate::domain::ports::{ItsmClient, ItsmError, ResolveOutcome};
@@ -201,19 +201,7 @@ impl ItsmClient for ServiceNowClient {
     }
 
     async fn find(&self, correlation_key: &str) -> Result<Option<IncidentRef>, ItsmError> {
-        // An empty value or a `^` would widen the encoded query to other
-        // records; keys are hex digests, so this only guards against bugs.
-        if correlation_key.is_empty()
-            || !correlation_key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-')
-        {
-            return Err(ItsmError::Rejected {
-                status: 0,
-                message: "refusing to query ServiceNow with an empty or unsafe correlation key"
-                    .into(),
-            });
-        }
+        checked_key(correlation_key)?;
         let answer = self.send(self.format.find(correlation_key)).await?;
         if answer.status == 404 {
             return Ok(None); // Table API v1 answers 404 when nothing matches.
