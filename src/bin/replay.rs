@@ -2,14 +2,16 @@
 //! as the Lambda, with the embedded store and, by default, a dry-run ITSM
 //! that shows the requests it would send.
 //!
-//! cargo run --bin replay -- [--json] [--state DIR] [--itsm dry-run|servicenow]
-//!                           [--token JWT] [--print-event] FILE...
+//! cargo run --bin replay -- --help
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, ValueEnum};
 
 use itsm_bridge::adapters::clock::system_clock;
 use itsm_bridge::adapters::entra::DevKey;
@@ -20,103 +22,89 @@ use itsm_bridge::config::{Config, Env, StoreConfig};
 use itsm_bridge::inbound::http;
 use serde_json::{Value, json};
 
-const USAGE: &str = "usage: replay [--json] [--explain] [--state DIR] [--store embedded|dynamodb] [--itsm servicenow|bmc-helix] [--send] [--token JWT] [--print-event] FILE...
-  FILE           a Lambda function URL event (payload 2.0) or a bare common-schema alert body
-  --json         one JSON object per event on stdout
-  --state DIR    where correlation records and the development key live (default .itsm-bridge)
-  --store KIND   embedded (default: a redb file in the state folder) or dynamodb (the table
-                 CORRELATION_TABLE, default itsm-bridge-correlation, wherever the AWS SDK is
-                 configured to go; with AWS_ENDPOINT_URL set, e.g. to an emulator, the table
-                 is created if missing)
-  --itsm KIND    servicenow (default) or bmc-helix: whose requests to show
-  --send         send them for real (needs the ITSM's URL and credentials in the
-                 environment: SERVICENOW_* or BMC_*, or ITSM_SECRET_ID); default: dry run
-  --token JWT    send this token, verified against ENTRA_* as configured, instead of
-                 signing one with the local development key
-  --explain      also show which routing rule matched and the fields it produced
-  --print-event  print each FILE as a function URL event carrying a fresh development
-                 token (for cargo lambda invoke --data-file) instead of running it
-Exit status: 0 when every event succeeded, 1 when any got a 4xx or 5xx, 2 for usage or
-configuration errors.";
-
 /// Development defaults, used only where the environment sets nothing.
 use itsm_bridge::adapters::entra::{LOCAL_AUDIENCE as DEV_AUDIENCE, LOCAL_TENANT as DEV_TENANT};
 
+/// Runs Azure Monitor alert files through the same handler as the Lambda,
+/// with the embedded store and, by default, a dry run that shows the ITSM
+/// requests it would send.
+#[derive(Debug, Parser)]
+#[command(
+    name = "replay",
+    version,
+    after_help = "Exit status: 0 when every event succeeded, 1 when any got a 4xx or 5xx, \
+                  2 for usage or configuration errors."
+)]
 struct Args {
+    /// One JSON object per event on stdout.
+    #[arg(long)]
     json: bool,
+    /// Where correlation records and the development key live.
+    #[arg(long, value_name = "DIR", default_value = ".itsm-bridge")]
     state: PathBuf,
-    itsm: String,
+    /// Whose requests to show (or, with --send, send).
+    #[arg(long, value_enum, value_name = "KIND", default_value_t = Itsm::Servicenow)]
+    itsm: Itsm,
+    /// Send the requests for real (needs the ITSM's URL and credentials in
+    /// the environment: SERVICENOW_* or BMC_*, or ITSM_SECRET_ID); default: dry run.
+    #[arg(long)]
     send: bool,
-    store: String,
+    /// embedded: a redb file in the state folder; dynamodb: the table
+    /// CORRELATION_TABLE (default itsm-bridge-correlation) wherever the AWS SDK
+    /// is configured to go (created if missing when AWS_ENDPOINT_URL is set).
+    #[arg(long, value_enum, value_name = "KIND", default_value_t = Store::Embedded)]
+    store: Store,
+    /// Send this token, verified against ENTRA_* as configured, instead of
+    /// signing one with the local development key.
+    #[arg(long, value_name = "JWT")]
     token: Option<String>,
+    /// Print each FILE as a function URL event carrying a fresh development
+    /// token (for cargo lambda invoke --data-file) instead of running it.
+    #[arg(long)]
     print_event: bool,
+    /// Also show which routing rule matched and the fields it produced.
+    #[arg(long)]
     explain: bool,
+    /// A Lambda function URL event (payload 2.0) or a bare common-schema alert body.
+    #[arg(value_name = "FILE", required = true)]
     files: Vec<PathBuf>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        json: false,
-        state: PathBuf::from(".itsm-bridge"),
-        itsm: "servicenow".into(),
-        send: false,
-        store: "embedded".into(),
-        token: None,
-        print_event: false,
-        explain: false,
-        files: vec![],
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        match arg.as_str() {
-            "--json" => args.json = true,
-            "--print-event" => args.print_event = true,
-            "--explain" => args.explain = true,
-            "--send" => args.send = true,
-            "--state" => args.state = PathBuf::from(value("--state")?),
-            "--itsm" => args.itsm = value("--itsm")?,
-            "--store" => args.store = value("--store")?,
-            "--token" => args.token = Some(value("--token")?),
-            "-h" | "--help" => return Err(String::new()),
-            s if s.starts_with("--") => return Err(format!("unknown option {s}")),
-            _ => args.files.push(PathBuf::from(arg)),
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Itsm {
+    Servicenow,
+    BmcHelix,
+    /// The first release's spelling of a ServiceNow dry run.
+    #[value(hide = true)]
+    DryRun,
+}
+
+impl Itsm {
+    fn kind(self) -> &'static str {
+        match self {
+            Itsm::Servicenow | Itsm::DryRun => "servicenow",
+            Itsm::BmcHelix => "bmc-helix",
         }
     }
-    match args.itsm.as_str() {
-        "servicenow" | "bmc-helix" => {}
-        // The spelling of the first release: ServiceNow, dry run.
-        "dry-run" if !args.send => args.itsm = "servicenow".into(),
-        other => {
-            return Err(format!(
-                "--itsm {other} is not one of servicenow, bmc-helix"
-            ));
-        }
-    }
-    if !matches!(args.store.as_str(), "embedded" | "dynamodb") {
-        return Err(format!(
-            "--store {} is not one of embedded, dynamodb",
-            args.store
-        ));
-    }
-    if args.files.is_empty() {
-        return Err("no FILE given".into());
-    }
-    Ok(args)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Store {
+    Embedded,
+    Dynamodb,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            if !e.is_empty() {
-                eprintln!("replay: {e}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = Args::parse();
+    if args.itsm == Itsm::DryRun && args.send {
+        Args::command()
+            .error(
+                ErrorKind::ArgumentConflict,
+                "--itsm dry-run cannot --send; name the ITSM: servicenow or bmc-helix",
+            )
+            .exit();
+    }
     match run(args).await {
         Ok(all_ok) if all_ok => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
@@ -215,9 +203,9 @@ async fn run(args: Args) -> Result<bool, String> {
 /// and the token to send.
 fn configure(args: &Args) -> Result<(Config, String), String> {
     let state = args.state.clone();
-    let itsm = args.itsm.clone();
+    let itsm = args.itsm.kind().to_string();
     let send = args.send;
-    let dynamodb = args.store == "dynamodb";
+    let dynamodb = args.store == Store::Dynamodb;
     let dev = args.token.is_none();
     let jwks_path = std::path::absolute(state.join("dev-jwks.json")).map_err(|e| e.to_string())?;
     let jwks_url =

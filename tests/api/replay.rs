@@ -257,3 +257,59 @@ fn explain_names_the_rule_and_the_fields() {
     assert_eq!(lines[1]["explain"]["rule"], "(default)");
     assert_eq!(lines[1]["explain"]["assignment_group"], Value::Null);
 }
+
+#[test]
+fn help_goes_to_stdout_and_usage_errors_exit_2_saying_what_is_wrong() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_replay"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (code, stdout, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    for flag in [
+        "--json",
+        "--state",
+        "--itsm",
+        "--send",
+        "--store",
+        "--explain",
+        "<FILE>",
+    ] {
+        assert!(stdout.contains(flag), "--help names {flag}: {stdout}");
+    }
+    let (code, _, stderr) = run(&["--itsm", "jira", "x.json"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("servicenow, bmc-helix"), "{stderr}");
+    let (code, _, stderr) = run(&[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("<FILE>"), "{stderr}");
+    let (code, _, stderr) = run(&["--itsm", "dry-run", "--send", "x.json"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("cannot --send"), "{stderr}");
+}
+
+#[test]
+fn the_first_releases_itsm_spelling_still_works() {
+    let state = tempfile::tempdir().unwrap();
+    let (code, lines) = replay(
+        state.path(),
+        &["--itsm", "dry-run"],
+        &["metric-static-fired.json"],
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(lines[0]["outcome"], "created");
+    assert!(
+        lines[0]["itsm_requests"][0]["path"]
+            .as_str()
+            .unwrap()
+            .starts_with("/api/now/table/incident")
+    );
+}
