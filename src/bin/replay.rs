@@ -5,7 +5,7 @@
 //! cargo run --bin replay -- --help
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -108,24 +108,58 @@ async fn main() -> ExitCode {
     match run(args).await {
         Ok(all_ok) if all_ok => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
-        Err(e) => {
+        // Whoever read our output stopped (`replay … | head`): nothing to say.
+        Err(Halt::Closed) => ExitCode::SUCCESS,
+        Err(Halt::Error(e)) => {
             eprintln!("replay: {e}");
             ExitCode::from(2)
         }
     }
 }
 
-async fn run(args: Args) -> Result<bool, String> {
+/// Why replay stopped early.
+enum Halt {
+    Error(String),
+    /// stdout was closed.
+    Closed,
+}
+
+impl From<String> for Halt {
+    fn from(e: String) -> Halt {
+        Halt::Error(e)
+    }
+}
+
+impl From<std::io::Error> for Halt {
+    fn from(e: std::io::Error) -> Halt {
+        match e.kind() {
+            std::io::ErrorKind::BrokenPipe => Halt::Closed,
+            _ => Halt::Error(format!("cannot write the output: {e}")),
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<bool, Halt> {
     if std::env::var_os("RUST_LOG").is_some() {
         lambda_http::tracing::init_default_subscriber();
     }
     let (config, token) = configure(&args)?;
+    // Every FILE is read before any is processed, so that a missing or
+    // broken one stops the run before anything is recorded.
+    let events = args
+        .files
+        .iter()
+        .map(|file| to_event(file, &token))
+        .collect::<Result<Vec<Value>, String>>()
+        .map_err(|e| format!("{e}; nothing was processed"))?;
+    let mut out = std::io::stdout().lock();
     if args.print_event {
-        for file in &args.files {
-            println!(
+        for event in &events {
+            writeln!(
+                out,
                 "{}",
-                serde_json::to_string_pretty(&to_event(file, &token)?).expect("JSON")
-            );
+                serde_json::to_string_pretty(event).expect("JSON")
+            )?;
         }
         return Ok(true);
     }
@@ -144,8 +178,7 @@ async fn run(args: Args) -> Result<bool, String> {
         !args.json && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut failed = 0;
-    for file in &args.files {
-        let event = to_event(file, &token)?;
+    for (file, event) in args.files.iter().zip(&events) {
         let request = lambda_http::request::from_str(&event.to_string())
             .map_err(|e| format!("{}: not a function URL event: {e}", file.display()))?;
         let response = http::handle(&app, request).await;
@@ -163,7 +196,7 @@ async fn run(args: Args) -> Result<bool, String> {
         *counts.entry(outcome.to_string()).or_default() += 1;
         failed += usize::from(status >= 400);
         let explained = if args.explain {
-            explain(&app, &event)
+            explain(&app, event)
         } else {
             Value::Null
         };
@@ -172,16 +205,17 @@ async fn run(args: Args) -> Result<bool, String> {
             if args.explain {
                 line["explain"] = explained;
             }
-            println!("{line}");
+            writeln!(out, "{line}")?;
         } else {
-            print_human(file, status, &body, &requests, colour);
+            print_human(&mut out, file, status, &body, &requests, colour)?;
             if args.explain {
-                println!(
-                    "  routing: {}",
+                writeln!(
+                    out,
+                    "  explain: {}",
                     serde_json::to_string_pretty(&explained)
                         .expect("JSON")
                         .replace('\n', "\n  ")
-                );
+                )?;
             }
         }
     }
@@ -190,11 +224,12 @@ async fn run(args: Args) -> Result<bool, String> {
             .iter()
             .map(|(outcome, n)| format!("{n} {outcome}"))
             .collect();
-        println!(
+        writeln!(
+            out,
             "{} events: {}; {failed} failed",
             args.files.len(),
             tally.join(", ")
-        );
+        )?;
     }
     Ok(failed == 0)
 }
@@ -289,7 +324,14 @@ fn summary(file: &Path, status: u16, body: &Value, requests: &[ItsmRequest]) -> 
     })
 }
 
-fn print_human(file: &Path, status: u16, body: &Value, requests: &[ItsmRequest], colour: bool) {
+fn print_human(
+    out: &mut impl Write,
+    file: &Path,
+    status: u16,
+    body: &Value,
+    requests: &[ItsmRequest],
+    colour: bool,
+) -> std::io::Result<()> {
     let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("");
     let outcome = if status < 400 {
         text("outcome")
@@ -306,16 +348,17 @@ fn print_human(file: &Path, status: u16, body: &Value, requests: &[ItsmRequest],
         (true, s) if s >= 400 => format!("\x1b[33m{s}\x1b[0m"),
         (true, s) => format!("\x1b[32m{s}\x1b[0m"),
     };
-    println!("{}: {status_text} {outcome}{incident}", file.display());
+    writeln!(out, "{}: {status_text} {outcome}{incident}", file.display())?;
     if status >= 400 {
-        println!("  {}", text("message"));
+        writeln!(out, "  {}", text("message"))?;
     }
     for r in requests {
-        println!("  {} {}", r.method, r.path);
+        writeln!(out, "  {} {}", r.method, r.path)?;
         if let Some(b) = &r.body {
             for line in serde_json::to_string_pretty(b).expect("JSON").lines() {
-                println!("    {line}");
+                writeln!(out, "    {line}")?;
             }
         }
     }
+    Ok(())
 }

@@ -307,9 +307,10 @@ fn describe(alert: &Alert, what: Option<&str>) -> String {
     line("Resolved at", alert.resolved_at.as_deref());
     line("Description", alert.description.as_deref());
     line("Target resources", Some(&alert.target_ids.join(", ")));
+    // The items the incident is bound to: none for a budget's `["budgets"]`.
     line(
         "Configuration items",
-        Some(&alert.configuration_items.join(", ")),
+        Some(&configuration_items(alert).join(", ")),
     );
     line("Resource group", alert.target_resource_group.as_deref());
     line("Resource type", alert.target_resource_type.as_deref());
@@ -440,6 +441,28 @@ mod tests {
             ..fired("a")
         };
         assert_eq!(links(&a), vec!["https://i", "https://l"]);
+    }
+
+    #[test]
+    fn a_budget_claims_no_configuration_item() {
+        let a = Alert {
+            monitoring_service: Some("CostAlerts".into()),
+            configuration_items: vec!["budgets".into()],
+            ..fired("/subscriptions/s/providers/Microsoft.CostManagement/alerts/b")
+        };
+        let d = draft(&a, &SeverityTable::default());
+        assert_eq!(d.configuration_item, None);
+        assert!(
+            !d.description.contains("Configuration items"),
+            "{}",
+            d.description
+        );
+        let vm = Alert {
+            configuration_items: vec!["vm-1".into()],
+            ..fired("a")
+        };
+        let d = draft(&vm, &SeverityTable::default());
+        assert!(d.description.contains("Configuration items: vm-1\n"));
     }
 
     #[test]

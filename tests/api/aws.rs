@@ -54,7 +54,30 @@ async fn interleaved_fired_and_resolved_end_consistent_on_the_embedded_store() {
     interleaved(TestApp::spawn().await).await;
 }
 
-/// Fired and Resolved of ten alerts, all at once, half in each order.
+/// Sends `events` all at once and, as Azure does, retries whatever got a 503.
+async fn deliver_all(t: &TestApp, events: Vec<Value>) {
+    let mut pending = events;
+    for _ in 0..20 {
+        let replies = futures::future::join_all(pending.iter().map(|e| t.post(e))).await;
+        for r in &replies {
+            assert!(r.status < 400 || r.status == 503, "{:?}", r.body);
+        }
+        pending = pending
+            .into_iter()
+            .zip(replies)
+            .filter(|(_, r)| r.status == 503)
+            .map(|(e, _)| e)
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{} deliveries never succeeded", pending.len());
+}
+
+/// Ten alerts: five fire first and are then resolved while the other five
+/// fire and resolve at once, in either order, all concurrently.
 async fn interleaved(t: TestApp) {
     Mock::given(method("POST"))
         .respond_with(created("INC0020001").set_delay(Duration::from_millis(100)))
@@ -65,9 +88,17 @@ async fn interleaved(t: TestApp) {
         .mount(&t.itsm)
         .await;
     let ids: Vec<String> = (0..10).map(|i| format!("interleaved-{i}")).collect();
-    let mut events: Vec<Value> = Vec::new();
-    for (i, id) in ids.iter().enumerate() {
-        // Half arrive Fired first, half Resolved first.
+    let (first, racing) = ids.split_at(5);
+    deliver_all(
+        &t,
+        first.iter().map(|id| metric_alert(id, "Fired")).collect(),
+    )
+    .await;
+    let mut events: Vec<Value> = first
+        .iter()
+        .map(|id| metric_alert(id, "Resolved"))
+        .collect();
+    for (i, id) in racing.iter().enumerate() {
         let (a, b) = if i % 2 == 0 {
             ("Fired", "Resolved")
         } else {
@@ -76,22 +107,7 @@ async fn interleaved(t: TestApp) {
         events.push(metric_alert(id, a));
         events.push(metric_alert(id, b));
     }
-    // Everything at once; then, as Azure does, retry whatever got a 503.
-    let mut pending = events;
-    for _ in 0..20 {
-        let replies = futures::future::join_all(pending.iter().map(|e| t.post(e))).await;
-        pending = pending
-            .into_iter()
-            .zip(replies)
-            .filter(|(_, r)| r.status == 503)
-            .map(|(e, _)| e)
-            .collect();
-        if pending.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(pending.is_empty(), "some deliveries never succeeded");
+    deliver_all(&t, events).await;
 
     let requests = t.itsm.received_requests().await.unwrap();
     let created: Vec<String> = requests
@@ -106,6 +122,15 @@ async fn interleaved(t: TestApp) {
         .collect();
     let unique: HashSet<&String> = created.iter().collect();
     assert_eq!(unique.len(), created.len(), "no alert got two incidents");
+    // Liveness: every alert that fired before it resolved has its incident.
+    for id in first {
+        let key = correlation_key(&alert_id(&metric_alert(id, "Fired")));
+        assert!(
+            created.contains(&key),
+            "{id} fired first but got no incident"
+        );
+    }
+    assert!((5..=10).contains(&created.len()), "{}", created.len());
     let resolves = requests
         .iter()
         .filter(|r| r.method.as_str() == "PATCH")
@@ -113,7 +138,7 @@ async fn interleaved(t: TestApp) {
     assert_eq!(
         resolves,
         created.len(),
-        "every incident opened was resolved"
+        "every incident opened was resolved, once"
     );
     for id in &ids {
         let body = metric_alert(id, "Fired");
@@ -125,6 +150,7 @@ async fn interleaved(t: TestApp) {
             RecordState::ResolvedWithoutIncident
         };
         assert_eq!(record.state, expected, "{id}");
+        assert_eq!(record.incident.is_some(), opened, "{id}");
     }
 }
 

@@ -224,7 +224,13 @@ async fn error_arrays_become_clear_errors() {
 
 #[tokio::test]
 async fn a_refused_login_names_the_credentials_and_an_outage_is_retried() {
-    let t = Spawn::default().bmc().start().await;
+    // Room for retries: 500 ms attempts within a 3 s deadline.
+    let t = Spawn::default()
+        .bmc()
+        .var("ITSM_TIMEOUT_MS", "500")
+        .var("ITSM_DEADLINE_MS", "3000")
+        .start()
+        .await;
     Mock::given(method("POST"))
         .and(path("/api/jwt/login"))
         .respond_with(ResponseTemplate::new(401).set_body_json(json!([{
@@ -253,8 +259,26 @@ async fn a_refused_login_names_the_credentials_and_an_outage_is_retried() {
             "messageType": "ERROR", "messageText": "Unable to connect to the database", "messageNumber": 552}])))
         .mount(&t.itsm)
         .await;
+    let before = t.itsm.received_requests().await.unwrap().len();
     let reply = t.post(&metric_alert("bmc-login", "Fired")).await;
     assert_eq!((reply.status, reply.outcome()), (503, "itsm_unavailable"));
+    let requests = t.itsm.received_requests().await.unwrap();
+    let count = |m: &str, p: &str| {
+        requests[before..]
+            .iter()
+            .filter(|r| r.method.as_str() == m && r.url.path() == p)
+            .count()
+    };
+    let (creates, lookups) = (count("POST", CREATE), count("GET", INCIDENTS));
+    // Retried while a whole attempt fit, each attempt looking first (this
+    // alert's claim, left by the refused attempt, is taken over), on one
+    // login: the refused one was not cached.
+    assert!(
+        creates >= 2,
+        "{creates} creates: the outage was not retried"
+    );
+    assert_eq!(lookups, creates, "every attempt looks before creating");
+    assert_eq!(count("POST", "/api/jwt/login"), 1);
 }
 
 #[tokio::test]

@@ -2,7 +2,6 @@
 //! Uses ITSM_BRIDGE_MOTO_URL when set (CI may start one); otherwise starts
 //! `moto_server` once for this test binary. Never skips silently.
 
-use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -16,44 +15,72 @@ struct Moto {
 }
 
 const HOW: &str = "these tests need moto's server, a local DynamoDB and Secrets Manager API: \
-                   install it with `pip install \"moto[server]\"` (moto_server must be on PATH), \
-                   or start one (`moto_server -H 127.0.0.1 -p 5077`) and set ITSM_BRIDGE_MOTO_URL=http://127.0.0.1:5077";
+                   run the README's test command, which installs it into .moto-venv \
+                   (`python3 -m venv .moto-venv && .moto-venv/bin/pip install \"moto[server]\"`), \
+                   or put moto_server on PATH, or start one (`moto_server -H 127.0.0.1 -p 5077`) \
+                   and set ITSM_BRIDGE_MOTO_URL=http://127.0.0.1:5077";
+
+/// `moto_server` from the project's virtual environment, else from PATH.
+fn moto_server() -> Option<std::path::PathBuf> {
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".moto-venv/bin/moto_server");
+    if venv.is_file() {
+        return Some(venv);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("moto_server"))
+            .find(|p| p.is_file())
+    })
+}
 
 fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
     MOTO.get_or_init(|| {
         if let Ok(url) = std::env::var("ITSM_BRIDGE_MOTO_URL") {
-            wait_for(&url).unwrap_or_else(|e| panic!("ITSM_BRIDGE_MOTO_URL={url} does not answer ({e}); {HOW}"));
+            wait_for(&url, None).unwrap_or_else(|e| panic!("ITSM_BRIDGE_MOTO_URL={url} does not answer ({e}); {HOW}"));
             return Moto { url, _child: None };
         }
+        let server = moto_server().unwrap_or_else(|| panic!("moto_server is not installed; {HOW}"));
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = std::env::temp_dir().join(format!("itsm-bridge-moto-{}.log", std::process::id()));
+        // The wrapper stops the server when our end of its stdin closes,
+        // which happens however this process ends.
         let mut child = Command::new("bash")
             .arg("-c")
-            .arg("moto_server -H 127.0.0.1 -p \"$0\" >/dev/null 2>&1 & server=$!; cat >/dev/null; kill $server")
+            .arg("\"$0\" -H 127.0.0.1 -p \"$1\" >\"$2\" 2>&1 & server=$!; cat >/dev/null; kill $server")
+            .arg(&server)
             .arg(port.to_string())
+            .arg(&log)
             .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start bash for moto_server: {e}; {HOW}"));
         let url = format!("http://127.0.0.1:{port}");
-        if let Err(e) = wait_for(&url) {
-            let mut err = String::new();
-            if let Some(mut s) = child.stderr.take() {
-                let _ = s.read_to_string(&mut err);
-            }
-            panic!("moto_server did not start ({e}) {err}; {HOW}");
+        if let Err(e) = wait_for(&url, Some(&log)) {
+            drop(child.stdin.take());
+            let _ = child.kill();
+            let out = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("{} did not start ({e}): {out}; {HOW}", server.display());
         }
         Moto { url, _child: Some(child) }
     })
 }
 
-fn wait_for(url: &str) -> Result<(), String> {
+/// Waits, at most 30 s, for `url` to accept connections; gives up at once
+/// when the server's log shows it stopped with a Python traceback.
+fn wait_for(url: &str, log: Option<&std::path::Path>) -> Result<(), String> {
     let addr = url.trim_start_matches("http://").to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match std::net::TcpStream::connect(&addr) {
             Ok(_) => return Ok(()),
             Err(e) if Instant::now() > deadline => return Err(e.to_string()),
+            Err(e)
+                if log
+                    .and_then(|l| std::fs::read_to_string(l).ok())
+                    .is_some_and(|t| t.contains("Traceback")) =>
+            {
+                return Err(e.to_string());
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     }

@@ -48,8 +48,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
-    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
-        let _ = common_schema::parse(&bytes);
+    fn arbitrary_bytes_get_a_4xx_saying_what_is_wrong(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+        // Through the real handler, with a valid token: only the body is wrong.
+        let reply = runtime().block_on(post_bytes(&bytes));
+        prop_assert!((400..500).contains(&reply.status), "{} {:?}", reply.status, reply.body);
+        prop_assert!(reply.body["error"].is_string(), "{:?}", reply.body);
+        prop_assert!(!reply.message().is_empty());
     }
 
     #[test]
@@ -75,6 +79,42 @@ proptest! {
     fn arbitrary_authorization_headers_are_refused(header in "(Bearer |bearer )?[A-Za-z0-9_.=+/-]{0,600}") {
         let result = runtime().block_on(verifier().verify(Some(&header)));
         prop_assert!(result.is_err());
+    }
+
+    #[test]
+    fn jwt_shaped_tokens_with_other_algorithms_or_forged_signatures_are_refused(
+        alg in prop_oneof![Just("none"), Just("HS256"), Just("RS256"), Just("RS512"), Just("PS256"), Just("ES256")],
+        own_kid in any::<bool>(),
+        signature in "[A-Za-z0-9_-]{0,400}",
+    ) {
+        // Real claims under a real header; only the signature is made up.
+        use base64::Engine as _;
+        let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let kid = if own_kid { crate::helpers::key().jwks()["keys"][0]["kid"].clone() } else { json!("other-kid") };
+        let header = json!({"typ": "JWT", "alg": alg, "kid": kid});
+        let claims = itsm_bridge::adapters::entra::DevKey::claims_for(&shared().config, crate::helpers::now());
+        let token = format!("{}.{}.{signature}", b64(&header), b64(&claims));
+        let result = runtime().block_on(verifier().verify(Some(&format!("Bearer {token}"))));
+        prop_assert!(result.is_err(), "accepted alg {alg} with a made-up signature");
+    }
+
+    #[test]
+    fn validly_signed_tokens_with_wrong_claims_are_refused(
+        claim in prop_oneof![Just("aud"), Just("iss"), Just("tid"), Just("exp"), Just("nbf"), Just("roles"), Just("appid")],
+        text in "[a-z0-9:/._-]{1,40}",
+        hours in 2i64..10_000,
+    ) {
+        let now = crate::helpers::now();
+        let mut claims = itsm_bridge::adapters::entra::DevKey::claims_for(&shared().config, now);
+        claims[claim] = match claim {
+            "exp" => json!(now - hours * 3600),
+            "nbf" => json!(now + hours * 3600),
+            "roles" => json!([text]),
+            _ => json!(text),
+        };
+        let token = crate::helpers::key().sign(&claims);
+        let result = runtime().block_on(verifier().verify(Some(&format!("Bearer {token}"))));
+        prop_assert!(result.is_err(), "accepted {claim} = {}", claims[claim]);
     }
 
     #[test]
@@ -134,4 +174,20 @@ fn valid_token() -> String {
             .is_ok()
     );
     token
+}
+
+/// Posts `bytes` as the body (base64, as a function URL carries binary) with
+/// a valid token, through a handler shared by every case.
+async fn post_bytes(bytes: &[u8]) -> crate::helpers::Reply {
+    use base64::Engine as _;
+    static APP: tokio::sync::OnceCell<crate::helpers::TestApp> = tokio::sync::OnceCell::const_new();
+    let t = APP.get_or_init(crate::helpers::TestApp::spawn).await;
+    let mut event = itsm_bridge::inbound::http::event::function_url_event(
+        "POST",
+        Some(&format!("Bearer {}", t.token())),
+        "",
+    );
+    event["body"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+    event["isBase64Encoded"] = json!(true);
+    crate::helpers::send_event(&t.app, &event).await
 }

@@ -313,3 +313,98 @@ fn the_first_releases_itsm_spelling_still_works() {
             .starts_with("/api/now/table/incident")
     );
 }
+
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    // `replay … | head -1`: far more output than a pipe holds, nobody reading.
+    let fired = format!(
+        "{}/events/metric-static-fired.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let state = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_replay"))
+        .arg("--state")
+        .arg(state.path())
+        .arg("--print-event")
+        .args(std::iter::repeat_n(&fired, 200))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_file_stops_the_run_before_anything_is_recorded() {
+    let state = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_replay"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("--state")
+        .arg(state.path())
+        .args([
+            "events/metric-static-fired.json",
+            "events/no-such-event.json",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no-such-event.json") && stderr.contains("nothing was processed"),
+        "{stderr}"
+    );
+    // Nothing was recorded: the same fired event now creates its incident.
+    let (code, lines) = replay(state.path(), &[], &["metric-static-fired.json"], &[]);
+    assert_eq!((code, lines[0]["outcome"].as_str()), (0, Some("created")));
+}
+
+#[test]
+fn a_store_without_credentials_says_so_in_a_line() {
+    let home = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_replay"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["--json", "--store", "dynamodb", "--state"])
+        .arg(state.path())
+        .arg("events/metric-static-fired.json");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    // No credentials anywhere, and nothing that could reach beyond loopback.
+    let out = cmd
+        .env("HOME", home.path())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", home.path().join("config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            home.path().join("credentials"),
+        )
+        .output()
+        .unwrap();
+    let line: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(line["outcome"], "store_unavailable");
+    let message = line["message"].as_str().unwrap();
+    // The cause and the fix first (a new alert's first call is a conditional PutItem).
+    assert!(
+        message
+            .starts_with("correlation store unavailable: DynamoDB PutItem: no AWS credentials could be loaded; set AWS_PROFILE"),
+        "{message}"
+    );
+    assert!(
+        message.len() < 400,
+        "{} characters: {message}",
+        message.len()
+    );
+}

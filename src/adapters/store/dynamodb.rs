@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use crate::domain::correlation::{CorrelationRecord, IncidentRef, RecordState};
@@ -143,11 +143,39 @@ fn from_item(item: &Item) -> Result<CorrelationRecord, StoreError> {
     })
 }
 
-/// Throttling, timeouts and outages alike: the caller answers 503.
-fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(
-    e: SdkError<E, R>,
-) -> StoreError {
-    StoreError::Unavailable(format!("DynamoDB: {}", DisplayErrorContext(&e)))
+/// Throttling, timeouts and outages alike: the caller answers 503. The
+/// message leads with the cause and what fixes it; the SDK's whole error,
+/// a kilobyte of nested structure, goes to the debug log only.
+fn unavailable<E, R>(op: &str, table: &str, e: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let detail = DisplayErrorContext(&e).to_string();
+    tracing::debug!(error = %detail, "DynamoDB {op} failed");
+    let cause = match &e {
+        SdkError::ServiceError(s) => match s.err().code() {
+            Some("ResourceNotFoundException") => format!(
+                "table {table} does not exist; create it (infra/template.yaml does) or set CORRELATION_TABLE"
+            ),
+            Some(code @ ("AccessDeniedException" | "UnrecognizedClientException")) => format!(
+                "{code}: these AWS credentials may not use table {table}; check the role's policy"
+            ),
+            Some(code) => format!("{code}: {}", s.err().message().unwrap_or("no message")),
+            None => "DynamoDB answered with an error it did not name".into(),
+        },
+        _ if detail.contains("credentials") => "no AWS credentials could be loaded; set AWS_PROFILE, \
+             or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (locally, the embedded store needs none: \
+             leave CORRELATION_TABLE unset, or replay --store embedded)"
+            .into(),
+        SdkError::TimeoutError(_) => "timed out".into(),
+        SdkError::DispatchFailure(d) if d.is_timeout() => "timed out".into(),
+        SdkError::DispatchFailure(d) if d.is_io() => {
+            "could not connect to DynamoDB; check AWS_REGION (and AWS_ENDPOINT_URL, if set)".into()
+        }
+        _ => "the request failed (RUST_LOG=debug shows the SDK's error)".into(),
+    };
+    StoreError::Unavailable(format!("DynamoDB {op}: {cause}"))
 }
 
 #[async_trait]
@@ -162,7 +190,7 @@ impl CorrelationStore for DynamoStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| unavailable("GetItem", &self.table, e))?;
         match out.item() {
             // DynamoDB deletes expired items lazily, some time after expiry.
             Some(item) => Ok(Some(from_item(item)?).filter(|r| r.expires_at > now)),
@@ -205,7 +233,7 @@ impl CorrelationStore for DynamoStore {
                     found.filter(|r| r.expires_at > now).map(Box::new),
                 ))
             }
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(unavailable("PutItem", &self.table, e)),
         }
     }
 }
