@@ -227,6 +227,9 @@ fn handler(c: &mut Criterion) {
         ),
         path: "/".into(),
         metrics: None,
+        delivery: None,
+        queue: itsm_bridge::inbound::QueueHandle::None,
+        delivery_config: Default::default(),
     };
     let template = fixture("test-metric-static-fired.json");
     let mut n = 0u64;

@@ -101,6 +101,9 @@ fn main() {
         bridge: Bridge::new(Arc::new(itsm), store, Settings::default(), system_clock()),
         path: "/".into(),
         metrics: None,
+        delivery: None,
+        queue: itsm_bridge::inbound::QueueHandle::None,
+        delivery_config: Default::default(),
     };
 
     let template: Value = serde_json::from_str(

@@ -11,14 +11,18 @@ use crate::adapters::HttpClientError;
 use crate::adapters::bmc::{BmcClient, BmcFormat, BmcLogin};
 use crate::adapters::dryrun::DryRun;
 use crate::adapters::entra::EntraVerifier;
+use crate::adapters::queue::{Outbox, SqsQueue};
 use crate::adapters::secrets::{CachedSecret, CredentialSource, SecretError, SecretReader};
 use crate::adapters::servicenow::{Credentials, ServiceNowClient, ServiceNowFormat};
 use crate::adapters::store::{DynamoStore, RedbStore};
 use crate::adapters::wire::{RequestLog, WireFormat};
-use crate::config::{Config, CredentialsConfig, DryRunFormat, ItsmConfig, StoreConfig};
-use crate::domain::ports::{Clock, CorrelationStore, ItsmClient, StoreError};
+use crate::config::{
+    Config, CredentialsConfig, DryRunFormat, ItsmConfig, QueueConfig, StoreConfig,
+};
+use crate::domain::delivery::Delivery;
+use crate::domain::ports::{Clock, CorrelationStore, DeliveryQueue, ItsmClient, StoreError};
 use crate::domain::state_machine::Bridge;
-use crate::inbound::App;
+use crate::inbound::{App, QueueHandle};
 
 /// Why the container cannot start serving.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +35,9 @@ pub enum StartError {
     /// loaded ([`aws_config`] decides that from the same settings).
     #[error("start-up: {0} needs the AWS SDK configuration, which was not loaded")]
     AwsNotLoaded(&'static str),
+    /// The local outbox lives in the embedded store's file.
+    #[error("start-up: the local outbox needs the embedded store; unset CORRELATION_TABLE")]
+    OutboxNeedsEmbeddedStore,
 }
 
 /// The AWS SDK's shared configuration (region, credentials chain,
@@ -92,19 +99,65 @@ pub fn build(
             Arc::new(DryRun::new(format, log))
         }
     };
-    let store: Arc<dyn CorrelationStore> = match &config.store {
-        StoreConfig::Embedded(dir) => Arc::new(RedbStore::open(dir).map_err(StartError::Store)?),
-        StoreConfig::DynamoDb { table } => Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(
+    let (store, outbox): (Arc<dyn CorrelationStore>, Option<Outbox>) = match &config.store {
+        StoreConfig::Embedded(dir) => {
+            let redb = RedbStore::open(dir).map_err(StartError::Store)?;
+            let outbox = redb.outbox();
+            (Arc::new(redb), Some(outbox))
+        }
+        StoreConfig::DynamoDb { table } => {
+            let client = aws_sdk_dynamodb::Client::new(
                 aws.ok_or(StartError::AwsNotLoaded("CORRELATION_TABLE"))?,
-            ),
-            table,
-        )),
+            );
+            (Arc::new(DynamoStore::new(client, table)), None)
+        }
     };
+    let queue = match &config.delivery.queue {
+        QueueConfig::None => QueueHandle::None,
+        QueueConfig::Sqs {
+            url,
+            dead_letter_url,
+        } => {
+            let client = aws_sdk_sqs::Client::new(
+                aws.ok_or(StartError::AwsNotLoaded("DELIVERY_QUEUE_URL"))?,
+            );
+            QueueHandle::Sqs(Arc::new(SqsQueue::new(
+                client,
+                url,
+                dead_letter_url.clone(),
+            )))
+        }
+        QueueConfig::Outbox => {
+            QueueHandle::Outbox(outbox.ok_or(StartError::OutboxNeedsEmbeddedStore)?)
+        }
+    };
+    let queue_port: Option<Arc<dyn DeliveryQueue>> = match &queue {
+        QueueHandle::None => None,
+        QueueHandle::Sqs(sqs) => Some(sqs.clone()),
+        QueueHandle::Outbox(outbox) => Some(Arc::new(outbox.clone())),
+    };
+    // Inline attempts get the short budget, queued deliveries the worker's.
+    let delivery = queue_port.map(|queue| {
+        let d = &config.delivery;
+        let mut inline = config.settings.clone();
+        inline.retry.deadline = d.inline_budget;
+        let mut worker = config.settings.clone();
+        worker.retry.deadline = d.worker_deadline;
+        Delivery::new(
+            Bridge::new(itsm.clone(), store.clone(), inline, clock.clone()),
+            Bridge::new(itsm.clone(), store.clone(), worker, clock.clone()),
+            queue,
+            d.cooldown_secs,
+            clock.clone(),
+        )
+    });
     Ok(App {
         verifier: Arc::new(EntraVerifier::new(config.entra.clone(), clock.clone())),
         bridge: Bridge::new(itsm, store, config.settings.clone(), clock),
         path: config.webhook_path.clone(),
         metrics: config.metrics_namespace.clone(),
+        delivery,
+        queue,
+        delivery_config: config.delivery.clone(),
     })
 }

@@ -5,6 +5,7 @@ pub mod clock;
 pub mod dryrun;
 pub mod entra;
 mod itsm_http;
+pub mod queue;
 pub mod secrets;
 pub mod servicenow;
 pub mod store;

@@ -11,8 +11,10 @@ use crate::domain::retry::RetryPolicy;
 use crate::domain::routing::Routing;
 use crate::domain::settings::{RefirePolicy, Settings};
 
+mod delivery;
 mod itsm;
 
+pub use delivery::{DeliveryConfig, QueueConfig};
 pub use itsm::{CredentialsConfig, DryRunFormat, ItsmConfig};
 
 /// Azure caps a common-schema alert at 256 KB.
@@ -36,12 +38,15 @@ pub struct Config {
     pub itsm: ItsmConfig,
     pub store: StoreConfig,
     pub settings: Settings,
+    pub delivery: DeliveryConfig,
 }
 
 impl Config {
     /// Whether anything needs the AWS SDK's configuration.
     pub fn uses_aws(&self) -> bool {
-        matches!(self.store, StoreConfig::DynamoDb { .. }) || self.itsm.secret().is_some()
+        matches!(self.store, StoreConfig::DynamoDb { .. })
+            || matches!(self.delivery.queue, QueueConfig::Sqs { .. })
+            || self.itsm.secret().is_some()
     }
 }
 
@@ -130,7 +135,9 @@ impl Config {
                 format!("{webhook_path:?} must start with /"),
             ));
         }
+        let lease_secs = env.number("CLAIM_LEASE_SECS", 60)?;
         Ok(Config {
+            delivery: DeliveryConfig::from_env(env, lease_secs)?,
             metrics_namespace: match env.get("METRICS_NAMESPACE").as_deref() {
                 Some("off") => None,
                 Some(ns) => Some(ns.to_string()),
@@ -149,7 +156,7 @@ impl Config {
             settings: Settings {
                 routing,
                 severity,
-                lease_secs: env.number("CLAIM_LEASE_SECS", 60)? as i64,
+                lease_secs: lease_secs as i64,
                 refire: match env.get("REFIRE_POLICY") {
                     None => RefirePolicy::default(),
                     Some(p) => RefirePolicy::parse(&p).ok_or_else(|| {
@@ -165,6 +172,7 @@ impl Config {
                     ..RetryPolicy::default()
                 },
                 ttl_secs: env.number("RECORD_TTL_DAYS", 90)? as i64 * 24 * 3600,
+                queue_horizon_secs: Settings::default().queue_horizon_secs,
             },
         })
     }

@@ -22,6 +22,16 @@ pub fn correlation_key(alert_id: &str) -> String {
 
 pub const KEY_LEN: usize = 38;
 
+/// A digest of a notification's body (32 hex characters): what tells
+/// Azure's repeated delivery of a notification from a new one.
+pub fn body_digest(body: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body);
+    digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncidentRef {
     /// The ITSM's record id (ServiceNow sys_id, BMC Request ID).
@@ -45,6 +55,9 @@ pub enum RecordState {
     ResolvedWithoutIncident,
     /// The ITSM no longer has the incident (deleted by a person).
     IncidentGone,
+    /// Known only through the delivery queue: its notifications wait there
+    /// and nothing has been sent to the ITSM yet.
+    Queued,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +77,31 @@ pub struct CorrelationRecord {
     pub expires_at: i64,
     /// Bumped on every write; writes are conditional on it.
     pub version: u64,
+    /// The number of the last notification of this alert put on the
+    /// delivery queue (0: none ever was).
+    #[serde(default)]
+    pub queued_seq: u64,
+    /// The highest queued notification delivered to the ITSM.
+    #[serde(default)]
+    pub delivered_seq: u64,
+    /// Unix seconds of the last queuing.
+    #[serde(default)]
+    pub queued_at: i64,
+    /// A digest of the last queued notification's body: Azure's repeated
+    /// delivery of it is not queued twice.
+    #[serde(default)]
+    pub queued_digest: Option<String>,
+}
+
+impl CorrelationRecord {
+    /// Whether notifications of this alert still wait in the delivery queue,
+    /// so that a later one must queue behind them. Queued work older than
+    /// `horizon` seconds is not waited for: by then the queue has delivered
+    /// or dead-lettered everything (a queuing whose message never made it
+    /// would otherwise hold the alert in the queue for good).
+    pub fn has_queued_work(&self, now: i64, horizon: i64) -> bool {
+        self.queued_seq > self.delivered_seq && now < self.queued_at.saturating_add(horizon)
+    }
 }
 
 #[cfg(test)]

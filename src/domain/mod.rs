@@ -4,12 +4,14 @@
 //!
 //! - `alert`, `correlation`, `text`: the alert model, the record, text cleaning (leaves);
 //! - `mapping` (+ `routing`): alert → incident draft;
-//! - `ports`: the token verifier, ITSM client, correlation store and clock;
+//! - `ports`: the token verifier, ITSM client, correlation store, delivery queue and clock;
 //! - `retry`, `settings`, `outcome`: retry policy, configuration, results;
-//! - `state_machine`: the `Bridge`, one notification in, one outcome out.
+//! - `state_machine`: the `Bridge`, one notification in, one outcome out;
+//! - `delivery`: store and forward around it (inline first, else the delivery queue).
 
 pub mod alert;
 pub mod correlation;
+pub mod delivery;
 pub mod mapping;
 pub mod outcome;
 pub mod ports;

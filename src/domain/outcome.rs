@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use super::correlation::IncidentRef;
-use super::ports::{ItsmError, StoreError};
+use super::correlation::{CorrelationRecord, IncidentRef};
+use super::ports::{ItsmError, QueueError, StoreError};
 
 /// What was done with one notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,6 +74,13 @@ pub enum ProcessError {
     /// Another delivery holds a live claim on this alert.
     #[error("another delivery of this alert is being processed right now; retry later")]
     InProgress,
+    /// Earlier notifications of this alert wait in the delivery queue: this
+    /// one must go behind them (carries the record that says so).
+    #[error("earlier notifications of this alert are still queued")]
+    Behind(Box<CorrelationRecord>),
+    /// The delivery queue refused the notification: nothing durable holds it.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
 }
 
 impl Processed {

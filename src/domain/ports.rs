@@ -185,3 +185,41 @@ pub trait CorrelationStore: Send + Sync {
         now: i64,
     ) -> Result<(), StoreError>;
 }
+
+/// One notification handed to the delivery queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueuedNotification<'a> {
+    pub alert_id: &'a str,
+    /// Orders the queue: notifications with the same group are delivered
+    /// one after the other, in the order they were queued (the alert's
+    /// correlation key).
+    pub group: &'a str,
+    /// The notification's number among its alert's queued ones.
+    pub seq: u64,
+    /// Tells Azure's repeated delivery of a notification from a new one.
+    pub digest: &'a str,
+    /// The notification as Azure sent it (common alert schema JSON).
+    pub body: &'a [u8],
+}
+
+/// The delivery queue could not take a notification.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("delivery queue unavailable: {0}")]
+pub struct QueueError(pub String);
+
+/// Where notifications wait while the ITSM cannot take them: SQS FIFO in
+/// AWS, an outbox in the embedded store locally.
+#[async_trait]
+pub trait DeliveryQueue: Send + Sync {
+    /// Stores `notification` durably behind every earlier one of its group.
+    /// After `Ok` it is delivered (or dead-lettered) eventually, even if this
+    /// process dies at once.
+    ///
+    /// **Idempotent within minutes**: sending the same `digest` again for
+    /// the same group may be dropped as a duplicate.
+    ///
+    /// # Errors
+    /// [`QueueError`] when it may not have been stored (an answer lost
+    /// after the queue took it included: sending it again is safe).
+    async fn send(&self, notification: &QueuedNotification<'_>) -> Result<(), QueueError>;
+}

@@ -19,6 +19,9 @@ pub struct Settings {
     pub refire: RefirePolicy,
     /// Routing rules and templates.
     pub routing: Routing,
+    /// How long queued work holds later notifications of its alert in the
+    /// queue; longer than the queue keeps a message before dead-lettering it.
+    pub queue_horizon_secs: i64,
 }
 
 /// The same alert id firing again (a later `firedDateTime`) after it
@@ -58,6 +61,8 @@ impl Default for Settings {
             retry: RetryPolicy::default(),
             refire: RefirePolicy::default(),
             routing: Routing::default(),
+            // The queue keeps messages 4 days: 5 days is past any of them.
+            queue_horizon_secs: 5 * 24 * 3600,
         }
     }
 }

@@ -9,6 +9,10 @@
 //! | Claimed, lease expired    | take over, find, else create | take over, find and resolve     |
 //! | Open                      | duplicate                  | resolve, record Resolved          |
 //! | Resolved / Gone / Without | stale fired (no-op)        | already resolved (no-op)          |
+//! | Queued (nothing sent yet) | claim, create, record Open | record ResolvedWithoutIncident    |
+//!
+//! With a delivery queue, `process_unless_queued` first checks the record
+//! for notifications still waiting in the queue (`domain::delivery`).
 
 use std::sync::Arc;
 
@@ -62,12 +66,29 @@ impl Bridge {
         self.settings.routing.apply(alert, draft)
     }
 
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     /// The store, for tools and tests that inspect records.
     pub fn store(&self) -> Arc<dyn CorrelationStore> {
         self.store.clone()
     }
 
+    /// Takes one notification as far as it goes now.
     pub async fn process(&self, alert: &Alert) -> Result<Processed, ProcessError> {
+        self.run(alert, false).await
+    }
+
+    /// As [`process`](Bridge::process), unless earlier notifications of this
+    /// alert wait in the delivery queue: then nothing is done and
+    /// [`ProcessError::Behind`] hands back the record, so that this one
+    /// queues behind them.
+    pub async fn process_unless_queued(&self, alert: &Alert) -> Result<Processed, ProcessError> {
+        self.run(alert, true).await
+    }
+
+    async fn run(&self, alert: &Alert, unless_queued: bool) -> Result<Processed, ProcessError> {
         let tally = Tally::start();
         // The first round assumes no record: a new alert then costs one
         // write, and a write that loses hands back the record it met.
@@ -78,6 +99,12 @@ impl Bridge {
                 Some(record) => record,
                 None => self.store.get(&alert.alert_id, now).await?,
             };
+            if unless_queued
+                && let Some(r) = &current
+                && r.has_queued_work(now, self.settings.queue_horizon_secs)
+            {
+                return Err(ProcessError::Behind(Box::new(r.clone())));
+            }
             match self.step(alert, current, now, &tally).await {
                 // Someone wrote between our read and our write: decide again.
                 Err(ProcessError::Store(StoreError::Conflict(found))) => {
@@ -103,11 +130,21 @@ impl Bridge {
         tally: &Tally,
     ) -> Result<Processed, ProcessError> {
         use MonitorCondition::{Fired, Resolved};
-        use RecordState::{Claimed, Open, ResolvedWithoutIncident};
+        use RecordState::{Claimed, Open, Queued, ResolvedWithoutIncident};
         match (alert.condition, current) {
             (Fired, None) => {
                 let claim = self.claim(alert, None, now).await?;
                 self.open(alert, claim, false, tally).await
+            }
+            // Nothing was sent for a queued alert yet: as new, on its record.
+            (Fired, Some(r)) if r.state == Queued => {
+                let claim = self.claim(alert, Some(&r), now).await?;
+                self.open(alert, claim, false, tally).await
+            }
+            (Resolved, Some(r)) if r.state == Queued => {
+                let rec = self.next(Some(&r), alert, ResolvedWithoutIncident, None, now);
+                self.store.put(&rec, Some(r.version), now).await?;
+                Ok(Processed::new(Outcome::ResolvedWithoutIncident, None))
             }
             (_, Some(r)) if r.state == Claimed && r.lease_until > now => {
                 Err(ProcessError::InProgress)
@@ -333,7 +370,8 @@ impl Bridge {
         cause.into()
     }
 
-    fn next(
+    /// The record that follows `prev` for `alert` in `state`.
+    pub(crate) fn next(
         &self,
         prev: Option<&CorrelationRecord>,
         alert: &Alert,
@@ -365,6 +403,11 @@ impl Bridge {
             updated_at: now,
             expires_at: now + self.settings.ttl_secs,
             version: prev.map_or(1, |p| p.version + 1),
+            // What the delivery queue holds is the queue's business: kept.
+            queued_seq: prev.map_or(0, |p| p.queued_seq),
+            delivered_seq: prev.map_or(0, |p| p.delivered_seq),
+            queued_at: prev.map_or(0, |p| p.queued_at),
+            queued_digest: prev.and_then(|p| p.queued_digest.clone()),
         }
     }
 }

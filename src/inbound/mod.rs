@@ -3,16 +3,22 @@
 //! setting (passed as `_HANDLER`) picks the role; every role is handed the
 //! same [`App`], built once per container by `bootstrap`.
 //!
-//! - `http`: the function URL webhook Azure Monitor posts alerts to.
+//! - `http`: the function URL webhook Azure Monitor posts alerts to
+//!   (`Handler` anything but the names below, SAM's usual `bootstrap` included);
+//! - `worker`: the delivery queue's consumer (`Handler: worker`).
 //!
 //! `common_schema` turns Azure's wire format into the domain's `Alert` for
 //! every role that receives alerts.
 
 pub mod common_schema;
 pub mod http;
+pub mod worker;
 
 use std::sync::Arc;
 
+use crate::adapters::queue::{Outbox, SqsQueue};
+use crate::config::DeliveryConfig;
+use crate::domain::delivery::Delivery;
 use crate::domain::ports::TokenVerifier;
 use crate::domain::state_machine::Bridge;
 
@@ -24,6 +30,22 @@ pub struct App {
     pub path: String,
     /// CloudWatch metrics namespace; `None` prints no metric lines (replay).
     pub metrics: Option<String>,
+    /// Store and forward, when a delivery queue is configured.
+    pub delivery: Option<Delivery>,
+    /// The queue behind `delivery`, for the roles that consume it.
+    pub queue: QueueHandle,
+    pub delivery_config: DeliveryConfig,
+}
+
+/// The delivery queue as its consumers see it.
+#[derive(Clone, Default)]
+pub enum QueueHandle {
+    #[default]
+    None,
+    /// Consumed by the worker role.
+    Sqs(Arc<SqsQueue>),
+    /// Drained by `replay --drain`.
+    Outbox(Outbox),
 }
 
 /// The role this container plays.
@@ -31,14 +53,18 @@ pub struct App {
 pub enum Role {
     /// The function URL webhook.
     Webhook,
+    /// The SQS consumer that delivers queued notifications.
+    Worker,
 }
 
 impl Role {
-    /// The role for Lambda's `Handler` value. Only the webhook exists so
-    /// far, and it stays the answer for any value (SAM's usual `bootstrap`
-    /// included), so a deployment never starts without serving alerts.
-    pub fn from_handler(_handler: Option<&str>) -> Role {
-        Role::Webhook
+    /// The role for Lambda's `Handler` value: `worker`, else the webhook
+    /// (so a deployment with any other handler name serves alerts).
+    pub fn from_handler(handler: Option<&str>) -> Role {
+        match handler {
+            Some("worker") => Role::Worker,
+            _ => Role::Webhook,
+        }
     }
 
     /// Serves this role's Lambda events until the runtime stops.
@@ -46,8 +72,10 @@ impl Role {
     /// # Errors
     /// What the Lambda runtime reports (it could not reach its API).
     pub async fn run(self, app: Arc<App>) -> Result<(), lambda_http::Error> {
+        // Boxed: the runtimes' futures are deep, and one role runs per container.
         match self {
-            Role::Webhook => http::run(app).await,
+            Role::Webhook => Box::pin(http::run(app)).await,
+            Role::Worker => Box::pin(worker::run(app)).await,
         }
     }
 }

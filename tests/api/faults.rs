@@ -45,6 +45,9 @@ fn app_with_store(t: &TestApp, store: Arc<dyn CorrelationStore>) -> App {
         ),
         path: "/".into(),
         metrics: None,
+        delivery: None,
+        queue: itsm_bridge::inbound::QueueHandle::None,
+        delivery_config: Default::default(),
     }
 }
 

@@ -44,6 +44,8 @@ pub struct TestApp {
     /// Seconds added to the real clock, to move time.
     pub offset: Arc<AtomicI64>,
     pub config: Config,
+    /// The delivery queues, with `Spawn::queue`.
+    pub queues: Option<Queues>,
     _state: tempfile::TempDir,
 }
 
@@ -60,6 +62,9 @@ pub struct Spawn {
     pub dynamodb: bool,
     /// Take ServiceNow credentials from this secret on moto.
     pub secret: Option<Value>,
+    /// A delivery queue (SQS FIFO on moto) with a dead-letter queue after
+    /// this many receives.
+    pub queue: Option<u32>,
 }
 
 impl Default for Spawn {
@@ -77,6 +82,7 @@ impl Default for Spawn {
             ],
             dynamodb: false,
             secret: None,
+            queue: None,
         }
     }
 }
@@ -93,6 +99,13 @@ impl Spawn {
     }
 
     pub fn dynamodb(mut self) -> Spawn {
+        self.dynamodb = true;
+        self
+    }
+
+    /// Store and forward through SQS FIFO on moto (and DynamoDB, as in AWS).
+    pub fn queue(mut self, max_receive_count: u32) -> Spawn {
+        self.queue = Some(max_receive_count);
         self.dynamodb = true;
         self
     }
@@ -129,7 +142,7 @@ impl Spawn {
             ("STATE_DIR", state.path().display().to_string()),
         ]);
         vars.extend(self.vars.iter().map(|(k, v)| (*k, v.clone())));
-        let aws = if self.dynamodb || self.secret.is_some() {
+        let aws = if self.dynamodb || self.secret.is_some() || self.queue.is_some() {
             Some(crate::moto::sdk_config().await)
         } else {
             None
@@ -151,6 +164,15 @@ impl Spawn {
                 .unwrap();
             vars.insert("ITSM_SECRET_ID", unique.clone());
         }
+        let queues = match self.queue {
+            Some(max_receive) => {
+                let q = Queues::create(aws.as_ref().unwrap(), &unique, max_receive).await;
+                vars.insert("DELIVERY_QUEUE_URL", q.url.clone());
+                vars.insert("DEAD_LETTER_QUEUE_URL", q.dlq_url.clone());
+                Some(q)
+            }
+            None => None,
+        };
         let lookup = move |k: &str| vars.get(k).cloned();
         let config = Config::from_env(&Env::new(&lookup)).expect("test configuration is valid");
         let offset = Arc::new(AtomicI64::new(0));
@@ -168,7 +190,61 @@ impl Spawn {
             aws,
             offset,
             config,
+            queues,
             _state: state,
+        }
+    }
+}
+
+/// The delivery queue and its dead-letter queue on moto, as the SAM
+/// template makes them.
+pub struct Queues {
+    pub client: aws_sdk_sqs::Client,
+    pub url: String,
+    pub dlq_url: String,
+}
+
+impl Queues {
+    async fn create(aws: &aws_config::SdkConfig, name: &str, max_receive: u32) -> Queues {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let client = aws_sdk_sqs::Client::new(aws);
+        let dlq_url = client
+            .create_queue()
+            .queue_name(format!("{name}-dlq.fifo"))
+            .attributes(A::FifoQueue, "true")
+            .attributes(A::MaximumMessageSize, "1048576")
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let dlq_arn = client
+            .get_queue_attributes()
+            .queue_url(&dlq_url)
+            .attribute_names(A::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap()[&A::QueueArn]
+            .clone();
+        let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive});
+        let url = client
+            .create_queue()
+            .queue_name(format!("{name}.fifo"))
+            .attributes(A::FifoQueue, "true")
+            .attributes(A::MaximumMessageSize, "1048576")
+            .attributes(A::VisibilityTimeout, "30")
+            .attributes(A::RedrivePolicy, redrive.to_string())
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        Queues {
+            client,
+            url,
+            dlq_url,
         }
     }
 }

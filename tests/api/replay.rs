@@ -3,8 +3,7 @@
 use std::process::Command;
 
 use serde_json::{Value, json};
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::ResponseTemplate;
 
 fn replay(
     state: &std::path::Path,
@@ -178,36 +177,140 @@ fn a_bare_body_is_wrapped_and_a_bad_token_is_refused() {
 }
 
 #[tokio::test]
-async fn servicenow_mode_sends_and_a_5xx_fails_the_run() {
-    let servicenow = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503).set_body_json(
-            json!({"error": {"message": "down", "detail": ""}, "status": "failure"}),
-        ))
-        .expect(1)
-        .mount(&servicenow)
-        .await;
+async fn servicenow_mode_queues_what_fails_and_drain_delivers_it_in_order() {
+    use crate::fakes::{Fake, Vendor};
+    use crate::helpers::{SN_PASSWORD, SN_USER};
+    let (servicenow, fake) = Fake::serve(Vendor::ServiceNow).await;
+    fake.set_down(true);
     let state = tempfile::tempdir().unwrap();
     let uri = servicenow.uri();
-    let (code, lines) = tokio::task::spawn_blocking(move || {
-        replay(
-            state.path(),
-            &["--itsm", "servicenow", "--send"],
-            &["log-v2-fired.json"],
-            &[
-                ("SERVICENOW_INSTANCE_URL", &uri),
-                ("SERVICENOW_USERNAME", "u"),
-                ("ITSM_DEADLINE_MS", "1000"),
-                ("SERVICENOW_PASSWORD", "p"),
-            ],
-        )
+    let run = move |extra: &'static [&'static str], files: &'static [&'static str]| {
+        let (state, uri) = (state.path().to_path_buf(), uri.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec!["--itsm", "servicenow", "--send"];
+            args.extend_from_slice(extra);
+            replay(
+                &state,
+                &args,
+                files,
+                &[
+                    ("SERVICENOW_INSTANCE_URL", &uri),
+                    ("SERVICENOW_USERNAME", SN_USER),
+                    ("SERVICENOW_PASSWORD", SN_PASSWORD),
+                    ("ITSM_TIMEOUT_MS", "300"),
+                    ("INLINE_BUDGET_MS", "500"),
+                ],
+            )
+        })
+    };
+    // ServiceNow is down: both notifications wait in the outbox, in order.
+    let (code, lines) = run(&[], &["log-v2-fired.json", "log-v2-resolved.json"])
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(
+        (lines[0]["status"].as_u64(), lines[0]["outcome"].as_str()),
+        (Some(202), Some("queued"))
+    );
+    assert_eq!(
+        (lines[1]["status"].as_u64(), lines[1]["outcome"].as_str()),
+        (Some(202), Some("queued"))
+    );
+    // Still down: nothing delivered, the Resolved held behind its Fired.
+    let (code, lines) = run(&["--drain"], &[]).await.unwrap();
+    assert_eq!(code, 1);
+    let results: Vec<&str> = lines
+        .iter()
+        .map(|l| l["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, ["still_queued", "still_queued"]);
+    assert!(
+        lines[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("earlier notification")
+    );
+    // Back: one incident, created then resolved.
+    fake.set_down(false);
+    let (code, lines) = run(&["--drain"], &[]).await.unwrap();
+    assert_eq!(code, 0, "{lines:?}");
+    let outcomes: Vec<&str> = lines
+        .iter()
+        .map(|l| l["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["created", "resolved"]);
+    // The failed inline attempt may have created it: the drain looks first.
+    let methods: Vec<&str> = lines[0]["itsm_requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, ["GET", "POST"]);
+    let incidents = fake.incidents();
+    assert_eq!(
+        (incidents.len(), incidents[0]["state"].as_str()),
+        (1, Some("6"))
+    );
+    // Nothing left: a second drain does nothing.
+    let (code, lines) = run(&["--drain"], &[]).await.unwrap();
+    assert_eq!((code, lines.len()), (0, 0));
+}
+
+#[tokio::test]
+async fn drain_parks_what_the_itsm_refuses_and_says_so() {
+    use crate::fakes::{Fake, Vendor};
+    use crate::helpers::{SN_PASSWORD, SN_USER};
+    let (servicenow, fake) = Fake::serve(Vendor::ServiceNow).await;
+    fake.set_down(true);
+    let state = tempfile::tempdir().unwrap();
+    let (state_path, uri) = (state.path().to_path_buf(), servicenow.uri());
+    let env = move || {
+        vec![
+            ("SERVICENOW_INSTANCE_URL", uri.clone()),
+            ("SERVICENOW_USERNAME", SN_USER.to_string()),
+            ("SERVICENOW_PASSWORD", SN_PASSWORD.to_string()),
+            ("ITSM_TIMEOUT_MS", "300".to_string()),
+            ("INLINE_BUDGET_MS", "500".to_string()),
+        ]
+    };
+    let path = state_path.clone();
+    let e = env.clone();
+    let (code, _) = tokio::task::spawn_blocking(move || {
+        let vars = e();
+        let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        replay(&path, &["--send"], &["log-v2-fired.json"], &pairs)
     })
     .await
     .unwrap();
-    assert_eq!(code, 1);
-    assert_eq!(lines[0]["status"], 503);
-    assert_eq!(lines[0]["outcome"], "itsm_unavailable");
-    assert_eq!(lines[0]["itsm_requests"][0]["method"], "POST");
+    assert_eq!(code, 0);
+    fake.set_down(false);
+    fake.fail_next(ResponseTemplate::new(403).set_body_json(
+        json!({"error": {"message": "Operation Failed", "detail": "ACL Exception Insert Failed due to security constraints"}, "status": "failure"}),
+    ));
+    let out = tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_replay"));
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["--send", "--drain", "--state"])
+            .arg(&state_path);
+        for (k, v) in env() {
+            cmd.env(k, v);
+        }
+        cmd.env_remove("CORRELATION_TABLE").output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("parked") && stdout.contains("ACL Exception"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("1 queued: 0 delivered, 1 parked"),
+        "{stdout}"
+    );
+    assert!(fake.incidents().is_empty());
 }
 
 #[test]
@@ -280,7 +383,8 @@ fn help_goes_to_stdout_and_usage_errors_exit_2_saying_what_is_wrong() {
         "--send",
         "--store",
         "--explain",
-        "<FILE>",
+        "--drain",
+        "[FILE]",
     ] {
         assert!(stdout.contains(flag), "--help names {flag}: {stdout}");
     }
@@ -289,7 +393,10 @@ fn help_goes_to_stdout_and_usage_errors_exit_2_saying_what_is_wrong() {
     assert!(stderr.contains("servicenow, bmc-helix"), "{stderr}");
     let (code, _, stderr) = run(&[]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("<FILE>"), "{stderr}");
+    assert!(
+        stderr.contains("<FILE>"),
+        "FILE is required without --drain: {stderr}"
+    );
     let (code, _, stderr) = run(&["--itsm", "dry-run", "--send", "x.json"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("cannot --send"), "{stderr}");

@@ -118,7 +118,11 @@ fn every_documented_alert_context_maps_to_a_what_line() {
 
 #[test]
 fn events_are_function_url_events_named_by_kind_and_condition() {
-    let events = files("events");
+    // sqs-*.json are the worker's events: checked below.
+    let events: Vec<PathBuf> = files("events")
+        .into_iter()
+        .filter(|p| !name(p).starts_with("sqs-"))
+        .collect();
     assert!(events.len() >= 22);
     for path in &events {
         let text = std::fs::read_to_string(path).unwrap();
@@ -165,5 +169,35 @@ fn events_are_function_url_events_named_by_kind_and_condition() {
             body["data"]["essentials"]["alertId"].clone()
         };
         assert_eq!(id("fired"), id("resolved"), "{kind}");
+    }
+}
+
+#[test]
+fn sqs_events_carry_queued_notifications_of_common_schema_alerts() {
+    use itsm_bridge::adapters::queue::Message;
+    let events: Vec<PathBuf> = files("events")
+        .into_iter()
+        .filter(|p| name(p).starts_with("sqs-"))
+        .collect();
+    assert!(!events.is_empty());
+    for path in &events {
+        let event: aws_lambda_events::event::sqs::SqsEvent =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", name(path)));
+        for record in &event.records {
+            let m = Message::decode(record.body.as_deref().unwrap()).unwrap();
+            let alert = common_schema::parse(m.alert.get().as_bytes()).unwrap();
+            assert_eq!(alert.alert_id, m.alert_id, "{}", name(path));
+            assert_eq!(
+                record.attributes["MessageGroupId"],
+                m.group,
+                "{}",
+                name(path)
+            );
+            assert_eq!(
+                m.group,
+                itsm_bridge::domain::correlation::correlation_key(&m.alert_id)
+            );
+        }
     }
 }

@@ -31,6 +31,10 @@ fn record(id: &str, version: u64, expires_at: i64) -> CorrelationRecord {
         updated_at: now(),
         expires_at,
         version,
+        queued_seq: 0,
+        delivered_seq: 0,
+        queued_at: 0,
+        queued_digest: None,
     }
 }
 

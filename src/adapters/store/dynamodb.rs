@@ -98,7 +98,13 @@ fn to_item(r: &CorrelationRecord) -> Item {
         ("expires_at".to_string(), n(r.expires_at)),
         ("version".to_string(), n(r.version)),
     ]);
+    if r.queued_seq > 0 {
+        item.insert("queued_seq".into(), n(r.queued_seq));
+        item.insert("delivered_seq".into(), n(r.delivered_seq));
+        item.insert("queued_at".into(), n(r.queued_at));
+    }
     let optional = [
+        ("queued_digest", r.queued_digest.as_ref()),
         ("incident_id", r.incident.as_ref().map(|i| &i.id)),
         ("incident_number", r.incident.as_ref().map(|i| &i.number)),
         ("fired_at", r.fired_at.as_ref()),
@@ -140,6 +146,11 @@ fn from_item(item: &Item) -> Result<CorrelationRecord, StoreError> {
         updated_at: num("updated_at")?,
         expires_at: num("expires_at")?,
         version: num("version")? as u64,
+        // Absent on records written before the delivery queue existed.
+        queued_seq: num("queued_seq").unwrap_or(0) as u64,
+        delivered_seq: num("delivered_seq").unwrap_or(0) as u64,
+        queued_at: num("queued_at").unwrap_or(0),
+        queued_digest: text("queued_digest"),
     })
 }
 
@@ -259,10 +270,27 @@ mod tests {
             updated_at: 10,
             expires_at: 20,
             version: 3,
+            queued_seq: 0,
+            delivered_seq: 0,
+            queued_at: 0,
+            queued_digest: None,
         };
         let item = to_item(&record);
         assert_eq!(item["state"], s("resolved_without_incident"));
         assert_eq!(item["expires_at"], n(20));
+        assert!(
+            !item.contains_key("queued_seq"),
+            "no queue fields until queued"
+        );
         assert_eq!(from_item(&item).unwrap(), record);
+        let queued = CorrelationRecord {
+            state: RecordState::Queued,
+            queued_seq: 4,
+            delivered_seq: 2,
+            queued_at: 15,
+            queued_digest: Some("0f".into()),
+            ..record
+        };
+        assert_eq!(from_item(&to_item(&queued)).unwrap(), queued);
     }
 }

@@ -29,6 +29,11 @@ impl RedbStore {
         Ok(RedbStore { db: Arc::new(db) })
     }
 
+    /// The delivery outbox, in the same file (redb allows one handle per file).
+    pub fn outbox(&self) -> crate::adapters::queue::Outbox {
+        crate::adapters::queue::Outbox::new(self.db.clone())
+    }
+
     /// Runs a redb transaction off the async threads: commits fsync.
     async fn blocking<T: Send + 'static>(
         &self,

@@ -168,6 +168,10 @@ impl Rig {
             updated_at: t - 100,
             expires_at: t + 3600,
             version: 3,
+            queued_seq: 0,
+            delivered_seq: 0,
+            queued_at: 0,
+            queued_digest: None,
         };
         self.store.put(&record, None, t).await.unwrap();
     }

@@ -6,6 +6,7 @@
 use serde_json::json;
 
 use crate::domain::correlation::IncidentRef;
+use crate::domain::delivery::QueueReason;
 use crate::domain::outcome::{Outcome, ProcessError, Processed};
 use crate::domain::ports::{AuthError, ItsmError, StoreError};
 use crate::inbound::common_schema::SchemaError;
@@ -44,6 +45,9 @@ impl Failure {
             Failure::Auth(AuthError::KeysUnavailable(_)) => 503,
             Failure::Schema(_) => 400,
             Failure::Process(ProcessError::InProgress) => 503,
+            // Nothing durable holds the notification: Azure must retry.
+            Failure::Process(ProcessError::Queue(_)) => 503,
+            Failure::Process(ProcessError::Behind(_)) => 503,
             Failure::Process(ProcessError::Store(_)) => 503,
             Failure::Process(ProcessError::Itsm(ItsmError::Unavailable(_))) => 503,
             Failure::Process(ProcessError::Itsm(ItsmError::Throttled { .. })) => 503,
@@ -67,6 +71,8 @@ impl Failure {
             Failure::Auth(AuthError::KeysUnavailable(_)) => "signing_keys_unavailable",
             Failure::Schema(_) => "invalid_alert",
             Failure::Process(ProcessError::InProgress) => "in_progress",
+            Failure::Process(ProcessError::Queue(_)) => "queue_unavailable",
+            Failure::Process(ProcessError::Behind(_)) => "queued_behind",
             Failure::Process(ProcessError::Store(StoreError::Conflict(_))) => "store_conflict",
             Failure::Process(ProcessError::Store(StoreError::Unavailable(_))) => {
                 "store_unavailable"
@@ -134,6 +140,36 @@ impl Failure {
             headers,
             body: json!({"error": self.reason(), "message": message}).to_string(),
         }
+    }
+}
+
+/// 202: the notification is durably queued; Azure must not retry.
+pub fn queued(alert_id: &str, seq: u64, reason: QueueReason) -> Answer {
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        outcome: &'static str,
+        alert_id: &'a str,
+        incident: Option<IncidentRef>,
+        queue: Queue,
+    }
+    #[derive(serde::Serialize)]
+    struct Queue {
+        seq: u64,
+        reason: &'static str,
+    }
+    let body = Body {
+        outcome: "queued",
+        alert_id,
+        incident: None,
+        queue: Queue {
+            seq,
+            reason: reason.as_str(),
+        },
+    };
+    Answer {
+        status: 202,
+        headers: vec![],
+        body: serde_json::to_string(&body).expect("strings always serialise"),
     }
 }
 

@@ -5,7 +5,8 @@
 //! `Outcome` (an outcome such as `created`, or a failure reason such as
 //! `unauthenticated` or `itsm_unavailable`): `Events`, `DuplicatesSuppressed`,
 //! `AuthFailures`, `ItsmErrors`, and `ItsmLatency` (milliseconds spent in ITSM
-//! calls, when there were any). ITSM failures also carry `ItsmStatus`.
+//! calls, when there were any). ITSM failures also carry `ItsmStatus`. The
+//! worker adds `Parked` for each notification it parks in the dead-letter queue.
 
 use serde_json::{Value, json};
 
@@ -49,6 +50,23 @@ pub fn emf(namespace: &str, m: &EventMetrics) -> Value {
         "CloudWatchMetrics": [{"Namespace": namespace, "Dimensions": dimensions, "Metrics": metrics}],
     });
     doc
+}
+
+/// One notification parked in the dead-letter queue by the worker:
+/// `Parked` (dimension `Outcome` = `parked`), for an alarm besides the queue's own.
+pub fn parked(namespace: &str) -> Value {
+    let timestamp_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    json!({
+        "Outcome": "parked",
+        "Parked": 1,
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{"Namespace": namespace, "Dimensions": [["Outcome"]],
+                "Metrics": [{"Name": "Parked", "Unit": "Count"}]}],
+        },
+    })
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub use answer::{Answer, Failure};
 
 use super::common_schema;
 pub use crate::config::MAX_BODY_BYTES;
+use crate::domain::delivery::Accepted;
 pub use crate::inbound::App;
 
 /// Serves function URL requests with `app` until the runtime stops.
@@ -117,11 +118,33 @@ async fn process(
         .map_err(|e| (Failure::Auth(e), None))?;
     let alert = common_schema::parse(body).map_err(|e| (Failure::Schema(e), None))?;
     let started = std::time::Instant::now();
-    let processed = app
-        .bridge
-        .process(&alert)
-        .await
-        .map_err(|e| (Failure::Process(e), Some(alert.alert_id.clone())))?;
+    let accepted = match &app.delivery {
+        Some(delivery) => delivery.accept(&alert, body).await,
+        None => app.bridge.process(&alert).await.map(Accepted::Processed),
+    };
+    let processed = match accepted {
+        Ok(Accepted::Processed(processed)) => processed,
+        Ok(Accepted::Queued { seq, reason }) => {
+            tracing::info!(
+                request_id,
+                alert_id = %alert.alert_id,
+                condition = ?alert.condition,
+                caller = %caller.app_id,
+                outcome = "queued",
+                reason = reason.as_str(),
+                seq,
+                status = 202,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "event queued"
+            );
+            return Ok(Done {
+                answer: answer::queued(&alert.alert_id, seq, reason),
+                outcome: "queued",
+                itsm_ms: None,
+            });
+        }
+        Err(e) => return Err((Failure::Process(e), Some(alert.alert_id.clone()))),
+    };
     let answer = answer::success(&alert.alert_id, &processed);
     // The one summary line per event.
     tracing::info!(

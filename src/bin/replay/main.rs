@@ -18,9 +18,11 @@ use itsm_bridge::adapters::entra::DevKey;
 use itsm_bridge::adapters::store::DynamoStore;
 use itsm_bridge::adapters::wire::{ItsmRequest, RequestLog};
 use itsm_bridge::bootstrap;
-use itsm_bridge::config::{Config, Env, StoreConfig};
+use itsm_bridge::config::{Config, Env, QueueConfig, StoreConfig};
 use itsm_bridge::inbound::http;
 use serde_json::{Value, json};
+
+mod drain;
 
 /// Development defaults, used only where the environment sets nothing.
 use itsm_bridge::adapters::entra::{LOCAL_AUDIENCE as DEV_AUDIENCE, LOCAL_TENANT as DEV_TENANT};
@@ -65,8 +67,12 @@ struct Args {
     /// Also show which routing rule matched and the fields it produced.
     #[arg(long)]
     explain: bool,
+    /// Deliver everything queued in the state folder's outbox, in order,
+    /// now (the ITSM is back): what the webhook queued while it failed.
+    #[arg(long, conflicts_with = "print_event")]
+    drain: bool,
     /// A Lambda function URL event (payload 2.0) or a bare common-schema alert body.
-    #[arg(value_name = "FILE", required = true)]
+    #[arg(value_name = "FILE", required_unless_present = "drain")]
     files: Vec<PathBuf>,
 }
 
@@ -174,6 +180,12 @@ async fn run(args: Args) -> Result<bool, Halt> {
         .map_err(|e| e.to_string())?;
     // stdout is replay's own output.
     app.metrics = None;
+    if args.drain {
+        let all_ok = drain::drain(&app, &log, args.json, &mut out).await?;
+        if args.files.is_empty() {
+            return Ok(all_ok);
+        }
+    }
     let colour =
         !args.json && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
@@ -264,7 +276,14 @@ fn configure(args: &Args) -> Result<(Config, String), String> {
             _ => None,
         })
     };
-    let config = Config::from_env(&Env::new(&lookup)).map_err(|e| e.to_string())?;
+    let mut config = Config::from_env(&Env::new(&lookup)).map_err(|e| e.to_string())?;
+    // With the embedded store, what the ITSM cannot take waits in the
+    // state folder's outbox (unless a real queue is configured).
+    if matches!(config.store, StoreConfig::Embedded(_))
+        && config.delivery.queue == QueueConfig::None
+    {
+        config.delivery.queue = QueueConfig::Outbox;
+    }
     let token = match &args.token {
         Some(t) => t.clone(),
         None => {

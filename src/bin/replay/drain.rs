@@ -1,0 +1,160 @@
+//! `replay --drain`: delivers the state folder's outbox, oldest first, now.
+//! The same rules as the worker: an alert whose notification fails keeps
+//! its later ones queued behind it; what the ITSM refuses (a 4xx) is parked
+//! and reported rather than retried for ever.
+
+use std::collections::HashSet;
+use std::io::Write;
+
+use itsm_bridge::adapters::queue::Message;
+use itsm_bridge::adapters::wire::RequestLog;
+use itsm_bridge::domain::outcome::ProcessError;
+use itsm_bridge::domain::ports::ItsmError;
+use itsm_bridge::inbound::{App, QueueHandle, common_schema};
+use serde_json::{Value, json};
+
+use super::Halt;
+
+/// What became of one outbox entry.
+enum Drained {
+    Delivered(Value),
+    Parked(String),
+    Held(String),
+}
+
+/// Drains the outbox; whether nothing was left queued.
+pub async fn drain(
+    app: &App,
+    log: &RequestLog,
+    as_json: bool,
+    out: &mut impl Write,
+) -> Result<bool, Halt> {
+    let (QueueHandle::Outbox(outbox), Some(delivery)) = (&app.queue, &app.delivery) else {
+        return Err(Halt::Error(
+            "--drain delivers the embedded store's outbox; it is not used with --store dynamodb or DELIVERY_QUEUE_URL".into(),
+        ));
+    };
+    let entries = outbox.entries().await.map_err(|e| e.to_string())?;
+    if entries.is_empty() {
+        if !as_json {
+            writeln!(out, "nothing queued: the outbox is empty")?;
+        }
+        return Ok(true);
+    }
+    let total = entries.len();
+    let (mut delivered, mut parked, mut held) = (0, 0, 0);
+    let mut failed_groups: HashSet<String> = HashSet::new();
+    for entry in entries {
+        let key = entry.key;
+        let message = match Message::decode(&entry.message) {
+            Ok(m) => m,
+            Err(why) => {
+                outbox
+                    .park(entry, why.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                parked += 1;
+                report(
+                    out,
+                    as_json,
+                    key,
+                    "?",
+                    0,
+                    &Drained::Parked(why),
+                    &Value::Null,
+                )?;
+                continue;
+            }
+        };
+        let (alert_id, seq) = (message.alert_id.clone(), message.seq);
+        let fate = if failed_groups.contains(&message.group) {
+            Drained::Held("an earlier notification of this alert was not delivered".into())
+        } else {
+            match common_schema::parse(message.alert.get().as_bytes()) {
+                Err(e) => Drained::Parked(e.to_string()),
+                Ok(alert) => match delivery.deliver(&alert, seq).await {
+                    Ok(p) => Drained::Delivered(
+                        json!({"outcome": p.outcome.as_str(), "incident": p.incident}),
+                    ),
+                    Err(ProcessError::Itsm(e @ ItsmError::Rejected { .. })) => {
+                        Drained::Parked(e.to_string())
+                    }
+                    Err(e) => Drained::Held(e.to_string()),
+                },
+            }
+        };
+        let requests = serde_json::to_value(log.take()).unwrap_or(Value::Null);
+        match &fate {
+            Drained::Delivered(_) => {
+                outbox.remove(key).await.map_err(|e| e.to_string())?;
+                delivered += 1;
+            }
+            Drained::Parked(why) => {
+                outbox
+                    .park(entry, why.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                parked += 1;
+            }
+            Drained::Held(_) => {
+                failed_groups.insert(message.group.clone());
+                held += 1;
+            }
+        }
+        report(out, as_json, key, &alert_id, seq, &fate, &requests)?;
+    }
+    if !as_json {
+        writeln!(
+            out,
+            "{total} queued: {delivered} delivered, {parked} parked (the ITSM refused them; see above), {held} still queued"
+        )?;
+    }
+    Ok(held == 0)
+}
+
+fn report(
+    out: &mut impl Write,
+    as_json: bool,
+    key: u64,
+    alert_id: &str,
+    seq: u64,
+    fate: &Drained,
+    requests: &Value,
+) -> Result<(), Halt> {
+    let (what, detail) = match fate {
+        Drained::Delivered(v) => ("delivered", v.clone()),
+        Drained::Parked(why) => ("parked", json!({"reason": why})),
+        Drained::Held(why) => ("still_queued", json!({"reason": why})),
+    };
+    if as_json {
+        let mut line = json!({"drained": key, "alert_id": alert_id, "seq": seq, "result": what,
+            "itsm_requests": requests});
+        if let (Value::Object(line), Value::Object(detail)) = (&mut line, detail) {
+            line.extend(detail);
+        }
+        writeln!(out, "{line}")?;
+    } else {
+        let text = match fate {
+            Drained::Delivered(v) => format!(
+                "{} {}",
+                v["outcome"].as_str().unwrap_or(""),
+                v["incident"]["number"].as_str().unwrap_or("")
+            ),
+            Drained::Parked(why) | Drained::Held(why) => why.clone(),
+        };
+        writeln!(
+            out,
+            "outbox #{key} ({alert_id}, notification {seq}): {what}: {}",
+            text.trim()
+        )?;
+        for r in requests.as_array().into_iter().flatten() {
+            writeln!(
+                out,
+                "  {} {}",
+                r["method"].as_str().unwrap_or(""),
+                r["path"].as_str().unwrap_or("")
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! Store and forward settings: the delivery queue, the inline budget and
+//! cool-down, and the worker's pacing.
+
+use std::time::Duration;
+
+use super::{ConfigError, Env, err};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueConfig {
+    /// No queue: a transient ITSM failure is a 503 and Azure retries.
+    None,
+    /// `DELIVERY_QUEUE_URL`: an SQS FIFO queue; `DEAD_LETTER_QUEUE_URL` is
+    /// where the worker parks what the ITSM keeps refusing.
+    Sqs {
+        url: String,
+        dead_letter_url: Option<String>,
+    },
+    /// The embedded store's outbox (replay; `replay --drain` delivers it).
+    Outbox,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryConfig {
+    pub queue: QueueConfig,
+    /// `INLINE_BUDGET_MS`: how long the webhook tries the ITSM before queuing.
+    pub inline_budget: Duration,
+    /// `INLINE_COOLDOWN_SECS`: after an inline failure, how long this
+    /// container queues at once instead of trying.
+    pub cooldown_secs: i64,
+    /// `WORKER_DEADLINE_MS`: how long the worker tries one notification.
+    pub worker_deadline: Duration,
+    /// `WORKER_BACKOFF_BASE_SECS`, `WORKER_BACKOFF_MAX_SECS`: a failed
+    /// delivery is retried after base × 2^(receives − 1), at most max.
+    pub backoff_base_secs: u64,
+    pub backoff_max_secs: u64,
+    /// `WORKER_PERMANENT_ATTEMPTS`: receives of a notification the ITSM
+    /// refuses (4xx) before it is parked in the dead-letter queue.
+    pub permanent_attempts: u32,
+}
+
+/// No queue, and the documented defaults.
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            queue: QueueConfig::None,
+            inline_budget: Duration::from_millis(4000),
+            cooldown_secs: 30,
+            worker_deadline: Duration::from_millis(20_000),
+            backoff_base_secs: 30,
+            backoff_max_secs: 1800,
+            permanent_attempts: 3,
+        }
+    }
+}
+
+impl DeliveryConfig {
+    pub fn from_env(env: &Env, lease_secs: u64) -> Result<DeliveryConfig, ConfigError> {
+        let queue = match env.get("DELIVERY_QUEUE_URL") {
+            None => QueueConfig::None,
+            Some(url) if url.ends_with(".fifo") => QueueConfig::Sqs {
+                url,
+                dead_letter_url: env.get("DEAD_LETTER_QUEUE_URL"),
+            },
+            Some(url) => {
+                return Err(err(
+                    "DELIVERY_QUEUE_URL",
+                    format!(
+                        "{url:?} is not a FIFO queue (its name ends in .fifo): per-alert order needs one"
+                    ),
+                ));
+            }
+        };
+        let inline_budget = env.number("INLINE_BUDGET_MS", 4000)?;
+        if !(500..=8000).contains(&inline_budget) {
+            return Err(err(
+                "INLINE_BUDGET_MS",
+                format!(
+                    "{inline_budget} must be 500 to 8000: Azure waits about 10 s for an answer"
+                ),
+            ));
+        }
+        let worker_deadline = env.number("WORKER_DEADLINE_MS", 20_000)?;
+        if worker_deadline >= lease_secs * 1000 {
+            return Err(err(
+                "WORKER_DEADLINE_MS",
+                format!(
+                    "{worker_deadline} must stay below CLAIM_LEASE_SECS ({lease_secs} s): a claim must outlive the attempt it protects"
+                ),
+            ));
+        }
+        let backoff_base_secs = env.number("WORKER_BACKOFF_BASE_SECS", 30)?.max(1);
+        Ok(DeliveryConfig {
+            queue,
+            inline_budget: Duration::from_millis(inline_budget),
+            cooldown_secs: env.number("INLINE_COOLDOWN_SECS", 30)? as i64,
+            worker_deadline: Duration::from_millis(worker_deadline),
+            backoff_base_secs,
+            // SQS caps a message's visibility timeout at 12 hours.
+            backoff_max_secs: env
+                .number("WORKER_BACKOFF_MAX_SECS", 1800)?
+                .clamp(backoff_base_secs, 43_200),
+            permanent_attempts: env.number("WORKER_PERMANENT_ATTEMPTS", 3)?.max(1) as u32,
+        })
+    }
+
+    /// How long to leave a notification in the queue after its `receives`th
+    /// failed delivery (1 for the first), or as long as the ITSM asked.
+    pub fn backoff(&self, receives: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self
+            .backoff_base_secs
+            .saturating_mul(1 << receives.saturating_sub(1).min(20));
+        let secs = retry_after
+            .map_or(exp, |d| d.as_secs().max(1))
+            .min(self.backoff_max_secs);
+        Duration::from_secs(secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<DeliveryConfig, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        DeliveryConfig::from_env(&Env::new(&lookup), 60)
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_honours_retry_after() {
+        let c = config(&[]).unwrap();
+        let secs = |n, ra: Option<u64>| c.backoff(n, ra.map(Duration::from_secs)).as_secs();
+        assert_eq!(
+            [
+                secs(1, None),
+                secs(2, None),
+                secs(3, None),
+                secs(7, None),
+                secs(60, None)
+            ],
+            [30, 60, 120, 1800, 1800]
+        );
+        assert_eq!(secs(5, Some(7)), 7, "Retry-After wins over the backoff");
+        assert_eq!(secs(1, Some(90_000)), 1800, "but not past the cap");
+    }
+
+    #[test]
+    fn a_standard_queue_and_a_budget_past_azures_wait_are_refused() {
+        assert_eq!(config(&[]).unwrap().queue, QueueConfig::None);
+        let url = "https://sqs.eu-west-1.amazonaws.com/123456789012/itsm-bridge-delivery";
+        let e = config(&[("DELIVERY_QUEUE_URL", url)]).unwrap_err();
+        assert_eq!(e.var, "DELIVERY_QUEUE_URL");
+        let fifo = format!("{url}.fifo");
+        assert!(matches!(
+            config(&[("DELIVERY_QUEUE_URL", &fifo)]).unwrap().queue,
+            QueueConfig::Sqs { .. }
+        ));
+        assert_eq!(
+            config(&[("INLINE_BUDGET_MS", "9500")]).unwrap_err().var,
+            "INLINE_BUDGET_MS"
+        );
+        assert_eq!(
+            config(&[("WORKER_DEADLINE_MS", "60000")]).unwrap_err().var,
+            "WORKER_DEADLINE_MS"
+        );
+    }
+}

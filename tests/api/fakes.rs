@@ -1,0 +1,263 @@
+//! Stateful fake ITSMs: they keep incidents, so sequences of calls mean
+//! something, and answer with the vendors' envelopes. A fake can be taken
+//! down (503 for everything) and brought back, and told to fail the next
+//! requests with a given answer.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::helpers::{BMC_PASSWORD, BMC_USER, SN_PASSWORD, SN_USER};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vendor {
+    ServiceNow,
+    Bmc,
+}
+
+/// A fake ITSM that keeps incidents, so the contract's sequences mean
+/// something; `fail_next` answers the next request with a failure.
+#[derive(Clone)]
+pub struct Fake {
+    vendor: Vendor,
+    state: Arc<Mutex<FakeState>>,
+    down: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct FakeState {
+    incidents: Vec<Value>,
+    failures: VecDeque<ResponseTemplate>,
+}
+
+impl Fake {
+    pub async fn serve(vendor: Vendor) -> (MockServer, Fake) {
+        let server = MockServer::start().await;
+        let fake = Fake {
+            vendor,
+            state: Arc::default(),
+            down: Arc::default(),
+        };
+        fake.mount(&server).await;
+        (server, fake)
+    }
+
+    /// Answers on `server` (one whose other mocks do not match first).
+    pub async fn mount(&self, server: &MockServer) {
+        Mock::given(any())
+            .respond_with(self.clone())
+            .mount(server)
+            .await;
+    }
+
+    pub fn new(vendor: Vendor) -> Fake {
+        Fake {
+            vendor,
+            state: Arc::default(),
+            down: Arc::default(),
+        }
+    }
+
+    /// While down, every request gets a 503 and nothing changes.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Every incident kept, as the ITSM shows it.
+    pub fn incidents(&self) -> Vec<Value> {
+        self.state.lock().unwrap().incidents.clone()
+    }
+
+    pub fn fail_next(&self, answer: ResponseTemplate) {
+        self.state.lock().unwrap().failures.push_back(answer);
+    }
+}
+
+impl Respond for Fake {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        if self.down.load(Ordering::SeqCst) {
+            return ResponseTemplate::new(503).set_body_string("Service Unavailable");
+        }
+        let mut state = self.state.lock().unwrap();
+        match self.vendor {
+            Vendor::ServiceNow => servicenow(&mut state, req),
+            Vendor::Bmc => bmc(&mut state, req),
+        }
+    }
+}
+
+fn query(req: &Request, name: &str) -> Option<String> {
+    req.url
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn body(req: &Request) -> Value {
+    serde_json::from_slice(&req.body).unwrap_or(Value::Null)
+}
+
+/// The Table API: Basic auth, `{"result": …}`, the error envelope, 404 for
+/// an unknown record, 403 for an update of a closed one.
+fn servicenow(state: &mut FakeState, req: &Request) -> ResponseTemplate {
+    use base64::Engine as _;
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{SN_USER}:{SN_PASSWORD}"));
+    let error = |status: u16, message: &str, detail: &str| {
+        ResponseTemplate::new(status).set_body_json(
+            json!({"error": {"message": message, "detail": detail}, "status": "failure"}),
+        )
+    };
+    let authorized = req
+        .headers
+        .get("authorization")
+        .is_some_and(|v| v.as_bytes() == format!("Basic {basic}").as_bytes());
+    if !authorized {
+        return error(
+            401,
+            "User Not Authenticated",
+            "Required to provide Auth information",
+        );
+    }
+    if let Some(failure) = state.failures.pop_front() {
+        return failure;
+    }
+    let path = req.url.path();
+    let id = path.strip_prefix("/api/now/table/incident/");
+    let at = |incidents: &Vec<Value>, id: &str| incidents.iter().position(|i| i["sys_id"] == id);
+    match (req.method.as_str(), id) {
+        ("POST", None) if path == "/api/now/table/incident" => {
+            let n = state.incidents.len() + 1;
+            let incident = json!({"sys_id": format!("{n:032x}"), "number": format!("INC{n:07}"),
+                "correlation_id": body(req)["correlation_id"], "state": "1"});
+            state.incidents.push(incident.clone());
+            ResponseTemplate::new(201).set_body_json(json!({"result": incident}))
+        }
+        ("GET", None) => {
+            let q = query(req, "sysparm_query").unwrap_or_default();
+            let key = q.strip_prefix("correlation_id=").unwrap_or("");
+            let found: Vec<&Value> = state
+                .incidents
+                .iter()
+                .filter(|i| i["correlation_id"] == key)
+                .collect();
+            ResponseTemplate::new(200).set_body_json(json!({"result": found}))
+        }
+        (method, Some(id)) => match at(&state.incidents, id) {
+            None => error(
+                404,
+                "No Record found",
+                "Record doesn't exist or ACL restricts the record retrieval",
+            ),
+            Some(i) if method == "GET" => {
+                ResponseTemplate::new(200).set_body_json(json!({"result": state.incidents[i]}))
+            }
+            Some(i) if state.incidents[i]["state"] == "7" => error(
+                403,
+                "Operation Failed",
+                "ACL Exception Update Failed due to security constraints",
+            ),
+            Some(i) => {
+                if let Value::Object(fields) = body(req) {
+                    for (k, v) in fields {
+                        state.incidents[i][k] = v;
+                    }
+                }
+                ResponseTemplate::new(200).set_body_json(json!({"result": state.incidents[i]}))
+            }
+        },
+        _ => error(400, "Invalid request", path),
+    }
+}
+
+/// The AR REST API: a plain-text AR-JWT from the login, entries under
+/// `{"entries": [{"values": …}]}`, error arrays, 204 for an update.
+fn bmc(state: &mut FakeState, req: &Request) -> ResponseTemplate {
+    const TOKEN: &str = "contract-ar-jwt";
+    let error = |status: u16, text: &str, number: u32| {
+        ResponseTemplate::new(status).set_body_json(json!([{"messageType": "ERROR",
+            "messageText": text, "messageNumber": number}]))
+    };
+    let path = req.url.path();
+    if path == "/api/jwt/login" {
+        let form: Vec<(String, String)> = url::form_urlencoded::parse(&req.body)
+            .into_owned()
+            .collect();
+        let given = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        return if given("username") == Some(BMC_USER) && given("password") == Some(BMC_PASSWORD) {
+            ResponseTemplate::new(200).set_body_string(TOKEN)
+        } else {
+            error(401, "Authentication failed", 623)
+        };
+    }
+    let authorized = req
+        .headers
+        .get("authorization")
+        .is_some_and(|v| v.as_bytes() == format!("AR-JWT {TOKEN}").as_bytes());
+    if !authorized {
+        return error(401, "Authentication failed", 623);
+    }
+    if let Some(failure) = state.failures.pop_front() {
+        return failure;
+    }
+    let find = |incidents: &Vec<Value>, field: &str, value: &str| {
+        incidents
+            .iter()
+            .position(|i| i["values"][field].as_str() == Some(value))
+    };
+    match (req.method.as_str(), path) {
+        ("POST", "/api/arsys/v1/entry/HPD:IncidentInterface_Create") => {
+            let n = state.incidents.len() + 1;
+            let mut values = body(req)["values"].clone();
+            let number = format!("INC{n:012}");
+            values["Incident Number"] = json!(number);
+            values["Request ID"] = json!(format!("{n:015}"));
+            state.incidents.push(json!({"values": values}));
+            ResponseTemplate::new(201).set_body_json(json!({"values": {"Incident Number": number}}))
+        }
+        ("GET", "/api/arsys/v1/entry/HPD:IncidentInterface") => {
+            // Only the `'Field' = "value"` qualifications the client sends.
+            let q = query(req, "q").unwrap_or_default();
+            let Some((field, value)) = q
+                .strip_prefix('\'')
+                .and_then(|q| q.split_once("' = \""))
+                .and_then(|(f, v)| Some((f, v.strip_suffix('"')?)))
+            else {
+                return error(400, "Invalid qualification", 1587);
+            };
+            let entries: Vec<&Value> = state
+                .incidents
+                .iter()
+                .filter(|i| i["values"][field].as_str() == Some(value))
+                .collect();
+            ResponseTemplate::new(200).set_body_json(json!({"entries": entries, "_links": {}}))
+        }
+        ("PUT", p) if p.starts_with("/api/arsys/v1/entry/HPD:IncidentInterface/") => {
+            let id = p.rsplit('/').next().unwrap_or("");
+            let Some(i) = find(&state.incidents, "Request ID", id) else {
+                return error(404, "Entry does not exist in database", 302);
+            };
+            if let Value::Object(values) = body(req)["values"].clone() {
+                for (k, v) in values {
+                    state.incidents[i]["values"][k] = v;
+                }
+            }
+            ResponseTemplate::new(204)
+        }
+        ("POST", "/api/arsys/v1/entry/HPD:WorkLog") => {
+            let number = body(req)["values"]["Incident Number"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            match find(&state.incidents, "Incident Number", &number) {
+                Some(_) => ResponseTemplate::new(201),
+                None => error(400, "The incident does not exist", 1291053),
+            }
+        }
+        _ => error(400, "Invalid request", 0),
+    }
+}
