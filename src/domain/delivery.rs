@@ -271,3 +271,6 @@ impl Delivery {
         Err(ProcessError::InProgress)
     }
 }
+
+#[cfg(test)]
+mod tests;

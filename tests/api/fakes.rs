@@ -4,8 +4,9 @@
 //! requests with a given answer.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wiremock::matchers::any;
@@ -26,12 +27,19 @@ pub struct Fake {
     vendor: Vendor,
     state: Arc<Mutex<FakeState>>,
     down: Arc<AtomicBool>,
+    /// Requests per second answered; more get 429 with `Retry-After: 1`
+    /// (0: no limit), as ServiceNow's rate limit rules do.
+    rate_limit: Arc<AtomicU32>,
+    /// 429s answered so far.
+    pub throttled: Arc<AtomicU32>,
 }
 
 #[derive(Default)]
 struct FakeState {
     incidents: Vec<Value>,
     failures: VecDeque<ResponseTemplate>,
+    /// When the requests of the last second came.
+    recent: VecDeque<Instant>,
 }
 
 impl Fake {
@@ -41,6 +49,8 @@ impl Fake {
             vendor,
             state: Arc::default(),
             down: Arc::default(),
+            rate_limit: Arc::default(),
+            throttled: Arc::default(),
         };
         fake.mount(&server).await;
         (server, fake)
@@ -59,12 +69,19 @@ impl Fake {
             vendor,
             state: Arc::default(),
             down: Arc::default(),
+            rate_limit: Arc::default(),
+            throttled: Arc::default(),
         }
     }
 
     /// While down, every request gets a 503 and nothing changes.
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// At most `per_second` requests a second are answered; 0 for no limit.
+    pub fn set_rate_limit(&self, per_second: u32) {
+        self.rate_limit.store(per_second, Ordering::SeqCst);
     }
 
     /// Every incident kept, as the ITSM shows it.
@@ -83,6 +100,24 @@ impl Respond for Fake {
             return ResponseTemplate::new(503).set_body_string("Service Unavailable");
         }
         let mut state = self.state.lock().unwrap();
+        let limit = self.rate_limit.load(Ordering::SeqCst) as usize;
+        if limit > 0 {
+            let now = Instant::now();
+            while state
+                .recent
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1))
+            {
+                state.recent.pop_front();
+            }
+            if state.recent.len() >= limit {
+                self.throttled.fetch_add(1, Ordering::SeqCst);
+                return ResponseTemplate::new(429)
+                    .insert_header("retry-after", "1")
+                    .set_body_json(json!({"error": {"message": "Too many requests", "detail": "rate limit rule"}, "status": "failure"}));
+            }
+            state.recent.push_back(now);
+        }
         match self.vendor {
             Vendor::ServiceNow => servicenow(&mut state, req),
             Vendor::Bmc => bmc(&mut state, req),

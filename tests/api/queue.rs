@@ -470,3 +470,41 @@ async fn a_failed_message_holds_back_its_alerts_later_ones_in_the_batch() {
     assert_eq!(fake.incidents().len(), 2);
     assert!(fake.incidents().iter().any(|i| i["state"] == "6"));
 }
+
+#[tokio::test]
+async fn a_rate_limited_itsm_is_drained_at_its_pace_without_loss() {
+    let (t, fake) = spawn(50).await;
+    fake.set_down(true);
+    let alerts = 30;
+    for i in 0..alerts {
+        let id = format!("paced-{i}");
+        assert_eq!(
+            t.post(&metric_alert(&id, "Fired")).await.outcome(),
+            "queued"
+        );
+        assert_eq!(
+            t.post(&metric_alert(&id, "Resolved")).await.outcome(),
+            "queued"
+        );
+    }
+    // Back, but with a rate limit rule: 20 requests a second.
+    fake.set_down(false);
+    fake.set_rate_limit(20);
+    let started = Instant::now();
+    let delivered = Esm { t: &t }.drain().await;
+    let elapsed = started.elapsed();
+    let incidents = incidents_by_key(&fake);
+    assert_eq!(incidents.len(), alerts);
+    assert!(
+        incidents
+            .values()
+            .all(|v| v.len() == 1 && v[0]["state"] == "6")
+    );
+    let throttled = fake.throttled.load(std::sync::atomic::Ordering::SeqCst);
+    println!(
+        "drain: {} notifications ({alerts} alerts) through a 20 requests/s ITSM in {elapsed:?}: \
+         {:.1} notifications/s, {throttled} answered 429",
+        2 * alerts,
+        delivered as f64 / elapsed.as_secs_f64()
+    );
+}
