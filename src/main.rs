@@ -35,7 +35,9 @@ async fn main() -> Result<(), Error> {
         system_clock(),
         None,
     )?);
-    // Lambda passes the function's Handler setting as _HANDLER.
-    let role = Role::from_handler(std::env::var("_HANDLER").ok().as_deref());
+    // Lambda passes the function's Handler setting as _HANDLER;
+    // ITSM_BRIDGE_ROLE overrides it where no Handler can be set (cargo lambda watch).
+    let handler = std::env::var("ITSM_BRIDGE_ROLE").or_else(|_| std::env::var("_HANDLER"));
+    let role = Role::from_handler(handler.ok().as_deref());
     role.run(app).await
 }

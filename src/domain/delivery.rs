@@ -123,9 +123,26 @@ impl Delivery {
     /// The worker's way in: delivers queued notification `seq` of its alert.
     /// Safe to repeat: a repeat is a duplicate for the state machine.
     ///
+    /// The queue hands an alert's notifications over in order, but the
+    /// record is the authority: with `in_order`, a notification whose
+    /// predecessor is not delivered yet waits (`Behind`). The caller stops
+    /// waiting (`in_order` false) once it has waited long enough for a
+    /// predecessor that may never come (a queuing whose take-back failed).
+    ///
     /// # Errors
-    /// What the state machine says; the notification stays queued.
-    pub async fn deliver(&self, alert: &Alert, seq: u64) -> Result<Processed, ProcessError> {
+    /// `Behind`, or what the state machine says; the notification stays queued.
+    pub async fn deliver(
+        &self,
+        alert: &Alert,
+        seq: u64,
+        in_order: bool,
+    ) -> Result<Processed, ProcessError> {
+        if in_order
+            && let Some(record) = self.store.get(&alert.alert_id, (self.clock)()).await?
+            && seq > record.delivered_seq + 1
+        {
+            return Err(ProcessError::Behind(Box::new(record)));
+        }
         let processed = self.worker.process(alert).await?;
         self.mark_delivered(&alert.alert_id, seq).await?;
         Ok(processed)

@@ -19,6 +19,11 @@ use crate::adapters::queue::Message;
 use crate::domain::outcome::{ProcessError, Processed};
 use crate::domain::ports::ItsmError;
 
+/// Receives a notification waits for its alert's earlier one before it is
+/// delivered anyway. SQS FIFO hands a group over in order, so this is for
+/// the rare predecessor that never reached the queue.
+const ORDER_PATIENCE: u32 = 10;
+
 /// Serves SQS batches with `app` until the runtime stops.
 pub async fn run(app: Arc<App>) -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
@@ -69,6 +74,10 @@ pub async fn deliver_batch<'a>(
             .get("MessageGroupId")
             .map_or("", String::as_str);
         let fate = if failed_groups.contains(group) {
+            // Back in the queue at once: SQS FIFO hands none of the group
+            // over while its failed predecessor is in flight, so it comes
+            // back right after it, not after the queue's visibility timeout.
+            retry_later(app, message, Duration::ZERO).await;
             Fate::Skipped
         } else {
             deliver(app, message).await
@@ -76,15 +85,21 @@ pub async fn deliver_batch<'a>(
         if let Fate::Retry { after, why } = &fate {
             failed_groups.insert(group);
             tracing::warn!(message_id = message.message_id.as_deref().unwrap_or(""), retry_in_secs = after.as_secs(), reason = %why, "queued notification not delivered; it comes back later");
-            if let (QueueHandle::Sqs(sqs), Some(receipt)) = (&app.queue, &message.receipt_handle)
-                && let Err(e) = sqs.retry_later(receipt, *after).await
-            {
-                tracing::warn!(error = %e, "could not set the retry delay; the queue's visibility timeout applies");
-            }
+            retry_later(app, message, *after).await;
         }
         fates.push((message, fate));
     }
     fates
+}
+
+/// Leaves `message` in the queue for `after` (FIFO queues have no
+/// per-message delay: its visibility is the delay).
+async fn retry_later(app: &App, message: &SqsMessage, after: Duration) {
+    if let (QueueHandle::Sqs(sqs), Some(receipt)) = (&app.queue, &message.receipt_handle)
+        && let Err(e) = sqs.retry_later(receipt, after).await
+    {
+        tracing::warn!(error = %e, "could not set the retry delay; the queue's visibility timeout applies");
+    }
 }
 
 async fn deliver(app: &App, message: &SqsMessage) -> Fate {
@@ -110,7 +125,10 @@ async fn deliver(app: &App, message: &SqsMessage) -> Fate {
             why: "no delivery queue is configured in this function".into(),
         };
     };
-    match delivery.deliver(&alert, m.seq).await {
+    // Wait for an earlier notification of the alert for a few receives; past
+    // that it may never come (its queuing was lost), and order yields.
+    let in_order = receives < ORDER_PATIENCE;
+    match delivery.deliver(&alert, m.seq, in_order).await {
         Ok(processed) => {
             tracing::info!(alert_id = %alert.alert_id, seq = m.seq, outcome = processed.outcome.as_str(), incident = processed.incident.as_ref().map_or("", |i| i.number.as_str()), itsm_calls = processed.itsm_calls, receives, "queued notification delivered");
             Fate::Delivered(processed)

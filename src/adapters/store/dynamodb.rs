@@ -98,10 +98,15 @@ fn to_item(r: &CorrelationRecord) -> Item {
         ("expires_at".to_string(), n(r.expires_at)),
         ("version".to_string(), n(r.version)),
     ]);
-    if r.queued_seq > 0 {
-        item.insert("queued_seq".into(), n(r.queued_seq));
-        item.insert("delivered_seq".into(), n(r.delivered_seq));
-        item.insert("queued_at".into(), n(r.queued_at));
+    // Absent while zero: records of alerts never queued stay as they were.
+    for (k, v) in [
+        ("queued_seq", r.queued_seq as i64),
+        ("delivered_seq", r.delivered_seq as i64),
+        ("queued_at", r.queued_at),
+    ] {
+        if v != 0 {
+            item.insert(k.into(), n(v));
+        }
     }
     let optional = [
         ("queued_digest", r.queued_digest.as_ref()),
@@ -289,8 +294,14 @@ mod tests {
             delivered_seq: 2,
             queued_at: 15,
             queued_digest: Some("0f".into()),
-            ..record
+            ..record.clone()
         };
         assert_eq!(from_item(&to_item(&queued)).unwrap(), queued);
+        // Delivered without having been queued here (a redriven message).
+        let delivered = CorrelationRecord {
+            delivered_seq: 1,
+            ..record
+        };
+        assert_eq!(from_item(&to_item(&delivered)).unwrap(), delivered);
     }
 }

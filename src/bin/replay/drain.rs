@@ -1,4 +1,5 @@
-//! `replay --drain`: delivers the state folder's outbox, oldest first, now.
+//! `replay --drain`: delivers the state folder's outbox, oldest first, now
+//! (the outbox's own order is the alert's: no waiting for a predecessor).
 //! The same rules as the worker: an alert whose notification fails keeps
 //! its later ones queued behind it; what the ITSM refuses (a 4xx) is parked
 //! and reported rather than retried for ever.
@@ -72,7 +73,7 @@ pub async fn drain(
         } else {
             match common_schema::parse(message.alert.get().as_bytes()) {
                 Err(e) => Drained::Parked(e.to_string()),
-                Ok(alert) => match delivery.deliver(&alert, seq).await {
+                Ok(alert) => match delivery.deliver(&alert, seq, false).await {
                     Ok(p) => Drained::Delivered(
                         json!({"outcome": p.outcome.as_str(), "incident": p.incident}),
                     ),

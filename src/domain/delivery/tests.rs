@@ -168,20 +168,32 @@ async fn queued_work_holds_later_notifications_until_the_worker_delivers_it() {
     // The worker delivers both in order: one incident, resolved.
     let sent = r.queue.sent.lock().unwrap().clone();
     assert_eq!(sent.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), [1, 2]);
-    let created = r.delivery.deliver(&fired, 1).await.unwrap();
+    // Handed over out of order, the Resolved waits for its Fired...
+    let early = r.delivery.deliver(&resolved, 2, true).await;
+    assert!(matches!(early, Err(ProcessError::Behind(_))), "{early:?}");
+    assert_eq!(
+        r.record("a").await.state,
+        RecordState::Claimed,
+        "nothing done"
+    );
+    let created = r.delivery.deliver(&fired, 1, true).await.unwrap();
     assert_eq!(created.outcome, Outcome::Created);
     let rec = r.record("a").await;
     assert!(
         rec.has_queued_work(r.now.load(Ordering::SeqCst), 3600),
         "seq 2 still waits"
     );
-    let done = r.delivery.deliver(&resolved, 2).await.unwrap();
+    let done = r.delivery.deliver(&resolved, 2, true).await.unwrap();
     assert_eq!(done.outcome, Outcome::Resolved);
     let rec = r.record("a").await;
     assert_eq!((rec.queued_seq, rec.delivered_seq), (2, 2));
     // A repeat of a delivered message changes nothing.
     assert_eq!(
-        r.delivery.deliver(&resolved, 2).await.unwrap().outcome,
+        r.delivery
+            .deliver(&resolved, 2, true)
+            .await
+            .unwrap()
+            .outcome,
         Outcome::AlreadyResolved
     );
     // Nothing waits now: the next notification goes inline.
