@@ -112,7 +112,7 @@ impl Delivery {
             Err(ProcessError::Itsm(e)) => {
                 let until = (self.clock)() + self.cooldown_secs;
                 self.skip_inline_until.fetch_max(until, Ordering::Relaxed);
-                tracing::warn!(error = %e, alert_id = %alert.alert_id, cooldown_secs = self.cooldown_secs, "ITSM failed inline; queuing");
+                tracing::warn!(error = %e, alert_id = ?alert.alert_id, cooldown_secs = self.cooldown_secs, "ITSM failed inline; queuing");
                 self.enqueue(alert, body, None, QueueReason::ItsmFailed)
                     .await
             }
@@ -262,7 +262,7 @@ impl Delivery {
             }
         };
         if let Err(e) = self.store.put(&back, Some(next.version), now).await {
-            tracing::warn!(error = %e, alert_id = %next.alert_id, "could not take back a queuing whose message was not sent");
+            tracing::warn!(error = %e, alert_id = ?next.alert_id, "could not take back a queuing whose message was not sent");
         }
     }
 

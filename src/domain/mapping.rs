@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::alert::{Alert, MonitorCondition, Severity, scalar, text};
-use super::text::{clean, clean_line};
+use super::text::{clean, clean_line, continued, inline};
 
 pub const SHORT_DESCRIPTION_MAX: usize = 160;
 pub const DESCRIPTION_MAX: usize = 4000;
@@ -163,12 +163,12 @@ pub fn resolution(alert: &Alert) -> Resolution {
     let when = alert
         .resolved_at
         .as_deref()
-        .map_or(String::new(), |t| format!(" at {t}"));
+        .map_or(String::new(), |t| format!(" at {}", inline(t)));
     Resolution {
         notes: clean(
             format!(
                 "Resolved automatically by itsm-bridge: Azure Monitor reported the alert {} as Resolved{when}.",
-                alert.alert_rule.as_deref().unwrap_or(&alert.alert_id)
+                inline(alert.alert_rule.as_deref().unwrap_or(&alert.alert_id))
             ),
             DESCRIPTION_MAX,
         ),
@@ -180,9 +180,9 @@ pub fn refire_note(alert: &Alert) -> String {
     clean(
         format!(
             "Azure Monitor reported the alert {} firing again at {} (alert id {}).",
-            alert.alert_rule.as_deref().unwrap_or("(no rule)"),
-            alert.fired_at.as_deref().unwrap_or("an unknown time"),
-            alert.alert_id
+            inline(alert.alert_rule.as_deref().unwrap_or("(no rule)")),
+            inline(alert.fired_at.as_deref().unwrap_or("an unknown time")),
+            inline(&alert.alert_id)
         ),
         DESCRIPTION_MAX,
     )
@@ -282,51 +282,98 @@ pub fn what_happened(alert: &Alert) -> Option<String> {
     })
 }
 
+/// The bridge's own labels: the only text that starts a line of the
+/// description at its left margin (with `Links:`, `Custom properties:` and
+/// the `- ` of a link). Alert text never does: see [`continued`].
+pub const LABELS: [&str; 16] = [
+    "Alert rule",
+    "Severity",
+    "Condition",
+    "What",
+    "Monitoring service",
+    "Signal type",
+    "Fired at",
+    "Resolved at",
+    "Description",
+    "Target resources",
+    "Configuration items",
+    "Resource group",
+    "Resource type",
+    "Alert rule id",
+    "Alert id",
+    "Origin alert id",
+];
+
 fn describe(alert: &Alert, what: Option<&str>) -> String {
     let mut d = String::with_capacity(1024);
     let mut line = |label: &str, value: Option<&str>| {
         if let Some(v) = value.filter(|v| !v.is_empty()) {
-            for part in [label, ": ", v, "\n"] {
+            for part in [label, ": ", &continued(v), "\n"] {
                 d.push_str(part);
             }
         }
     };
-    line("Alert rule", alert.alert_rule.as_deref());
-    line("Severity", Some(alert.severity.as_str()));
+    let [
+        rule,
+        severity,
+        condition,
+        what_label,
+        service,
+        signal,
+        fired,
+        resolved,
+        description,
+        targets,
+        items,
+        group,
+        kind,
+        rule_id,
+        id,
+        origin,
+    ] = LABELS;
+    line(rule, alert.alert_rule.as_deref());
+    line(severity, Some(alert.severity.as_str()));
     line(
-        "Condition",
+        condition,
         Some(match alert.condition {
             MonitorCondition::Fired => "Fired",
             MonitorCondition::Resolved => "Resolved",
         }),
     );
-    line("What", what);
-    line("Monitoring service", alert.monitoring_service.as_deref());
-    line("Signal type", alert.signal_type.as_deref());
-    line("Fired at", alert.fired_at.as_deref());
-    line("Resolved at", alert.resolved_at.as_deref());
-    line("Description", alert.description.as_deref());
-    line("Target resources", Some(&alert.target_ids.join(", ")));
+    line(what_label, what);
+    line(service, alert.monitoring_service.as_deref());
+    line(signal, alert.signal_type.as_deref());
+    line(fired, alert.fired_at.as_deref());
+    line(resolved, alert.resolved_at.as_deref());
+    line(description, alert.description.as_deref());
+    line(targets, Some(&alert.target_ids.join(", ")));
     // The items the incident is bound to: none for a budget's `["budgets"]`.
-    line(
-        "Configuration items",
-        Some(&configuration_items(alert).join(", ")),
-    );
-    line("Resource group", alert.target_resource_group.as_deref());
-    line("Resource type", alert.target_resource_type.as_deref());
-    line("Alert rule id", alert.alert_rule_id.as_deref());
-    line("Alert id", Some(&alert.alert_id));
-    line("Origin alert id", alert.origin_alert_id.as_deref());
+    line(items, Some(&configuration_items(alert).join(", ")));
+    line(group, alert.target_resource_group.as_deref());
+    line(kind, alert.target_resource_type.as_deref());
+    line(rule_id, alert.alert_rule_id.as_deref());
+    line(id, Some(&alert.alert_id));
+    line(origin, alert.origin_alert_id.as_deref());
+    // Their names are alert text too: indented under a label of ours.
     if let Value::Object(props) = &alert.custom_properties {
-        for (k, v) in props {
-            line(k, scalar(v).as_deref());
+        let props: Vec<(&String, String)> = props
+            .iter()
+            .filter_map(|(k, v)| scalar(v).map(|v| (k, v)))
+            .collect();
+        if !props.is_empty() {
+            d.push_str("Custom properties:\n");
+            for (k, v) in props {
+                for part in ["  ", &inline(k), ": ", &continued(&v), "\n"] {
+                    d.push_str(part);
+                }
+            }
         }
     }
     let links = links(alert);
     if !links.is_empty() {
         d.push_str("Links:\n");
         for link in links {
-            for part in ["- ", link, "\n"] {
+            for part in ["- ", &inline(link), "\n"] {
                 d.push_str(part);
             }
         }

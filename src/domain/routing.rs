@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use super::alert::{Alert, MonitorCondition};
 use super::mapping::{self, DESCRIPTION_MAX, IncidentDraft, SHORT_DESCRIPTION_MAX};
-use super::text::{clean, clean_line};
+use super::text::{clean, clean_line, continued, inline};
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -147,10 +147,11 @@ impl Routing {
         draft.fields = self.default.fields.clone();
         draft.fields.extend(effects.fields.clone());
         if let Some(t) = &self.templates.short_description {
-            draft.short_description = clean_line(render(t, alert, facts()), SHORT_DESCRIPTION_MAX);
+            draft.short_description =
+                clean_line(render(t, alert, facts(), false), SHORT_DESCRIPTION_MAX);
         }
         if let Some(t) = &self.templates.description {
-            draft.description = clean(render(t, alert, facts()), DESCRIPTION_MAX);
+            draft.description = clean(render(t, alert, facts(), true), DESCRIPTION_MAX);
         }
         (rule.map(|r| r.name.as_str()), draft)
     }
@@ -287,7 +288,9 @@ fn check_template(t: &str) -> Result<(), String> {
 }
 
 /// Fills a checked template; a value the alert lacks becomes empty.
-fn render(t: &str, alert: &Alert, facts: &Facts) -> String {
+/// `t` with its placeholders filled in. Alert text in a `multiline`
+/// template continues on indented lines; elsewhere its line breaks are spaces.
+fn render(t: &str, alert: &Alert, facts: &Facts, multiline: bool) -> String {
     let value = |name: &str| -> String {
         match name {
             "rule" => alert.alert_rule.clone(),
@@ -320,7 +323,8 @@ fn render(t: &str, alert: &Alert, facts: &Facts) -> String {
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let close = rest[open..].find('}').map_or(rest.len(), |c| c + open);
-        out.push_str(&value(&rest[open + 1..close]));
+        let v = value(&rest[open + 1..close]);
+        out.push_str(&if multiline { continued(&v) } else { inline(&v) });
         rest = rest.get(close + 1..).unwrap_or("");
     }
     out.push_str(rest);

@@ -37,6 +37,38 @@ pub enum SchemaError {
     Missing(&'static str),
     #[error("data.essentials.monitorCondition is {0:?}; expected \"Fired\" or \"Resolved\"")]
     BadCondition(String),
+    /// Larger than the bridge keeps (store keys and records are bounded):
+    /// such a request can never succeed, so it is not worth a retry.
+    #[error("{field} is {len} bytes; at most {max} are accepted ({why})")]
+    TooLong {
+        field: &'static str,
+        len: usize,
+        max: usize,
+        why: &'static str,
+    },
+}
+
+/// An Azure alert id is about 130 characters; a store key must stay far
+/// below DynamoDB's 2,048-byte partition key, and both stores take the same.
+pub const ALERT_ID_MAX: usize = 1024;
+/// A timestamp the record keeps.
+pub const TIME_MAX: usize = 100;
+
+fn bounded(
+    field: &'static str,
+    value: Option<String>,
+    max: usize,
+    why: &'static str,
+) -> Result<Option<String>, SchemaError> {
+    match value {
+        Some(v) if v.len() > max => Err(SchemaError::TooLong {
+            field,
+            len: v.len(),
+            max,
+            why,
+        }),
+        other => Ok(other),
+    }
 }
 
 #[derive(Deserialize)]
@@ -101,10 +133,13 @@ pub fn parse(body: &[u8]) -> Result<Alert, SchemaError> {
     let Object(e) = data
         .essentials
         .ok_or(SchemaError::Missing("data.essentials"))?;
-    let alert_id = e
-        .alert_id
-        .0
-        .ok_or(SchemaError::Missing("data.essentials.alertId"))?;
+    let alert_id = bounded(
+        "data.essentials.alertId",
+        e.alert_id.0,
+        ALERT_ID_MAX,
+        "it is the correlation record's key",
+    )?
+    .ok_or(SchemaError::Missing("data.essentials.alertId"))?;
     let condition = match e.monitor_condition.0 {
         None => return Err(SchemaError::Missing("data.essentials.monitorCondition")),
         Some(c) if c.eq_ignore_ascii_case("fired") => MonitorCondition::Fired,
@@ -125,8 +160,18 @@ pub fn parse(body: &[u8]) -> Result<Alert, SchemaError> {
         target_ids: e.alert_target_ids.0,
         configuration_items: e.configuration_items.0,
         origin_alert_id: e.origin_alert_id.0,
-        fired_at: e.fired_date_time.0,
-        resolved_at: e.resolved_date_time.0,
+        fired_at: bounded(
+            "data.essentials.firedDateTime",
+            e.fired_date_time.0,
+            TIME_MAX,
+            "a timestamp, kept in the correlation record",
+        )?,
+        resolved_at: bounded(
+            "data.essentials.resolvedDateTime",
+            e.resolved_date_time.0,
+            TIME_MAX,
+            "a timestamp, kept in the correlation record",
+        )?,
         description: e.description.0,
         investigation_link: e.investigation_link.0,
         target_resource_group: e.target_resource_group.0,

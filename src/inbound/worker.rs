@@ -130,7 +130,7 @@ async fn deliver(app: &App, message: &SqsMessage) -> Fate {
     let in_order = receives < ORDER_PATIENCE;
     match delivery.deliver(&alert, m.seq, in_order).await {
         Ok(processed) => {
-            tracing::info!(alert_id = %alert.alert_id, seq = m.seq, outcome = processed.outcome.as_str(), incident = processed.incident.as_ref().map_or("", |i| i.number.as_str()), itsm_calls = processed.itsm_calls, receives, "queued notification delivered");
+            tracing::info!(alert_id = ?alert.alert_id, seq = m.seq, outcome = processed.outcome.as_str(), incident = ?processed.incident.as_ref().map_or("", |i| i.number.as_str()), itsm_calls = processed.itsm_calls, receives, "queued notification delivered");
             Fate::Delivered(processed)
         }
         Err(ProcessError::Itsm(e @ ItsmError::Rejected { .. }))

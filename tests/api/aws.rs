@@ -323,3 +323,35 @@ async fn bmc_credentials_come_from_the_secret() {
         reply.body
     );
 }
+
+/// An input the store cannot take gets a 400 that says why, never a 503
+/// Azure would retry for nothing; both stores draw the line in one place.
+#[tokio::test]
+async fn oversized_keys_are_refused_alike_by_both_stores() {
+    use itsm_bridge::inbound::common_schema::ALERT_ID_MAX;
+    for t in [
+        TestApp::spawn().await,
+        Spawn::default().dynamodb().start().await,
+    ] {
+        Mock::given(method("POST"))
+            .respond_with(created("INC0030001"))
+            .mount(&t.itsm)
+            .await;
+        let mut body = metric_alert("x", "Fired");
+        let longest = format!("/alerts/{}", "a".repeat(ALERT_ID_MAX - 8));
+        body["data"]["essentials"]["alertId"] = json!(longest);
+        let reply = t.post(&body).await;
+        assert_eq!(reply.status, 201, "{:?}", reply.body);
+        body["data"]["essentials"]["alertId"] = json!(format!("{longest}a"));
+        let reply = t.post(&body).await;
+        assert_eq!((reply.status, reply.outcome()), (400, "invalid_alert"));
+        assert!(
+            reply.message().contains("at most 1024"),
+            "{}",
+            reply.message()
+        );
+        body["data"]["essentials"]["alertId"] = json!("/alerts/time");
+        body["data"]["essentials"]["firedDateTime"] = json!("9".repeat(101));
+        assert_eq!(t.post(&body).await.status, 400);
+    }
+}

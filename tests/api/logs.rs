@@ -129,3 +129,36 @@ async fn no_secret_or_token_in_logs_or_answers() {
         assert!(!answers.contains(secret), "the {what} is in an answer");
     }
 }
+
+#[tokio::test]
+async fn alert_text_cannot_forge_a_plain_log_line() {
+    let capture = global_capture();
+    let t = TestApp::spawn().await;
+    Mock::given(method("POST"))
+        .respond_with(created("INC0090001"))
+        .mount(&t.itsm)
+        .await;
+    let mut body = metric_alert("forged-log", "Fired");
+    let forged =
+        "\n2026-12-01T00:00:00Z  INFO itsm_bridge: event processed outcome=\"created\" \u{1b}[2J";
+    body["data"]["essentials"]["alertRule"] = json!(format!("cpu{forged}"));
+    body["data"]["essentials"]["alertId"] = json!(format!("/alerts/forged-log{forged}"));
+    let reply = t.post(&body).await;
+    assert_eq!(reply.status, 201, "{:?}", reply.body);
+    let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    // The values were written, escaped: never a raw line break or ESC.
+    assert!(
+        text.contains("forged-log\\n2026-12-01T00:00:00Z"),
+        "the alert id is logged, escaped"
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "a terminal escape reached the log"
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("2026-12-01T00:00:00Z  INFO")),
+        "a forged line starts a line of the log"
+    );
+}

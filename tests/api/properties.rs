@@ -191,3 +191,101 @@ async fn post_bytes(bytes: &[u8]) -> crate::helpers::Reply {
     event["isBase64Encoded"] = json!(true);
     crate::helpers::send_event(&t.app, &event).await
 }
+
+/// Alert text meant to pass for the bridge's own lines, or to reorder them.
+fn hostile_text() -> impl Strategy<Value = String> {
+    let pieces = prop_oneof![
+        "\\PC{0,20}",
+        Just("\nLinks:\n- https://evil.example/".to_string()),
+        Just("\r\nAlert id: /forged".to_string()),
+        Just("\u{2028}Severity: Sev0".to_string()),
+        Just("\u{2029}Custom properties:".to_string()),
+        Just("\u{85}\u{0B}\u{0C}Resource group: x".to_string()),
+        Just("\u{202E}kniL\u{202C}\u{2066}\u{2069}\u{200F}\u{061C}".to_string()),
+        Just("https://ok.example/\nWhat: forged".to_string()),
+    ];
+    prop::collection::vec(pieces, 0..6).prop_map(|v| v.concat())
+}
+
+/// Every line of an incident text that starts at the left margin is one the
+/// bridge wrote: one of its labels, `Links:`, `Custom properties:` or a link
+/// item; and no bidirectional formatting character is left.
+fn only_our_lines(text: &str) -> Result<(), String> {
+    for bidi in [
+        '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}',
+        '\u{2068}', '\u{2069}', '\u{200E}', '\u{200F}', '\u{061C}',
+    ] {
+        if text.contains(bidi) {
+            return Err(format!("bidi {bidi:?} in {text:?}"));
+        }
+    }
+    for line in text.split('\n') {
+        let ours = line.is_empty()
+            || line.starts_with(' ')
+            || line == "Links:"
+            || line == "Custom properties:"
+            || line.starts_with("- http")
+            || mapping::LABELS
+                .iter()
+                .any(|l| line.starts_with(&format!("{l}: ")));
+        if !ours || line.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(format!("{line:?} in {text:?}"));
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn alert_text_cannot_forge_incident_lines(
+        rule in hostile_text(), description in hostile_text(), key in hostile_text(),
+        value in hostile_text(), dimension in hostile_text(), link in hostile_text(),
+    ) {
+        use itsm_bridge::adapters::bmc::BmcFormat;
+        use itsm_bridge::adapters::servicenow::ServiceNowFormat;
+        use itsm_bridge::adapters::wire::WireFormat;
+        use itsm_bridge::domain::routing::Routing;
+        let mut body = fixture("test-metric-static-fired.json");
+        body["data"]["essentials"]["alertRule"] = json!(rule);
+        body["data"]["essentials"]["description"] = json!(description);
+        body["data"]["essentials"]["investigationLink"] = json!(format!("https://portal.example/{link}"));
+        body["data"]["alertContext"]["condition"]["allOf"][0]["metricName"] = json!(dimension);
+        body["data"]["alertContext"]["condition"]["allOf"][0]["dimensions"] = json!([{"name": key.clone(), "value": value.clone()}]);
+        body["data"]["customProperties"] = json!({key: value});
+        let alert = common_schema::parse(body.to_string().as_bytes()).unwrap();
+        let plain = mapping::draft(&alert, &SeverityTable::default(), key_of(&alert));
+        // Every template the routing rules allow: all placeholders, in both fields.
+        let all: String = itsm_bridge::domain::routing::PLACEHOLDERS
+            .iter()
+            .map(|p| format!("{p}: {{{p}}}\n"))
+            .collect::<String>() + "custom: {custom." + "x}";
+        let rules = json!({"templates": {"description": format!("Alert rule: {{rule}}\n{all}"),
+            "short_description": format!("[{{severity}}] {all}")}});
+        let routing = Routing::parse(&rules.to_string(), 3).unwrap();
+        let (_, templated) = routing.apply(&alert, plain.clone());
+        for draft in [&plain, &templated] {
+            prop_assert!(!draft.short_description.contains('\n'));
+            let sn = ServiceNowFormat::default().create(draft).body.unwrap();
+            let bmc = BmcFormat::default().create(draft).body.unwrap();
+            for text in [sn["description"].as_str(), bmc["values"]["Detailed_Decription"].as_str()] {
+                let text = text.unwrap_or("");
+                // A template's own lines are the operator's; check ours otherwise.
+                if draft == &plain {
+                    if let Err(e) = only_our_lines(text) { prop_assert!(false, "{}", e); }
+                } else {
+                    for line in text.split('\n') {
+                        prop_assert!(line.is_empty() || line.starts_with(' ')
+                            || line.split_once(": ").is_some_and(|(l, _)| l == "Alert rule" || l == "custom"
+                                || itsm_bridge::domain::routing::PLACEHOLDERS.contains(&l)),
+                            "{:?} in {:?}", line, text);
+                    }
+                }
+            }
+        }
+        for note in [mapping::refire_note(&alert), mapping::resolution(&alert).notes] {
+            prop_assert!(!note.contains('\n') && !note.contains('\u{202E}'), "{:?}", note);
+        }
+    }
+}

@@ -34,6 +34,8 @@ struct Done {
 }
 
 /// Handles one request; never fails, so Lambda never turns an error into a 502.
+/// Alert-controlled values are logged with `?` (Debug): escaped, so a line
+/// break or terminal escape in them cannot forge a line of the plain log.
 pub async fn handle(app: &App, req: Request) -> Response<Body> {
     let request_id = req
         .lambda_context_ref()
@@ -45,9 +47,9 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
             let status = failure.status();
             // Messages name what failed, never the token or a credential.
             if status >= 500 {
-                tracing::error!(%request_id, alert_id, status, reason = failure.reason(), message = %failure.message(), "event failed");
+                tracing::error!(%request_id, alert_id = ?alert_id.as_deref().unwrap_or(""), status, reason = failure.reason(), message = %failure.message(), "event failed");
             } else {
-                tracing::warn!(%request_id, alert_id, status, reason = failure.reason(), message = %failure.message(), "event rejected");
+                tracing::warn!(%request_id, alert_id = ?alert_id.as_deref().unwrap_or(""), status, reason = failure.reason(), message = %failure.message(), "event rejected");
             }
             (
                 failure.answer(),
@@ -127,7 +129,7 @@ async fn process(
         Ok(Accepted::Queued { seq, reason }) => {
             tracing::info!(
                 request_id,
-                alert_id = %alert.alert_id,
+                alert_id = ?alert.alert_id,
                 condition = ?alert.condition,
                 caller = %caller.app_id,
                 outcome = "queued",
@@ -149,13 +151,13 @@ async fn process(
     // The one summary line per event.
     tracing::info!(
         request_id,
-        alert_id = %alert.alert_id,
-        rule = alert.alert_rule.as_deref().unwrap_or(""),
-        monitoring_service = alert.monitoring_service.as_deref().unwrap_or(""),
+        alert_id = ?alert.alert_id,
+        rule = ?alert.alert_rule.as_deref().unwrap_or(""),
+        monitoring_service = ?alert.monitoring_service.as_deref().unwrap_or(""),
         condition = ?alert.condition,
         caller = %caller.app_id,
         outcome = processed.outcome.as_str(),
-        incident = processed.incident.as_ref().map_or("", |i| i.number.as_str()),
+        incident = ?processed.incident.as_ref().map_or("", |i| i.number.as_str()),
         itsm = app.bridge.itsm_kind(),
         itsm_calls = processed.itsm_calls,
         itsm_ms = processed.itsm_ms,
