@@ -33,6 +33,18 @@ pub(crate) fn request(
         status: 0,
         message: format!("bad request path: {e}"),
     })?;
+    // The one door every credentialed request goes through: whatever a path
+    // holds ("//host", "\\host", dot segments), it stays on the configured
+    // scheme, host and port.
+    if url.origin() != base.origin() {
+        return Err(ItsmError::Rejected {
+            status: 0,
+            message: format!(
+                "refusing to send credentials to {}: not the configured ITSM host",
+                url.origin().ascii_serialization()
+            ),
+        });
+    }
     let method = reqwest::Method::from_bytes(req.method.as_bytes()).expect("static method");
     let builder = http.request(method, url);
     Ok(match &req.body {
@@ -77,5 +89,34 @@ pub(crate) fn failure(
             message: format!("{itsm} refused the credentials ({message}); check {credentials}"),
         },
         _ => ItsmError::Rejected { status, message },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_path_leaves_the_configured_host() {
+        let http = client(Duration::from_secs(1)).unwrap();
+        let base = url::Url::parse("https://tenant-restapi.onbmc.com/").unwrap();
+        for path in [
+            "//evil.example/api",
+            "\\\\evil.example\\api",
+            "https://evil.example/api",
+            "http://tenant-restapi.onbmc.com/api",
+            "https://tenant-restapi.onbmc.com:8443/api",
+        ] {
+            let req = ItsmRequest::new("GET", path, &[], None);
+            assert!(
+                matches!(
+                    request(&http, &base, &req),
+                    Err(ItsmError::Rejected { status: 0, .. })
+                ),
+                "{path}"
+            );
+        }
+        let ok = ItsmRequest::new("GET", "/api/arsys/v1/entry/x", &[], None);
+        assert!(request(&http, &base, &ok).is_ok());
     }
 }

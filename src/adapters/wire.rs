@@ -86,3 +86,23 @@ pub fn checked_key(key: &str) -> Result<&str, ItsmError> {
     }
     Ok(key)
 }
+
+/// A record id taken from an ITSM answer, before it goes into a request
+/// path: letters, digits and `|`, `_`, `-` only (ServiceNow's 32-hex
+/// `sys_id`, BMC's `000000000000101` or `INC…|INC…`), so that no `..`, `/`
+/// or `%` in an answer can steer a request elsewhere.
+pub fn checked_id<'a>(itsm: &str, id: &'a str) -> Result<&'a str, ItsmError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '|' | '_' | '-'));
+    if ok {
+        Ok(id)
+    } else {
+        Err(ItsmError::Rejected {
+            status: 0,
+            message: format!("{itsm} answered with a record id that is not one: {id:?}"),
+        })
+    }
+}

@@ -422,3 +422,39 @@ async fn refire_reopen_and_note_use_the_entry_and_the_work_log() {
         reply.body
     );
 }
+
+#[tokio::test]
+async fn a_location_elsewhere_never_gets_the_token() {
+    for location in [
+        "https://evil.example/api/arsys/v1/entry/HPD:IncidentInterface_Create/000000000000103",
+        "//evil.example/api/arsys/v1/entry/HPD:IncidentInterface_Create/000000000000103",
+        "\\\\evil.example\\api",
+        "/api/arsys/v1/entry/HPD:IncidentInterface_Create/%2e%2e/%2e%2e/jwt/logout",
+        "/api/arsys/v1/entry/HPD:IncidentInterface_Create/..%2F..%2Fjwt%2Flogout",
+        "/api/jwt/logout",
+    ] {
+        let t = Spawn::default().bmc().start().await;
+        login(&t, "tok-1", 1).await;
+        Mock::given(method("POST"))
+            .and(path(CREATE))
+            .respond_with(ResponseTemplate::new(201).insert_header("Location", location))
+            .mount(&t.itsm)
+            .await;
+        let reply = t.post(&metric_alert("bmc-location", "Fired")).await;
+        assert_eq!(
+            (reply.status, reply.outcome()),
+            (502, "itsm_rejected"),
+            "{location}: {:?}",
+            reply.body
+        );
+        assert!(
+            reply.message().contains("not followed"),
+            "{}",
+            reply.message()
+        );
+        // Nothing but the login and the create reached BMC.
+        let requests = t.itsm.received_requests().await.unwrap();
+        let paths: Vec<&str> = requests.iter().map(|r| r.url.path()).collect();
+        assert_eq!(paths, ["/api/jwt/login", CREATE], "{location}");
+    }
+}

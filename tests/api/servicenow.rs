@@ -813,3 +813,54 @@ async fn routing_rules_set_assignment_fields_and_texts() {
         reply.body
     );
 }
+
+#[tokio::test]
+async fn an_id_in_an_answer_cannot_steer_a_request() {
+    use itsm_bridge::adapters::secrets::CredentialSource;
+    use itsm_bridge::adapters::servicenow::{
+        Credentials, IncidentFields, ServiceNowClient, ServiceNowConfig,
+    };
+    use itsm_bridge::domain::correlation::IncidentRef;
+    use itsm_bridge::domain::mapping::Resolution;
+    use itsm_bridge::domain::ports::{ItsmClient, ItsmError};
+    let t = TestApp::spawn().await;
+    let client = ServiceNowClient::new(
+        ServiceNowConfig {
+            instance_url: t.itsm.uri().parse().unwrap(),
+            fields: IncidentFields::default(),
+            timeout: Duration::from_secs(2),
+        },
+        CredentialSource::Fixed(Credentials::Basic {
+            username: SN_USER.into(),
+            password: SN_PASSWORD.into(),
+        }),
+        None,
+    )
+    .unwrap();
+    let key = correlation_key("/alerts/steered");
+    let steer = "../../../api/now/table/sys_user/6816f79cc0a8016401c5a33be04be441";
+    // A lookup answer whose record carries the key but a path for a sys_id.
+    lookup_mock()
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": [
+            {"sys_id": steer, "number": "INC0010099", "correlation_id": key}]})))
+        .mount(&t.itsm)
+        .await;
+    assert_eq!(
+        client.find(&key).await,
+        Ok(None),
+        "not an incident we can address"
+    );
+    // An id from anywhere (a record, say) is checked before it is sent.
+    let forged = IncidentRef {
+        id: steer.into(),
+        number: "INC0010099".into(),
+    };
+    let resolution = Resolution { notes: "n".into() };
+    assert!(matches!(
+        client.resolve(&forged, &resolution).await,
+        Err(ItsmError::Rejected { status: 0, .. })
+    ));
+    assert!(client.note(&forged, "n").await.is_err());
+    let requests = t.itsm.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 1, "only the lookup was sent");
+}

@@ -10,10 +10,10 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use url::Url;
 
-use super::format::{BmcFields, BmcFormat};
+use super::format::{BmcFields, BmcFormat, CREATE_FORM};
 use crate::adapters::itsm_http::{HttpClientError, describe, failure};
 use crate::adapters::secrets::{CredentialSource, SecretError};
-use crate::adapters::wire::{ItsmRequest, RequestLog, checked_key};
+use crate::adapters::wire::{ItsmRequest, RequestLog, checked_id, checked_key};
 use crate::domain::correlation::IncidentRef;
 use crate::domain::mapping::{IncidentDraft, Resolution};
 use crate::domain::ports::{ItsmClient, ItsmError, ResolveOutcome};
@@ -155,6 +155,33 @@ impl BmcClient {
         })
     }
 
+    /// The id of the entry a create's `Location` names. The URL is not
+    /// followed: only an id of the create form on the configured host is
+    /// taken, and the request is rebuilt on the configured base from it.
+    fn created_id(&self, location: &str) -> Result<String, ItsmError> {
+        let refuse = |why: &str| ItsmError::Rejected {
+            status: 0,
+            message: format!(
+                "BMC answered the create with Location {location:?}: {why}; not followed"
+            ),
+        };
+        let url = self.base.join(location).map_err(|_| refuse("not a URL"))?;
+        if url.origin() != self.base.origin() {
+            return Err(refuse("another scheme, host or port than BMC_URL"));
+        }
+        let prefix = format!("/api/arsys/v1/entry/{CREATE_FORM}/");
+        let raw = url
+            .path()
+            .strip_prefix(&prefix)
+            .ok_or_else(|| refuse("not an entry of the create form"))?;
+        let id = url::form_urlencoded::parse(format!("id={raw}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        checked_id("BMC Helix", &id).map_err(|_| refuse("not an entry id"))?;
+        Ok(id)
+    }
+
     /// One token per container, renewed before it expires or after a 401.
     async fn token(&self) -> Result<String, ItsmError> {
         let mut cached = self.token.lock().await;
@@ -276,11 +303,9 @@ impl ItsmClient for BmcClient {
         if number.is_none()
             && let Some(location) = answer.location
         {
-            let path = Url::parse(&location)
-                .map(|u| u.path().to_string())
-                .unwrap_or(location);
+            let id = self.created_id(&location)?;
             number = value(
-                &self.send(self.format.read_created(&path)).await?.body,
+                &self.send(self.format.read_created(&id)).await?.body,
                 "Incident Number",
             );
         }
@@ -322,6 +347,8 @@ impl ItsmClient for BmcClient {
                 incident.number
             ))
         })?;
+        checked_id("BMC Helix", &request_id)?;
+        checked_id("BMC Helix", &request_id)?;
         self.send(self.format.reopen_request(&request_id)).await?;
         self.note(incident, note).await
     }

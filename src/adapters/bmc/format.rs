@@ -132,10 +132,11 @@ impl BmcFormat {
     }
 
     /// Reads the created entry when the create answer had no body.
-    pub fn read_created(&self, location_path: &str) -> ItsmRequest {
+    /// Reads back the entry a create made, by its (checked) id.
+    pub fn read_created(&self, id: &str) -> ItsmRequest {
         ItsmRequest::new(
             "GET",
-            location_path,
+            &format!("{}/{}", entry_path(CREATE_FORM), segment(id)),
             &[("fields", "values(Incident Number)")],
             None,
         )

@@ -13,7 +13,7 @@ use super::auth::{Authenticator, Credentials};
 use super::format::{IncidentFields, ServiceNowFormat};
 use crate::adapters::itsm_http::{HttpClientError, describe, failure};
 use crate::adapters::secrets::CredentialSource;
-use crate::adapters::wire::{ItsmRequest, RequestLog, WireFormat, checked_key};
+use crate::adapters::wire::{ItsmRequest, RequestLog, WireFormat, checked_id, checked_key};
 use crate::domain::correlation::IncidentRef;
 use crate::domain::mapping::{IncidentDraft, Resolution};
 use crate::domain::ports::{ItsmClient, ItsmError, ResolveOutcome};
@@ -172,9 +172,12 @@ fn field(v: &Value, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The incident in a record of an answer; its `sys_id` goes into request
+/// paths later, so one that is not an id does not count.
 fn incident(v: &Value) -> Option<IncidentRef> {
+    let id = field(v, "sys_id").filter(|id| checked_id("ServiceNow", id).is_ok())?;
     Some(IncidentRef {
-        id: field(v, "sys_id")?,
+        id,
         number: field(v, "number")?,
     })
 }
@@ -218,11 +221,13 @@ impl ItsmClient for ServiceNowClient {
     }
 
     async fn reopen(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
+        checked_id("ServiceNow", &incident.id)?;
         self.update(incident, self.format.reopen_request(incident, note))
             .await
     }
 
     async fn note(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
+        checked_id("ServiceNow", &incident.id)?;
         self.update(incident, self.format.note_request(incident, note))
             .await
     }
@@ -232,6 +237,7 @@ impl ItsmClient for ServiceNowClient {
         incident: &IncidentRef,
         resolution: &Resolution,
     ) -> Result<ResolveOutcome, ItsmError> {
+        checked_id("ServiceNow", &incident.id)?;
         match self
             .send(self.format.resolve_request(incident, resolution))
             .await
