@@ -203,3 +203,31 @@ async fn a_cached_token_is_refused_after_it_expires() {
     assert_eq!(reply.status, 401);
     assert!(reply.message().contains("expired"));
 }
+
+#[tokio::test]
+async fn a_key_removed_from_the_set_stops_its_cached_tokens() {
+    let t = TestApp::spawn().await;
+    let old = t.token();
+    assert_eq!(bearer(&t, &old).await.status, 200);
+    assert_eq!(bearer(&t, &old).await.status, 200, "cached");
+    // Entra retires the old key: the set now lists only a new one.
+    let rotated = DevKey::generate();
+    t.entra.reset().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(rotated.jwks()))
+        .mount(&t.entra)
+        .await;
+    // A token by the new key prompts the refresh that drops the old one...
+    assert_eq!(bearer(&t, &rotated.sign(&t.claims())).await.status, 200);
+    // ...and the cached verdict for the old key's token goes with it.
+    let reply = bearer(&t, &old).await;
+    assert_eq!(reply.status, 401, "{:?}", reply.body);
+    assert!(
+        reply
+            .message()
+            .contains("no longer in the tenant's key set"),
+        "{}",
+        reply.message()
+    );
+    assert_eq!(bearer(&t, &old).await.status, 401);
+}

@@ -2,12 +2,13 @@
 //! sends one token with many calls, so most calls skip the RSA check.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::domain::ports::Caller;
 
 pub struct VerifiedCache {
-    entries: Mutex<HashMap<[u8; 32], (i64, Caller)>>,
+    /// Digest → (valid until, who, the `kid` that signed it).
+    entries: Mutex<HashMap<[u8; 32], (i64, Caller, Arc<str>)>>,
     capacity: usize,
 }
 
@@ -17,7 +18,8 @@ pub fn digest(token: &str) -> [u8; 32] {
 }
 
 pub enum Lookup {
-    Hit(Caller),
+    /// Verified before, by the key `kid`: valid while that key is listed.
+    Hit(Caller, Arc<str>),
     Expired,
     Miss,
 }
@@ -37,7 +39,7 @@ impl VerifiedCache {
         }
         let mut entries = self.entries.lock().expect("cache lock");
         match entries.get(key) {
-            Some((until, caller)) if now <= *until => Lookup::Hit(caller.clone()),
+            Some((until, caller, kid)) if now <= *until => Lookup::Hit(caller.clone(), kid.clone()),
             Some(_) => {
                 entries.remove(key);
                 Lookup::Expired
@@ -46,19 +48,24 @@ impl VerifiedCache {
         }
     }
 
-    pub fn insert(&self, key: [u8; 32], valid_until: i64, caller: Caller, now: i64) {
+    /// Forgets a verdict whose signing key is gone.
+    pub fn remove(&self, key: &[u8; 32]) {
+        self.entries.lock().expect("cache lock").remove(key);
+    }
+
+    pub fn insert(&self, key: [u8; 32], valid_until: i64, caller: Caller, kid: Arc<str>, now: i64) {
         if self.capacity == 0 {
             return;
         }
         let mut entries = self.entries.lock().expect("cache lock");
         if entries.len() >= self.capacity {
-            entries.retain(|_, (until, _)| now <= *until);
+            entries.retain(|_, (until, _, _)| now <= *until);
             if entries.len() >= self.capacity {
                 // Bounded memory beats a perfect hit rate: start over.
                 entries.clear();
             }
         }
-        entries.insert(key, (valid_until, caller));
+        entries.insert(key, (valid_until, caller, kid));
     }
 
     #[cfg(test)]
@@ -82,12 +89,12 @@ mod tests {
     #[test]
     fn expiry_is_checked_on_every_use_and_memory_is_bounded() {
         let cache = VerifiedCache::new(2);
-        cache.insert(digest("one"), 100, caller(), 0);
-        assert!(matches!(cache.get(&digest("one"), 100), Lookup::Hit(_)));
+        cache.insert(digest("one"), 100, caller(), "k1".into(), 0);
+        assert!(matches!(cache.get(&digest("one"), 100), Lookup::Hit(_, kid) if &*kid == "k1"));
         assert!(matches!(cache.get(&digest("one"), 101), Lookup::Expired));
         assert!(matches!(cache.get(&digest("one"), 50), Lookup::Miss));
         for i in 0..10 {
-            cache.insert(digest(&i.to_string()), 100, caller(), 0);
+            cache.insert(digest(&i.to_string()), 100, caller(), "k1".into(), 0);
             assert!(cache.len() <= 2);
         }
     }

@@ -5,6 +5,7 @@ mod cache;
 mod devkey;
 mod keys;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -126,7 +127,8 @@ impl EntraVerifier {
     }
 
     /// Full verification: header, signature, standard claims, then Entra's.
-    async fn verify_token(&self, token: &str) -> Result<(Caller, i64), AuthError> {
+    /// The caller, how long the verdict holds, and the signing key's `kid`.
+    async fn verify_token(&self, token: &str) -> Result<(Caller, i64, Arc<str>), AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| unauthenticated("the bearer token is not a JWT"))?;
         if header.alg != Algorithm::RS256 {
@@ -193,7 +195,11 @@ impl EntraVerifier {
             tenant_id: self.config.tenant_id.clone(),
             token_version: version.into(),
         };
-        Ok((who, claims.exp + self.config.leeway_secs as i64))
+        Ok((
+            who,
+            claims.exp + self.config.leeway_secs as i64,
+            Arc::from(kid),
+        ))
     }
 }
 
@@ -220,12 +226,23 @@ impl TokenVerifier for EntraVerifier {
         let key = digest(token);
         let now = (self.clock)();
         match self.verified.get(&key, now) {
-            Lookup::Hit(caller) => return Ok(caller),
+            // Only while its key is still listed (the key set's schedule and
+            // unknown-kid refetches decide that): a removed key stops working.
+            Lookup::Hit(caller, kid) => {
+                if self.keys.key(&kid).await?.is_some() {
+                    return Ok(caller);
+                }
+                self.verified.remove(&key);
+                return Err(unauthenticated(
+                    "the token was signed by a key that is no longer in the tenant's key set",
+                ));
+            }
             Lookup::Expired => return Err(unauthenticated("the token has expired")),
             Lookup::Miss => {}
         }
-        let (caller, valid_until) = self.verify_token(token).await?;
-        self.verified.insert(key, valid_until, caller.clone(), now);
+        let (caller, valid_until, kid) = self.verify_token(token).await?;
+        self.verified
+            .insert(key, valid_until, caller.clone(), kid, now);
         Ok(caller)
     }
 }
