@@ -7,9 +7,15 @@ use std::sync::{Arc, Mutex};
 use crate::domain::ports::Caller;
 
 pub struct VerifiedCache {
-    /// Digest → (valid until, who, the `kid` that signed it).
-    entries: Mutex<HashMap<[u8; 32], (i64, Caller, Arc<str>)>>,
+    entries: Mutex<HashMap<[u8; 32], Entry>>,
     capacity: usize,
+}
+
+/// A verified token: until when, who, and the `kid` that signed it.
+struct Entry {
+    until: i64,
+    caller: Caller,
+    kid: Arc<str>,
 }
 
 pub fn digest(token: &str) -> [u8; 32] {
@@ -39,7 +45,7 @@ impl VerifiedCache {
         }
         let mut entries = self.entries.lock().expect("cache lock");
         match entries.get(key) {
-            Some((until, caller, kid)) if now <= *until => Lookup::Hit(caller.clone(), kid.clone()),
+            Some(e) if now <= e.until => Lookup::Hit(e.caller.clone(), e.kid.clone()),
             Some(_) => {
                 entries.remove(key);
                 Lookup::Expired
@@ -59,13 +65,20 @@ impl VerifiedCache {
         }
         let mut entries = self.entries.lock().expect("cache lock");
         if entries.len() >= self.capacity {
-            entries.retain(|_, (until, _, _)| now <= *until);
+            entries.retain(|_, e| now <= e.until);
             if entries.len() >= self.capacity {
                 // Bounded memory beats a perfect hit rate: start over.
                 entries.clear();
             }
         }
-        entries.insert(key, (valid_until, caller, kid));
+        entries.insert(
+            key,
+            Entry {
+                until: valid_until,
+                caller,
+                kid,
+            },
+        );
     }
 
     #[cfg(test)]
