@@ -40,6 +40,57 @@ pub enum StartError {
     OutboxNeedsEmbeddedStore,
 }
 
+/// Logging for every role: Lambda's advanced logging controls
+/// (`AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`; `AWS_LAMBDA_LOG_FORMAT=JSON`), as
+/// `lambda_runtime`'s default subscriber reads them, with one difference:
+/// the crates that write secrets at their most verbose levels are held
+/// below those levels whatever is asked, so that TRACE stays safe to turn on.
+/// `lambda_runtime` logs each raw event (with its `Authorization` header) at
+/// TRACE; `aws_sigv4` logs canonical requests (with the session token).
+pub fn init_logging() {
+    use std::str::FromStr;
+    use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{Layer, fmt};
+
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .and_then(|l| LevelFilter::from_str(&l).ok())
+        .unwrap_or(LevelFilter::INFO);
+    let asked = EnvFilter::builder()
+        .with_default_directive(level.into())
+        .from_env_lossy();
+    let safe = Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_target("lambda_runtime", LevelFilter::INFO)
+        .with_target("lambda_runtime_api_client", LevelFilter::INFO)
+        .with_target("lambda_http", LevelFilter::INFO)
+        .with_target("aws_sigv4", LevelFilter::INFO)
+        .with_target("aws_smithy_runtime", LevelFilter::DEBUG)
+        .with_target("aws_smithy_runtime_api", LevelFilter::DEBUG)
+        .with_target("aws_smithy_http_client", LevelFilter::DEBUG)
+        .with_target("aws_config", LevelFilter::DEBUG)
+        .with_target("hyper", LevelFilter::DEBUG)
+        .with_target("hyper_util", LevelFilter::DEBUG)
+        .with_target("h2", LevelFilter::DEBUG)
+        .with_target("reqwest", LevelFilter::DEBUG)
+        .with_target("rustls", LevelFilter::DEBUG);
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let layer = fmt::layer()
+        .with_target(false)
+        .without_time()
+        .with_ansi(false);
+    let layer = if json {
+        layer.json().with_filter(asked.and(safe)).boxed()
+    } else {
+        layer.with_filter(asked.and(safe)).boxed()
+    };
+    // A second call (tests, replay) keeps the first subscriber.
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
 /// The AWS SDK's shared configuration (region, credentials chain,
 /// `AWS_ENDPOINT_URL`), loaded only when a setting needs AWS.
 pub async fn aws_config(config: &Config) -> Option<aws_config::SdkConfig> {

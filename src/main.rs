@@ -16,8 +16,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    // Honours AWS_LAMBDA_LOG_FORMAT=JSON and AWS_LAMBDA_LOG_LEVEL / RUST_LOG.
-    lambda_http::tracing::init_default_subscriber();
+    // Honours AWS_LAMBDA_LOG_FORMAT=JSON and AWS_LAMBDA_LOG_LEVEL / RUST_LOG,
+    // with the crates that log secrets held below their verbose levels.
+    bootstrap::init_logging();
     let lookup = |k: &str| std::env::var(k).ok();
     // Refuses to start without ENTRA_TENANT_ID and ENTRA_AUDIENCES: no
     // request is ever served unauthenticated.

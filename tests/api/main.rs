@@ -2,6 +2,7 @@
 
 mod auth;
 mod aws;
+mod binary_logs;
 mod bmc;
 mod edge;
 mod fakes;

@@ -515,3 +515,16 @@ fn a_store_without_credentials_says_so_in_a_line() {
         message.len()
     );
 }
+
+#[test]
+fn the_files_replay_writes_are_its_owners_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let state = parent.path().join("state");
+    let (code, _) = replay(&state, &[], &["metric-static-fired.json"], &[]);
+    assert_eq!(code, 0);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&state.join("dev-signing-key.pem")), 0o600);
+    assert_eq!(mode(&state.join("correlation.redb")), 0o600);
+}

@@ -69,8 +69,9 @@ impl DevKey {
             Ok(pem) => DevKey::from_pem(&pem),
             Err(_) => {
                 let key = DevKey::generate();
-                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-                std::fs::write(&path, &key.pem).map_err(|e| format!("{}: {e}", path.display()))?;
+                crate::adapters::private_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                crate::adapters::write_private(&path, key.pem.as_bytes())
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
                 Ok(key)
             }
         }

@@ -20,12 +20,16 @@ pub struct RedbStore {
 impl RedbStore {
     /// Opens (or creates) `dir/correlation.redb`, creating `dir` if needed.
     pub fn open(dir: &Path) -> Result<RedbStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
+        crate::adapters::private_dir(dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
         })?;
         let path = dir.join("correlation.redb");
         let db = Database::create(&path)
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        // Alert ids, incident numbers and queued alerts: its owner's only.
+        crate::adapters::make_private(&path).map_err(|e| {
+            StoreError::Unavailable(format!("cannot restrict {}: {e}", path.display()))
+        })?;
         Ok(RedbStore { db: Arc::new(db) })
     }
 

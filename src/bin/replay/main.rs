@@ -147,7 +147,7 @@ impl From<std::io::Error> for Halt {
 
 async fn run(args: Args) -> Result<bool, Halt> {
     if std::env::var_os("RUST_LOG").is_some() {
-        lambda_http::tracing::init_default_subscriber();
+        bootstrap::init_logging();
     }
     let (config, token) = configure(&args)?;
     // Every FILE is read before any is processed, so that a missing or
