@@ -167,6 +167,22 @@ impl Esm<'_> {
     }
 }
 
+/// While the ITSM is down: `n` alerts fire and resolve, all queued.
+async fn queue_fired_and_resolved(t: &TestApp, prefix: &str, n: usize) {
+    for i in 0..n {
+        let id = format!("{prefix}-{i}");
+        for condition in ["Fired", "Resolved"] {
+            let reply = t.post(&metric_alert(&id, condition)).await;
+            assert_eq!(
+                reply.outcome(),
+                "queued",
+                "{id} {condition}: {:?}",
+                reply.body
+            );
+        }
+    }
+}
+
 fn incidents_by_key(fake: &Fake) -> HashMap<String, Vec<Value>> {
     let mut out: HashMap<String, Vec<Value>> = HashMap::new();
     for i in fake.incidents() {
@@ -306,17 +322,7 @@ async fn azures_repeated_delivery_of_a_queued_notification_is_queued_once() {
 async fn a_worker_killed_mid_batch_loses_and_duplicates_nothing() {
     let (t, fake) = spawn(50).await;
     fake.set_down(true);
-    for i in 0..6 {
-        let id = format!("killed-{i}");
-        assert_eq!(
-            t.post(&metric_alert(&id, "Fired")).await.outcome(),
-            "queued"
-        );
-        assert_eq!(
-            t.post(&metric_alert(&id, "Resolved")).await.outcome(),
-            "queued"
-        );
-    }
+    queue_fired_and_resolved(&t, "killed", 6).await;
     fake.set_down(false);
     let esm = Esm { t: &t };
     // The worker delivers a batch, then dies before Lambda deletes anything.
@@ -478,17 +484,7 @@ async fn a_rate_limited_itsm_is_drained_at_its_pace_without_loss() {
     let (t, fake) = spawn(50).await;
     fake.set_down(true);
     let alerts = 15;
-    for i in 0..alerts {
-        let id = format!("paced-{i}");
-        assert_eq!(
-            t.post(&metric_alert(&id, "Fired")).await.outcome(),
-            "queued"
-        );
-        assert_eq!(
-            t.post(&metric_alert(&id, "Resolved")).await.outcome(),
-            "queued"
-        );
-    }
+    queue_fired_and_resolved(&t, "paced", alerts).await;
     // Back, but with a rate limit rule: 5 requests a second.
     fake.set_down(false);
     fake.set_rate_limit(5);
