@@ -201,70 +201,6 @@ impl Bridge {
         }
     }
 
-    /// A Fired with another `firedDateTime` than the one recorded, for an
-    /// alert that resolved: it fired again (not a late delivery).
-    fn fires_again(&self, alert: &Alert, r: &CorrelationRecord) -> bool {
-        use RecordState::*;
-        self.settings.refire != RefirePolicy::Ignore
-            && matches!(r.state, Resolved | IncidentGone | ResolvedWithoutIncident)
-            && alert.fired_at.is_some()
-            && alert.fired_at != r.fired_at
-    }
-
-    async fn refire(
-        &self,
-        alert: &Alert,
-        r: CorrelationRecord,
-        now: i64,
-        tally: &Tally,
-    ) -> Result<Processed, ProcessError> {
-        let note = mapping::refire_note(alert);
-        let existing = r
-            .incident
-            .clone()
-            .filter(|_| r.state == RecordState::Resolved);
-        let (state, outcome) = match (self.settings.refire, existing) {
-            (RefirePolicy::Reopen, Some(incident)) => {
-                self.settings
-                    .retry
-                    .run(tally, |_| self.itsm.reopen(&incident, &note))
-                    .await?;
-                (RecordState::Open, Outcome::Reopened)
-            }
-            (RefirePolicy::Note, Some(incident)) => {
-                self.settings
-                    .retry
-                    .run(tally, |_| self.itsm.note(&incident, &note))
-                    .await?;
-                (RecordState::Resolved, Outcome::Noted)
-            }
-            // `new`, or nothing to reopen or note: a new incident, under a
-            // key of its own so that a lookup never finds the old one.
-            _ => {
-                let mut claim = self.next(Some(&r), alert, RecordState::Claimed, None, now);
-                claim.incident = None;
-                claim.correlation_key = correlation_key(&format!(
-                    "{}|{}",
-                    alert.alert_id,
-                    alert.fired_at.as_deref().unwrap_or_default()
-                ));
-                claim.lease_until = now + self.settings.lease_secs;
-                claim.fired_at = alert.fired_at.clone();
-                claim.resolved_at = None;
-                self.store.put(&claim, Some(r.version), now).await?;
-                return self.open(alert, claim, false, tally).await;
-            }
-        };
-        let now = (self.clock)();
-        let mut rec = self.next(Some(&r), alert, state, None, now);
-        rec.fired_at = alert.fired_at.clone();
-        if state == RecordState::Open {
-            rec.resolved_at = None;
-        }
-        self.store.put(&rec, Some(r.version), now).await?;
-        Ok(Processed::new(outcome, rec.incident))
-    }
-
     /// Takes the alert for this attempt: a conditional write that only one
     /// concurrent delivery can win.
     async fn claim(
@@ -412,5 +348,6 @@ impl Bridge {
     }
 }
 
+mod refire;
 #[cfg(test)]
 mod tests;

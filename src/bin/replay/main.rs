@@ -368,6 +368,12 @@ fn print_human(
         (true, s) => format!("\x1b[32m{s}\x1b[0m"),
     };
     writeln!(out, "{}: {status_text} {outcome}{incident}", file.display())?;
+    if let Some(reason) = body.pointer("/queue/reason").and_then(Value::as_str) {
+        writeln!(
+            out,
+            "  in the outbox ({reason}): `replay --drain` delivers it when the ITSM is back"
+        )?;
+    }
     if status >= 400 {
         writeln!(out, "  {}", text("message"))?;
     }
