@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use super::alert::Alert;
-use super::correlation::{CorrelationRecord, RecordState, body_digest};
+use super::correlation::{CorrelationRecord, RecordState, body_digest, correlation_key};
 use super::outcome::{ProcessError, Processed};
 use super::ports::{Clock, CorrelationStore, DeliveryQueue, QueuedNotification, StoreError};
 use super::state_machine::Bridge;
@@ -168,12 +168,11 @@ impl Delivery {
                 Some(record) => record,
                 None => self.store.get(&alert.alert_id, now).await?,
             };
-            let horizon = self.worker.settings().queue_horizon_secs;
             if let Some(r) = &current
-                && r.has_queued_work(now, horizon)
                 && r.queued_digest.as_deref() == Some(digest.as_str())
             {
-                // Azure sent it again (a retry after a lost answer): it is queued.
+                // Azure sent the last queued notification again (a retry after
+                // a lost answer): it is queued, or was and has been delivered.
                 let reason = QueueReason::AlreadyQueued;
                 return Ok(Accepted::Queued {
                     seq: r.queued_seq,
@@ -193,9 +192,12 @@ impl Delivery {
                 }
                 Err(e) => return Err(e.into()),
             }
+            // The alert's own key, whatever key its current incident has (a
+            // refire under `new` gets another): one group per alert.
+            let group = correlation_key(&alert.alert_id);
             let notification = QueuedNotification {
                 alert_id: &alert.alert_id,
-                group: &next.correlation_key,
+                group: &group,
                 seq: next.queued_seq,
                 digest: &digest,
                 body,

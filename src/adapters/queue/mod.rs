@@ -67,10 +67,14 @@ impl Message {
         Ok(m)
     }
 
-    /// The SQS deduplication id: Azure's repeated delivery of a notification
-    /// collapses at the queue too.
-    pub fn dedup_id(group: &str, digest: &str) -> String {
-        format!("{group}-{digest}")
+    /// The SQS deduplication id: the notification (its digest) at its place
+    /// in the alert's sequence. Sending the same queuing again (after a lost
+    /// answer) collapses at the queue; Azure's repeats are caught before the
+    /// queue, by the record's digest. Not the digest alone: a repeat of an
+    /// older notification that the queue dropped would leave a number the
+    /// worker waits for.
+    pub fn dedup_id(group: &str, seq: u64, digest: &str) -> String {
+        format!("{group}-{seq}-{digest}")
     }
 }
 

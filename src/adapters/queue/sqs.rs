@@ -1,7 +1,7 @@
 //! The delivery queue on SQS FIFO: the message group is the alert (its
 //! correlation key), so each alert's notifications are delivered in order
 //! while alerts go in parallel; the deduplication id derives from the
-//! notification, so Azure's repeated delivery collapses within 5 minutes.
+//! notification and its number, so a queuing sent twice collapses.
 
 use std::time::Duration;
 
@@ -106,7 +106,7 @@ impl DeliveryQueue for SqsQueue {
             .send_message()
             .queue_url(&self.url)
             .message_group_id(n.group)
-            .message_deduplication_id(Message::dedup_id(n.group, n.digest))
+            .message_deduplication_id(Message::dedup_id(n.group, n.seq, n.digest))
             .message_body(Message::encode(n)?)
             .send()
             .await

@@ -213,6 +213,26 @@ async fn a_repeated_delivery_of_a_queued_notification_is_not_queued_again() {
 }
 
 #[tokio::test]
+async fn a_repeat_of_a_delivered_notification_holds_nothing_back() {
+    let r = rig();
+    r.itsm.down.store(true, Ordering::SeqCst);
+    let (fired, body) = alert("a", MonitorCondition::Fired);
+    r.delivery.accept(&fired, &body).await.unwrap();
+    r.itsm.down.store(false, Ordering::SeqCst);
+    r.delivery.deliver(&fired, 1, true).await.unwrap();
+    // Azure repeats it during another container's cool-down: not queued again.
+    let again = r
+        .delivery
+        .enqueue(&fired, &body, None, QueueReason::CoolingDown)
+        .await;
+    assert_eq!(queued(&again), Some((1, QueueReason::AlreadyQueued)));
+    let rec = r.record("a").await;
+    assert_eq!((rec.queued_seq, rec.delivered_seq), (1, 1));
+    assert!(!rec.has_queued_work(r.now.load(Ordering::SeqCst), 3600));
+    assert_eq!(r.queue.sent.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn a_queue_that_refuses_means_an_error_and_the_queuing_is_taken_back() {
     let r = rig();
     r.itsm.down.store(true, Ordering::SeqCst);
