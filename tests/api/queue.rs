@@ -19,6 +19,10 @@ use crate::helpers::*;
 
 /// A store-and-forward app: fast inline failure, short backoffs.
 async fn spawn(max_receive: u32) -> (TestApp, Fake) {
+    spawn_with(max_receive, "1").await
+}
+
+async fn spawn_with(max_receive: u32, backoff_max_secs: &str) -> (TestApp, Fake) {
     let t = Spawn::default()
         .queue(max_receive)
         .var("ITSM_TIMEOUT_MS", "300")
@@ -26,7 +30,7 @@ async fn spawn(max_receive: u32) -> (TestApp, Fake) {
         .var("INLINE_BUDGET_MS", "500")
         .var("WORKER_DEADLINE_MS", "1000")
         .var("WORKER_BACKOFF_BASE_SECS", "1")
-        .var("WORKER_BACKOFF_MAX_SECS", "1")
+        .var("WORKER_BACKOFF_MAX_SECS", backoff_max_secs)
         .start()
         .await;
     let fake = Fake::new(Vendor::ServiceNow);
@@ -402,24 +406,24 @@ async fn a_permanent_refusal_is_parked_after_bounded_attempts() {
 
 #[tokio::test]
 async fn retry_after_sets_when_the_message_comes_back() {
-    let (t, fake) = spawn(50).await;
+    // Backoff capped at 5 s, so the ITSM's 3 s decides.
+    let (t, fake) = spawn_with(50, "5").await;
     fake.set_down(true);
     assert_eq!(
         t.post(&metric_alert("throttled", "Fired")).await.outcome(),
         "queued"
     );
     fake.set_down(false);
-    // The worker's backoff is 1 s; the ITSM asks for 1 s, then for more.
-    fake.fail_next(ResponseTemplate::new(429).insert_header("retry-after", "1"));
+    fake.fail_next(ResponseTemplate::new(429).insert_header("retry-after", "3"));
     let esm = Esm { t: &t };
     let (event, _) = esm.receive().await;
     let fates = worker::deliver_batch(&t.app, &event.records).await;
     assert!(
-        matches!(&fates[0].1, Fate::Retry { after, .. } if *after == Duration::from_secs(1)),
+        matches!(&fates[0].1, Fate::Retry { after, .. } if *after == Duration::from_secs(3)),
         "{:?}",
         fates[0].1
     );
-    // Held back: not receivable right away.
+    // Held back for those 3 s: not receivable right away.
     assert!(esm.receive().await.1.is_empty());
     esm.drain().await;
     assert_eq!(fake.incidents().len(), 1);
