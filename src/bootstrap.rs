@@ -40,6 +40,28 @@ pub enum StartError {
     OutboxNeedsEmbeddedStore,
 }
 
+/// The most any request for verbosity gets from these crates: the first
+/// four write raw events or signed requests past it; the others dump
+/// connection and SDK internals nobody needs from a bridge's log.
+const HELD_BELOW_TRACE: [(&str, tracing::level_filters::LevelFilter); 13] = {
+    use tracing::level_filters::LevelFilter as L;
+    [
+        ("lambda_runtime", L::INFO),
+        ("lambda_runtime_api_client", L::INFO),
+        ("lambda_http", L::INFO),
+        ("aws_sigv4", L::INFO),
+        ("aws_smithy_runtime", L::DEBUG),
+        ("aws_smithy_runtime_api", L::DEBUG),
+        ("aws_smithy_http_client", L::DEBUG),
+        ("aws_config", L::DEBUG),
+        ("hyper", L::DEBUG),
+        ("hyper_util", L::DEBUG),
+        ("h2", L::DEBUG),
+        ("reqwest", L::DEBUG),
+        ("rustls", L::DEBUG),
+    ]
+};
+
 /// Logging for every role: Lambda's advanced logging controls
 /// (`AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`; `AWS_LAMBDA_LOG_FORMAT=JSON`), as
 /// `lambda_runtime`'s default subscriber reads them, with one difference:
@@ -62,21 +84,10 @@ pub fn init_logging() {
     let asked = EnvFilter::builder()
         .with_default_directive(level.into())
         .from_env_lossy();
-    let safe = Targets::new()
-        .with_default(LevelFilter::TRACE)
-        .with_target("lambda_runtime", LevelFilter::INFO)
-        .with_target("lambda_runtime_api_client", LevelFilter::INFO)
-        .with_target("lambda_http", LevelFilter::INFO)
-        .with_target("aws_sigv4", LevelFilter::INFO)
-        .with_target("aws_smithy_runtime", LevelFilter::DEBUG)
-        .with_target("aws_smithy_runtime_api", LevelFilter::DEBUG)
-        .with_target("aws_smithy_http_client", LevelFilter::DEBUG)
-        .with_target("aws_config", LevelFilter::DEBUG)
-        .with_target("hyper", LevelFilter::DEBUG)
-        .with_target("hyper_util", LevelFilter::DEBUG)
-        .with_target("h2", LevelFilter::DEBUG)
-        .with_target("reqwest", LevelFilter::DEBUG)
-        .with_target("rustls", LevelFilter::DEBUG);
+    let safe = HELD_BELOW_TRACE.iter().fold(
+        Targets::new().with_default(LevelFilter::TRACE),
+        |t, (target, level)| t.with_target(*target, *level),
+    );
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let layer = fmt::layer()
         .with_target(false)

@@ -16,6 +16,7 @@ use super::App;
 use super::QueueHandle;
 use super::common_schema;
 use crate::adapters::queue::Message;
+use crate::domain::alert::Alert;
 use crate::domain::outcome::{ProcessError, Processed};
 use crate::domain::ports::ItsmError;
 
@@ -102,6 +103,16 @@ async fn retry_later(app: &App, message: &SqsMessage, after: Duration) {
     }
 }
 
+/// A queued notification and its alert, as the webhook queued them.
+///
+/// # Errors
+/// What is wrong, when the text is not a notification this bridge queued.
+pub fn decode(text: &str) -> Result<(Message, Alert), String> {
+    let m = Message::decode(text)?;
+    let alert = common_schema::parse(m.alert.get().as_bytes()).map_err(|e| e.to_string())?;
+    Ok((m, alert))
+}
+
 async fn deliver(app: &App, message: &SqsMessage) -> Fate {
     let receives: u32 = message
         .attributes
@@ -109,12 +120,7 @@ async fn deliver(app: &App, message: &SqsMessage) -> Fate {
         .and_then(|n| n.parse().ok())
         .unwrap_or(1);
     let body = message.body.as_deref().unwrap_or("");
-    let decoded = Message::decode(body).and_then(|m| {
-        common_schema::parse(m.alert.get().as_bytes())
-            .map(|alert| (m, alert))
-            .map_err(|e| e.to_string())
-    });
-    let (m, alert) = match decoded {
+    let (m, alert) = match decode(body) {
         Ok(ok) => ok,
         // Not something this bridge queued: no retry can help.
         Err(why) => return park(app, message, body, "", &why).await,

@@ -7,11 +7,10 @@
 use std::collections::HashSet;
 use std::io::Write;
 
-use itsm_bridge::adapters::queue::Message;
 use itsm_bridge::adapters::wire::RequestLog;
 use itsm_bridge::domain::outcome::ProcessError;
 use itsm_bridge::domain::ports::ItsmError;
-use itsm_bridge::inbound::{App, QueueHandle, common_schema};
+use itsm_bridge::inbound::{App, QueueHandle, worker};
 use serde_json::{Value, json};
 
 use super::Halt;
@@ -47,42 +46,26 @@ pub async fn drain(
     let mut failed_groups: HashSet<String> = HashSet::new();
     for entry in entries {
         let key = entry.key;
-        let message = match Message::decode(&entry.message) {
-            Ok(m) => m,
-            Err(why) => {
-                outbox
-                    .park(entry, why.clone())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                parked += 1;
-                report(
-                    out,
-                    as_json,
-                    key,
-                    "?",
-                    0,
-                    &Drained::Parked(why),
-                    &Value::Null,
-                )?;
-                continue;
+        let decoded = worker::decode(&entry.message);
+        let (alert_id, seq, group) = decoded
+            .as_ref()
+            .map_or(("?".to_string(), 0, None), |(m, _)| {
+                (m.alert_id.clone(), m.seq, Some(m.group.clone()))
+            });
+        let fate = match decoded {
+            Err(why) => Drained::Parked(why),
+            Ok((m, _)) if failed_groups.contains(&m.group) => {
+                Drained::Held("an earlier notification of this alert was not delivered".into())
             }
-        };
-        let (alert_id, seq) = (message.alert_id.clone(), message.seq);
-        let fate = if failed_groups.contains(&message.group) {
-            Drained::Held("an earlier notification of this alert was not delivered".into())
-        } else {
-            match common_schema::parse(message.alert.get().as_bytes()) {
-                Err(e) => Drained::Parked(e.to_string()),
-                Ok(alert) => match delivery.deliver(&alert, seq, false).await {
-                    Ok(p) => Drained::Delivered(
-                        json!({"outcome": p.outcome.as_str(), "incident": p.incident}),
-                    ),
-                    Err(ProcessError::Itsm(e @ ItsmError::Rejected { .. })) => {
-                        Drained::Parked(e.to_string())
-                    }
-                    Err(e) => Drained::Held(e.to_string()),
-                },
-            }
+            Ok((_, alert)) => match delivery.deliver(&alert, seq, false).await {
+                Ok(p) => Drained::Delivered(
+                    json!({"outcome": p.outcome.as_str(), "incident": p.incident}),
+                ),
+                Err(ProcessError::Itsm(e @ ItsmError::Rejected { .. })) => {
+                    Drained::Parked(e.to_string())
+                }
+                Err(e) => Drained::Held(e.to_string()),
+            },
         };
         let requests = serde_json::to_value(log.take()).unwrap_or(Value::Null);
         match &fate {
@@ -98,7 +81,7 @@ pub async fn drain(
                 parked += 1;
             }
             Drained::Held(_) => {
-                failed_groups.insert(message.group.clone());
+                failed_groups.extend(group);
                 held += 1;
             }
         }
