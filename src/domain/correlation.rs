@@ -91,6 +91,30 @@ pub struct CorrelationRecord {
     /// delivery of it is not queued twice.
     #[serde(default)]
     pub queued_digest: Option<String>,
+    /// What the sync role has told Azure about this alert's incident.
+    #[serde(default)]
+    pub azure: AzureSync,
+}
+
+/// The alert state the sync role set in Azure, in the order it may move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AzureMark {
+    Acknowledged,
+    Closed,
+    /// Azure no longer has the alert (past its 30-day retention, or
+    /// deleted): nothing more is ever sent for it.
+    Gone,
+}
+
+/// The sync role's part of a record: what Azure was told, and the lease of
+/// a round that is telling it now (Unix seconds; 0: none). A lease left
+/// behind means a round died around its call, so the next one asks Azure
+/// before calling again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AzureSync {
+    pub sent: Option<AzureMark>,
+    pub lease_until: i64,
 }
 
 impl CorrelationRecord {

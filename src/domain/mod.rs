@@ -19,4 +19,5 @@ pub mod retry;
 pub mod routing;
 pub mod settings;
 pub mod state_machine;
+pub mod sync;
 pub mod text;

@@ -13,6 +13,9 @@ use async_trait::async_trait;
 use super::correlation::{CorrelationRecord, IncidentRef};
 use super::mapping::{IncidentDraft, Resolution};
 
+mod sync;
+pub use sync::*;
+
 /// Unix seconds now. Only compared with times the same clock produced
 /// (leases, expiries, token lifetimes); swapped in tests to move time.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;

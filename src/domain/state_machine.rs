@@ -318,6 +318,8 @@ impl Bridge {
         let fired = alert.condition == MonitorCondition::Fired;
         let kept =
             |field: fn(&CorrelationRecord) -> &Option<String>| prev.and_then(|p| field(p).clone());
+        let incident = incident.or_else(|| prev.and_then(|p| p.incident.clone()));
+        let rec_incident = incident.clone();
         CorrelationRecord {
             alert_id: alert.alert_id.clone(),
             // A refire's new incident has its own key: keep whatever the record holds.
@@ -327,7 +329,7 @@ impl Bridge {
             ),
             itsm: self.itsm.kind().to_string(),
             state,
-            incident: incident.or_else(|| prev.and_then(|p| p.incident.clone())),
+            incident,
             // Resolved notifications carry the firedDateTime too: keep it, so
             // that a late Fired of that firing is told from a new one.
             fired_at: kept(|p| &p.fired_at).or_else(|| alert.fired_at.clone()),
@@ -344,6 +346,10 @@ impl Bridge {
             delivered_seq: prev.map_or(0, |p| p.delivered_seq),
             queued_at: prev.map_or(0, |p| p.queued_at),
             queued_digest: prev.and_then(|p| p.queued_digest.clone()),
+            // What Azure was told belongs to the incident it was told about.
+            azure: prev
+                .filter(|p| p.incident == rec_incident)
+                .map_or_else(Default::default, |p| p.azure.clone()),
         }
     }
 }

@@ -1,6 +1,10 @@
 //! DynamoDB correlation store: one item per alert, partition key
 //! `alert_id`, every write conditional on the item's `version`, and a
-//! `expires_at` TTL attribute.
+//! `expires_at` TTL attribute. The sync role finds a record from its
+//! correlation key through a keys-only global secondary index (DynamoDB
+//! keeps it; the webhook's writes stay one request each), and keeps its
+//! watermark in an item of its own (`alert_id` = `sync-watermark#<itsm>`,
+//! no alert id starts so; without `correlation_key` it is not indexed).
 
 use std::collections::HashMap;
 
@@ -9,8 +13,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
-use crate::domain::correlation::{CorrelationRecord, IncidentRef, RecordState};
-use crate::domain::ports::{CorrelationStore, StoreError};
+use crate::domain::correlation::{AzureSync, CorrelationRecord, IncidentRef, RecordState};
+use crate::domain::ports::{CorrelationStore, StoreError, SyncStore, Watermark};
 
 pub struct DynamoStore {
     client: Client,
@@ -29,8 +33,8 @@ impl DynamoStore {
     /// `expires_at`), unless it exists: for emulators and tests only.
     pub async fn create_table(client: &Client, table: &str) -> Result<(), String> {
         use aws_sdk_dynamodb::types::{
-            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-            TimeToLiveSpecification,
+            AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+            Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
         };
         let attr = AttributeDefinition::builder()
             .attribute_name("alert_id")
@@ -42,11 +46,34 @@ impl DynamoStore {
             .key_type(KeyType::Hash)
             .build()
             .map_err(|e| e.to_string())?;
+        let by_key = GlobalSecondaryIndex::builder()
+            .index_name(BY_KEY_INDEX)
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("correlation_key")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            )
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::KeysOnly)
+                    .build(),
+            )
+            .build()
+            .map_err(|e| e.to_string())?;
+        let key_attr = AttributeDefinition::builder()
+            .attribute_name("correlation_key")
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|e| e.to_string())?;
         let created = client
             .create_table()
             .table_name(table)
             .attribute_definitions(attr)
+            .attribute_definitions(key_attr)
             .key_schema(key)
+            .global_secondary_indexes(by_key)
             .billing_mode(BillingMode::PayPerRequest)
             .send()
             .await;
@@ -73,6 +100,9 @@ impl DynamoStore {
     }
 }
 
+/// The index `infra/template.yaml` declares on `correlation_key`.
+pub const BY_KEY_INDEX: &str = "by-correlation-key";
+
 type Item = HashMap<String, AttributeValue>;
 
 fn s(v: &str) -> AttributeValue {
@@ -85,6 +115,10 @@ fn n(v: impl ToString) -> AttributeValue {
 
 fn to_item(r: &CorrelationRecord) -> Item {
     let state = serde_json::to_value(r.state).expect("state serialises");
+    let azure_sent = r.azure.sent.map(|m| {
+        let v = serde_json::to_value(m).expect("mark serialises");
+        v.as_str().expect("mark is a string").to_string()
+    });
     let mut item = HashMap::from([
         ("alert_id".to_string(), s(&r.alert_id)),
         ("correlation_key".to_string(), s(&r.correlation_key)),
@@ -103,6 +137,7 @@ fn to_item(r: &CorrelationRecord) -> Item {
         ("queued_seq", r.queued_seq as i64),
         ("delivered_seq", r.delivered_seq as i64),
         ("queued_at", r.queued_at),
+        ("azure_lease_until", r.azure.lease_until),
     ] {
         if v != 0 {
             item.insert(k.into(), n(v));
@@ -110,6 +145,7 @@ fn to_item(r: &CorrelationRecord) -> Item {
     }
     let optional = [
         ("queued_digest", r.queued_digest.as_ref()),
+        ("azure_sent", azure_sent.as_ref()),
         ("incident_id", r.incident.as_ref().map(|i| &i.id)),
         ("incident_number", r.incident.as_ref().map(|i| &i.number)),
         ("fired_at", r.fired_at.as_ref()),
@@ -156,6 +192,17 @@ fn from_item(item: &Item) -> Result<CorrelationRecord, StoreError> {
         delivered_seq: num("delivered_seq").unwrap_or(0) as u64,
         queued_at: num("queued_at").unwrap_or(0),
         queued_digest: text("queued_digest"),
+        // Absent until the sync role tells Azure something.
+        azure: AzureSync {
+            sent: match text("azure_sent") {
+                Some(m) => Some(
+                    serde_json::from_value(serde_json::Value::String(m))
+                        .map_err(|_| bad("azure_sent"))?,
+                ),
+                None => None,
+            },
+            lease_until: num("azure_lease_until").unwrap_or(0),
+        },
     })
 }
 
@@ -254,6 +301,98 @@ impl CorrelationStore for DynamoStore {
     }
 }
 
+fn watermark_key(name: &str) -> AttributeValue {
+    s(&format!("sync-watermark#{name}"))
+}
+
+#[async_trait]
+impl SyncStore for DynamoStore {
+    async fn by_key(
+        &self,
+        correlation_key: &str,
+        now: i64,
+    ) -> Result<Option<CorrelationRecord>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_KEY_INDEX)
+            .key_condition_expression("correlation_key = :k")
+            .expression_attribute_values(":k", s(correlation_key))
+            .send()
+            .await
+            .map_err(|e| unavailable("Query", &self.table, e))?;
+        // The index is eventually consistent and holds keys only: the
+        // record itself is read consistently, and must still carry the key.
+        for item in out.items() {
+            let Some(alert_id) = item.get("alert_id").and_then(|v| v.as_s().ok()) else {
+                continue;
+            };
+            if let Some(r) = self.get(alert_id, now).await?
+                && r.correlation_key == correlation_key
+            {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn watermark(&self, name: &str) -> Result<Option<Watermark>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("alert_id", watermark_key(name))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", &self.table, e))?;
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        let num = |k: &str| -> Result<i64, StoreError> {
+            item.get(k)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| StoreError::Unavailable(format!("watermark item has no valid {k}")))
+        };
+        Ok(Some(Watermark {
+            name: name.to_string(),
+            since: num("since")?,
+            azure_not_before: num("azure_not_before")?,
+            version: num("version")? as u64,
+        }))
+    }
+
+    async fn put_watermark(
+        &self,
+        watermark: &Watermark,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("alert_id", watermark_key(&watermark.name))
+            .item("since", n(watermark.since))
+            .item("azure_not_before", n(watermark.azure_not_before))
+            .item("version", n(watermark.version));
+        req = match expected {
+            None => req.condition_expression("attribute_not_exists(alert_id)"),
+            Some(v) => req
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", n(v)),
+        };
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Err(StoreError::Conflict(None))
+            }
+            Err(e) => Err(unavailable("PutItem", &self.table, e)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,6 +418,7 @@ mod tests {
             delivered_seq: 0,
             queued_at: 0,
             queued_digest: None,
+            azure: Default::default(),
         };
         let item = to_item(&record);
         assert_eq!(item["state"], s("resolved_without_incident"));

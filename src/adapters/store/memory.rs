@@ -6,11 +6,12 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::domain::correlation::CorrelationRecord;
-use crate::domain::ports::{CorrelationStore, StoreError};
+use crate::domain::ports::{CorrelationStore, StoreError, SyncStore, Watermark};
 
 #[derive(Default)]
 pub struct MemoryStore {
     records: Mutex<HashMap<String, CorrelationRecord>>,
+    watermarks: Mutex<HashMap<String, Watermark>>,
 }
 
 impl MemoryStore {
@@ -48,6 +49,43 @@ impl CorrelationStore for MemoryStore {
         let mut records = self.records.lock().expect("store lock");
         super::check_version(records.get(&record.alert_id), expected, now)?;
         records.insert(record.alert_id.clone(), record.clone());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SyncStore for MemoryStore {
+    async fn by_key(
+        &self,
+        correlation_key: &str,
+        now: i64,
+    ) -> Result<Option<CorrelationRecord>, StoreError> {
+        let records = self.records.lock().expect("store lock");
+        Ok(records
+            .values()
+            .find(|r| r.correlation_key == correlation_key && r.expires_at > now)
+            .cloned())
+    }
+
+    async fn watermark(&self, name: &str) -> Result<Option<Watermark>, StoreError> {
+        Ok(self
+            .watermarks
+            .lock()
+            .expect("store lock")
+            .get(name)
+            .cloned())
+    }
+
+    async fn put_watermark(
+        &self,
+        watermark: &Watermark,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut marks = self.watermarks.lock().expect("store lock");
+        if marks.get(&watermark.name).map(|w| w.version) != expected {
+            return Err(StoreError::Conflict(None));
+        }
+        marks.insert(watermark.name.clone(), watermark.clone());
         Ok(())
     }
 }

@@ -8,9 +8,14 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::domain::correlation::CorrelationRecord;
-use crate::domain::ports::{CorrelationStore, StoreError};
+use crate::domain::ports::{CorrelationStore, StoreError, SyncStore, Watermark};
 
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("correlation");
+/// Correlation key → alert id, written with the record in one transaction
+/// (the sync role's reverse lookup; the webhook commits once, as before).
+const BY_KEY: TableDefinition<&str, &str> = TableDefinition::new("by_correlation_key");
+/// Sync watermarks by name: `[since, azure_not_before, version]` as JSON.
+const WATERMARKS: TableDefinition<&str, &[u8]> = TableDefinition::new("sync_watermark");
 
 #[derive(Clone)]
 pub struct RedbStore {
@@ -99,9 +104,101 @@ impl CorrelationStore for RedbStore {
                 table
                     .insert(record.alert_id.as_str(), bytes.as_slice())
                     .map_err(unavailable)?;
+                if current.as_ref().map(|c| &c.correlation_key) != Some(&record.correlation_key) {
+                    let mut keys = txn.open_table(BY_KEY).map_err(unavailable)?;
+                    keys.insert(record.correlation_key.as_str(), record.alert_id.as_str())
+                        .map_err(unavailable)?;
+                }
             }
             txn.commit().map_err(unavailable)
         })
         .await
     }
+}
+
+#[async_trait]
+impl SyncStore for RedbStore {
+    async fn by_key(
+        &self,
+        correlation_key: &str,
+        now: i64,
+    ) -> Result<Option<CorrelationRecord>, StoreError> {
+        let key = correlation_key.to_string();
+        let alert_id = self
+            .blocking(move |db| {
+                let txn = db.begin_read().map_err(unavailable)?;
+                let table = match txn.open_table(BY_KEY) {
+                    Ok(t) => t,
+                    Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                    Err(e) => return Err(unavailable(e)),
+                };
+                let found = table.get(key.as_str()).map_err(unavailable)?;
+                Ok(found.map(|v| v.value().to_string()))
+            })
+            .await?;
+        let Some(alert_id) = alert_id else {
+            return Ok(None);
+        };
+        // A refire may have given the alert a new key since.
+        Ok(self
+            .get(&alert_id, now)
+            .await?
+            .filter(|r| r.correlation_key == correlation_key))
+    }
+
+    async fn watermark(&self, name: &str) -> Result<Option<Watermark>, StoreError> {
+        let name = name.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = match txn.open_table(WATERMARKS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(unavailable(e)),
+            };
+            let found = table.get(name.as_str()).map_err(unavailable)?;
+            found
+                .map(|v| decode_watermark(&name, v.value()))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn put_watermark(
+        &self,
+        watermark: &Watermark,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let w = watermark.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = txn.open_table(WATERMARKS).map_err(unavailable)?;
+                let current = match table.get(w.name.as_str()).map_err(unavailable)? {
+                    Some(v) => Some(decode_watermark(&w.name, v.value())?.version),
+                    None => None,
+                };
+                if current != expected {
+                    return Err(StoreError::Conflict(None));
+                }
+                let bytes = serde_json::to_vec(&[w.since, w.azure_not_before, w.version as i64])
+                    .map_err(unavailable)?;
+                table
+                    .insert(w.name.as_str(), bytes.as_slice())
+                    .map_err(unavailable)?;
+            }
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+}
+
+fn decode_watermark(name: &str, bytes: &[u8]) -> Result<Watermark, StoreError> {
+    let [since, azure_not_before, version]: [i64; 3] = serde_json::from_slice(bytes)
+        .map_err(|e| unavailable(format!("unreadable watermark {name}: {e}")))?;
+    Ok(Watermark {
+        name: name.to_string(),
+        since,
+        azure_not_before,
+        version: version as u64,
+    })
 }

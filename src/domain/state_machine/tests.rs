@@ -172,6 +172,7 @@ impl Rig {
             delivered_seq: 0,
             queued_at: 0,
             queued_digest: None,
+            azure: Default::default(),
         };
         self.store.put(&record, None, t).await.unwrap();
     }

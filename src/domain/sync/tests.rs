@@ -1,0 +1,437 @@
+//! The sync round against the memory store, a scripted change feed and a
+//! scripted Azure: no HTTP (the adapters' wire formats are in tests/api/sync.rs).
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::adapters::store::MemoryStore;
+use crate::domain::correlation::{AzureSync, IncidentRef, correlation_key};
+use crate::domain::ports::{ChangePage, CorrelationStore};
+
+const NOW: i64 = 1_800_000_000;
+
+/// The ITSM: every incident as it stands, served oldest update first in
+/// pages of `page`.
+struct Feed {
+    incidents: Mutex<Vec<IncidentChange>>,
+    page: usize,
+    windows: Mutex<Vec<ChangeWindow>>,
+}
+
+#[async_trait]
+impl IncidentChanges for Feed {
+    fn kind(&self) -> &'static str {
+        "servicenow"
+    }
+
+    async fn changed(
+        &self,
+        window: ChangeWindow,
+        cursor: Option<&str>,
+    ) -> Result<ChangePage, ItsmError> {
+        self.windows.lock().unwrap().push(window);
+        let mut all: Vec<IncidentChange> = self
+            .incidents
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.updated_at >= window.since && c.updated_at < window.until)
+            .cloned()
+            .collect();
+        all.sort_by_key(|c| c.updated_at);
+        let from: usize = cursor.map_or(0, |c| c.parse().unwrap());
+        let changes: Vec<_> = all.iter().skip(from).take(self.page).cloned().collect();
+        let next = (from + self.page < all.len()).then(|| (from + self.page).to_string());
+        Ok(ChangePage { changes, next })
+    }
+}
+
+/// Azure: alert states, the calls made, and scripted failures.
+#[derive(Default)]
+struct Azure {
+    states: Mutex<std::collections::HashMap<String, AlertState>>,
+    calls: Mutex<Vec<(String, AlertState, String)>>,
+    reads: AtomicI64,
+    fail: Mutex<Vec<AzureError>>,
+}
+
+#[async_trait]
+impl AlertStates for Azure {
+    async fn current(&self, alert_id: &str) -> Result<AlertState, AzureError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        let states = self.states.lock().unwrap();
+        Ok(*states.get(alert_id).unwrap_or(&AlertState::New))
+    }
+
+    async fn change(&self, id: &str, state: AlertState, comment: &str) -> Result<(), AzureError> {
+        if let Some(e) = self.fail.lock().unwrap().pop() {
+            return Err(e);
+        }
+        self.calls
+            .lock()
+            .unwrap()
+            .push((id.to_string(), state, comment.to_string()));
+        self.states.lock().unwrap().insert(id.to_string(), state);
+        Ok(())
+    }
+}
+
+impl Azure {
+    fn calls(&self) -> Vec<(String, AlertState, String)> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+/// The memory store, made to lose the write that records what Azure was
+/// told (a round killed between its call and its write).
+#[derive(Default)]
+struct Store {
+    inner: MemoryStore,
+    lose_record_of_call: AtomicBool,
+}
+
+#[async_trait]
+impl CorrelationStore for Store {
+    async fn get(&self, id: &str, now: i64) -> Result<Option<CorrelationRecord>, StoreError> {
+        self.inner.get(id, now).await
+    }
+    async fn put(&self, r: &CorrelationRecord, v: Option<u64>, now: i64) -> Result<(), StoreError> {
+        if r.azure.sent.is_some() && self.lose_record_of_call.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("killed".into()));
+        }
+        self.inner.put(r, v, now).await
+    }
+}
+
+#[async_trait]
+impl SyncStore for Store {
+    async fn by_key(&self, k: &str, now: i64) -> Result<Option<CorrelationRecord>, StoreError> {
+        self.inner.by_key(k, now).await
+    }
+    async fn watermark(&self, name: &str) -> Result<Option<Watermark>, StoreError> {
+        self.inner.watermark(name).await
+    }
+    async fn put_watermark(&self, w: &Watermark, v: Option<u64>) -> Result<(), StoreError> {
+        self.inner.put_watermark(w, v).await
+    }
+}
+
+struct World {
+    feed: Arc<Feed>,
+    azure: Arc<Azure>,
+    store: Arc<Store>,
+    clock: Arc<AtomicI64>,
+}
+
+fn alert_id(n: usize) -> String {
+    format!("/subscriptions/s/providers/Microsoft.AlertsManagement/alerts/{n:08}")
+}
+
+impl World {
+    async fn new(alerts: usize, page: usize) -> World {
+        let store = Arc::new(Store::default());
+        let mut incidents = Vec::new();
+        for n in 0..alerts {
+            let id = alert_id(n);
+            let incident = IncidentRef {
+                id: format!("{n:032x}"),
+                number: format!("INC{n:07}"),
+            };
+            store
+                .put(
+                    &record(&id, RecordState::Open, Some(incident.clone())),
+                    None,
+                    NOW,
+                )
+                .await
+                .unwrap();
+            incidents.push(IncidentChange {
+                correlation_key: correlation_key(&id),
+                incident,
+                status: IncidentStatus::Open,
+                status_label: "New".into(),
+                updated_at: NOW - 3600,
+                updated_by: Some("bridge.integration".into()),
+            });
+        }
+        World {
+            feed: Arc::new(Feed {
+                incidents: Mutex::new(incidents),
+                page,
+                windows: Mutex::default(),
+            }),
+            azure: Arc::default(),
+            store,
+            clock: Arc::new(AtomicI64::new(NOW)),
+        }
+    }
+
+    fn sync(&self, settings: SyncSettings) -> AlertSync {
+        let clock = self.clock.clone();
+        AlertSync::new(
+            self.feed.clone(),
+            self.store.clone(),
+            self.azure.clone(),
+            settings,
+            Arc::new(move || clock.load(Ordering::SeqCst)),
+        )
+    }
+
+    /// A person sets incident `n` to `status`, a few minutes ago.
+    fn person(&self, n: usize, status: IncidentStatus, label: &str) {
+        let now = self.clock.load(Ordering::SeqCst);
+        let mut incidents = self.feed.incidents.lock().unwrap();
+        let c = &mut incidents[n];
+        c.status = status;
+        c.status_label = label.into();
+        c.updated_at = now - 300;
+        c.updated_by = Some("jane.doe".into());
+    }
+
+    fn later(&self, secs: i64) {
+        self.clock.fetch_add(secs, Ordering::SeqCst);
+    }
+
+    async fn record(&self, n: usize) -> CorrelationRecord {
+        self.store
+            .get(&alert_id(n), i64::MIN)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+}
+
+fn record(id: &str, state: RecordState, incident: Option<IncidentRef>) -> CorrelationRecord {
+    CorrelationRecord {
+        alert_id: id.into(),
+        correlation_key: correlation_key(id),
+        itsm: "servicenow".into(),
+        state,
+        incident,
+        fired_at: None,
+        resolved_at: None,
+        lease_until: 0,
+        updated_at: NOW,
+        expires_at: NOW + 86_400 * 90,
+        version: 1,
+        queued_seq: 0,
+        delivered_seq: 0,
+        queued_at: 0,
+        queued_digest: None,
+        azure: AzureSync::default(),
+    }
+}
+
+#[tokio::test]
+async fn a_person_resolving_one_of_three_closes_exactly_that_alert_once() {
+    let w = World::new(3, 100).await;
+    let sync = w.sync(SyncSettings::default());
+    w.person(1, IncidentStatus::Closed, "Resolved");
+    let report = sync.round().await.unwrap();
+    let calls = w.azure.calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].0, alert_id(1));
+    assert_eq!(calls[0].1, AlertState::Closed);
+    assert!(calls[0].2.contains("INC0000001") && calls[0].2.contains("jane.doe"));
+    assert_eq!(report.count(ActionOutcome::Sent), 1);
+    assert_eq!(w.record(1).await.azure.sent, Some(AzureMark::Closed));
+    // The next round re-reads the overlap and sends nothing again.
+    w.later(60);
+    sync.round().await.unwrap();
+    assert_eq!(w.azure.calls().len(), 1);
+}
+
+#[tokio::test]
+async fn the_bridges_own_resolve_and_strangers_send_nothing() {
+    let w = World::new(2, 100).await;
+    let mut resolved = w.record(0).await;
+    resolved.state = RecordState::Resolved;
+    resolved.version += 1;
+    w.store.put(&resolved, Some(1), NOW).await.unwrap();
+    w.person(0, IncidentStatus::Closed, "Resolved");
+    // An incident with a key no record has (another tool's, or expired).
+    w.feed.incidents.lock().unwrap()[1].correlation_key = "azmon-unknown".into();
+    w.person(1, IncidentStatus::Closed, "Closed");
+    let report = w.sync(SyncSettings::default()).round().await.unwrap();
+    assert!(w.azure.calls().is_empty());
+    assert_eq!(report.skipped, 2);
+}
+
+#[tokio::test]
+async fn changes_younger_than_the_settle_time_wait_for_the_next_round() {
+    let w = World::new(1, 100).await;
+    let sync = w.sync(SyncSettings::default());
+    w.person(0, IncidentStatus::Closed, "Resolved");
+    w.feed.incidents.lock().unwrap()[0].updated_at = NOW - 5;
+    sync.round().await.unwrap();
+    assert!(w.azure.calls().is_empty(), "too young");
+    w.later(120);
+    sync.round().await.unwrap();
+    assert_eq!(w.azure.calls().len(), 1, "taken up by the next round");
+}
+
+#[tokio::test]
+async fn a_round_killed_after_its_call_does_not_call_again() {
+    let w = World::new(1, 100).await;
+    let sync = w.sync(SyncSettings::default());
+    w.person(0, IncidentStatus::Closed, "Resolved");
+    w.store.lose_record_of_call.store(true, Ordering::SeqCst);
+    let first = sync.round().await.unwrap();
+    assert_eq!(first.count(ActionOutcome::Deferred), 1);
+    assert_eq!(w.azure.calls().len(), 1);
+    // Its lease still stands: the next round waits it out.
+    w.later(30);
+    sync.round().await.unwrap();
+    assert_eq!(w.azure.reads.load(Ordering::SeqCst), 0);
+    // Then asks Azure, finds the alert Closed and records it.
+    w.later(60);
+    let after = sync.round().await.unwrap();
+    assert_eq!(after.count(ActionOutcome::AlreadySet), 1, "{after:?}");
+    assert_eq!(w.azure.reads.load(Ordering::SeqCst), 1);
+    assert_eq!(w.azure.calls().len(), 1, "no second change");
+    assert_eq!(w.record(0).await.azure.sent, Some(AzureMark::Closed));
+}
+
+#[tokio::test]
+async fn denied_holds_the_round_and_the_next_one_sends() {
+    let w = World::new(2, 100).await;
+    let sync = w.sync(SyncSettings::default());
+    w.person(0, IncidentStatus::Closed, "Resolved");
+    w.person(1, IncidentStatus::Closed, "Canceled");
+    w.azure
+        .fail
+        .lock()
+        .unwrap()
+        .push(AzureError::Denied("403 AuthorizationFailed".into()));
+    let first = sync.round().await.unwrap();
+    assert_eq!(first.count(ActionOutcome::Denied), 2, "{first:?}");
+    assert!(
+        w.azure.calls().is_empty(),
+        "no call after the first refusal"
+    );
+    assert_eq!(
+        w.record(0).await.azure,
+        AzureSync::default(),
+        "lease released"
+    );
+    w.later(60);
+    sync.round().await.unwrap();
+    assert_eq!(w.azure.calls().len(), 2);
+}
+
+#[tokio::test]
+async fn a_gone_alert_is_recorded_and_never_retried() {
+    let w = World::new(1, 100).await;
+    let sync = w.sync(SyncSettings::default());
+    w.person(0, IncidentStatus::Closed, "Closed");
+    w.azure.fail.lock().unwrap().push(AzureError::NotFound);
+    let report = sync.round().await.unwrap();
+    assert_eq!(report.count(ActionOutcome::Gone), 1);
+    assert_eq!(w.record(0).await.azure.sent, Some(AzureMark::Gone));
+    w.later(60);
+    sync.round().await.unwrap();
+    assert!(w.azure.calls().is_empty());
+}
+
+#[tokio::test]
+async fn throttling_pauses_the_rounds_and_holds_the_watermark() {
+    let w = World::new(3, 100).await;
+    let sync = w.sync(SyncSettings::default());
+    for n in 0..3 {
+        w.person(n, IncidentStatus::Closed, "Resolved");
+    }
+    w.azure.fail.lock().unwrap().push(AzureError::Throttled {
+        retry_after: Some(Duration::from_secs(300)),
+    });
+    let first = sync.round().await.unwrap();
+    assert_eq!(first.count(ActionOutcome::Deferred), 3);
+    assert!(first.watermark <= NOW - 300, "held at the first change");
+    w.later(120);
+    let paused = sync.round().await.unwrap();
+    assert!(paused.paused_until.is_some());
+    assert!(w.azure.calls().is_empty());
+    w.later(300);
+    sync.round().await.unwrap();
+    assert_eq!(w.azure.calls().len(), 3);
+}
+
+#[tokio::test]
+async fn acknowledge_then_close_when_asked_to() {
+    let w = World::new(1, 100).await;
+    let settings = SyncSettings {
+        acknowledge: true,
+        ..SyncSettings::default()
+    };
+    let sync = w.sync(settings);
+    w.person(0, IncidentStatus::InProgress, "In Progress");
+    sync.round().await.unwrap();
+    w.later(600);
+    w.person(0, IncidentStatus::Closed, "Resolved");
+    sync.round().await.unwrap();
+    let states: Vec<AlertState> = w.azure.calls().iter().map(|c| c.1).collect();
+    assert_eq!(states, [AlertState::Acknowledged, AlertState::Closed]);
+    // Without the setting, work in progress is not Azure's business.
+    let w = World::new(1, 100).await;
+    w.person(0, IncidentStatus::InProgress, "In Progress");
+    w.sync(SyncSettings::default()).round().await.unwrap();
+    assert!(w.azure.calls().is_empty());
+}
+
+#[tokio::test]
+async fn pages_are_followed_and_the_watermark_moves_past_them() {
+    let w = World::new(25, 10).await;
+    let sync = w.sync(SyncSettings::default());
+    for n in 0..25 {
+        w.person(n, IncidentStatus::Closed, "Resolved");
+    }
+    let report = sync.round().await.unwrap();
+    assert_eq!(report.examined, 25);
+    assert_eq!(w.azure.calls().len(), 25);
+    assert_eq!(report.watermark, NOW - SyncSettings::default().settle_secs);
+    w.later(60);
+    sync.round().await.unwrap();
+    let windows = w.feed.windows.lock().unwrap().clone();
+    assert_eq!(
+        windows.last().unwrap().since,
+        report.watermark - SyncSettings::default().overlap_secs
+    );
+}
+
+#[tokio::test]
+async fn overlapping_rounds_send_once() {
+    let w = World::new(5, 2).await;
+    for n in 0..5 {
+        w.person(n, IncidentStatus::Closed, "Resolved");
+    }
+    let (a, b) = (
+        w.sync(SyncSettings::default()),
+        w.sync(SyncSettings::default()),
+    );
+    let (ra, rb) = tokio::join!(a.round(), b.round());
+    ra.unwrap();
+    rb.unwrap();
+    w.later(120);
+    a.round().await.unwrap();
+    let mut ids: Vec<String> = w.azure.calls().into_iter().map(|c| c.0).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 5);
+    assert_eq!(w.azure.calls().len(), 5, "each alert closed once");
+}
+
+#[tokio::test]
+async fn a_dry_run_writes_nothing() {
+    let w = World::new(1, 100).await;
+    w.person(0, IncidentStatus::Closed, "Resolved");
+    let dry = SyncSettings {
+        dry_run: true,
+        ..SyncSettings::default()
+    };
+    let report = w.sync(dry).round().await.unwrap();
+    assert_eq!(report.count(ActionOutcome::WouldSend), 1);
+    assert_eq!(w.record(0).await.azure, AzureSync::default());
+    assert_eq!(w.store.watermark("servicenow").await.unwrap(), None);
+}
