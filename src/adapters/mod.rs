@@ -1,5 +1,6 @@
 //! Adapters: the real implementations of the domain's ports.
 
+pub mod azure;
 pub mod bmc;
 pub mod clock;
 pub mod dryrun;

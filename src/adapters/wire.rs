@@ -106,3 +106,38 @@ pub fn checked_id<'a>(itsm: &str, id: &'a str) -> Result<&'a str, ItsmError> {
         })
     }
 }
+
+/// A page cursor: the update time the page starts at, and how many
+/// incidents of that very second the pages before already held.
+pub fn cursor(c: Option<&str>, since: i64) -> (i64, usize) {
+    c.and_then(|c| c.split_once(':'))
+        .and_then(|(t, n)| Some((t.parse().ok()?, n.parse().ok()?)))
+        .unwrap_or((since, 0))
+}
+
+/// The cursor after a full page whose update times are `times`, oldest
+/// first: keyset by time, an offset only within one second, so that an
+/// incident updated meanwhile shifts nothing before it.
+pub fn next_cursor(start: (i64, usize), times: &[i64]) -> String {
+    let last = *times.last().expect("a full page is not empty");
+    let same = times.iter().rev().take_while(|t| **t == last).count();
+    if last == start.0 {
+        format!("{last}:{}", start.1 + same)
+    } else {
+        format!("{last}:{same}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_walk_by_time_and_count_within_a_second() {
+        assert_eq!(cursor(None, 50), (50, 0));
+        assert_eq!(next_cursor((50, 0), &[50, 51, 52, 52]), "52:2");
+        // A whole page in the second it started in: skip further into it.
+        assert_eq!(next_cursor((52, 2), &[52, 52, 52]), "52:5");
+        assert_eq!(cursor(Some("52:5"), 50), (52, 5));
+    }
+}

@@ -42,6 +42,8 @@ pub struct SyncSettings {
     pub lease_secs: i64,
     /// Pages per round, to bound a round's time; the rest waits.
     pub max_pages: usize,
+    /// Incidents per page asked of the ITSM.
+    pub page_size: usize,
     /// Azure asked to wait without saying how long: wait this much.
     pub default_pause_secs: i64,
     /// Show what would be sent; write nothing anywhere.
@@ -57,6 +59,7 @@ impl Default for SyncSettings {
             first_lookback_secs: 24 * 3600,
             lease_secs: 60,
             max_pages: 50,
+            page_size: 100,
             default_pause_secs: 60,
             dry_run: false,
         }
@@ -179,6 +182,7 @@ impl AlertSync {
         let window = ChangeWindow {
             since: start - self.settings.overlap_secs,
             until: now - self.settings.settle_secs,
+            page_size: self.settings.page_size,
         };
         let mut report = RoundReport::default();
         // The earliest change not dealt with, and how far the pages went.

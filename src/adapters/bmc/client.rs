@@ -48,6 +48,8 @@ impl BmcLogin {
     }
 }
 
+mod changes;
+
 #[derive(Debug, Clone)]
 pub struct BmcConfig {
     /// The REST endpoint, e.g. `https://<tenant>-restapi.onbmc.com`.
@@ -347,7 +349,6 @@ impl ItsmClient for BmcClient {
                 incident.number
             ))
         })?;
-        checked_id("BMC Helix", &request_id)?;
         checked_id("BMC Helix", &request_id)?;
         self.send(self.format.reopen_request(&request_id)).await?;
         self.note(incident, note).await

@@ -18,6 +18,8 @@ use crate::domain::correlation::IncidentRef;
 use crate::domain::mapping::{IncidentDraft, Resolution};
 use crate::domain::ports::{ItsmClient, ItsmError, ResolveOutcome};
 
+mod changes;
+
 #[derive(Debug, Clone)]
 pub struct ServiceNowConfig {
     pub instance_url: Url,

@@ -8,11 +8,12 @@ use async_trait::async_trait;
 use super::{CorrelationStore, ItsmError, StoreError};
 use crate::domain::correlation::{CorrelationRecord, IncidentRef};
 
-/// Incidents changed in `[since, until)`, Unix seconds.
+/// Incidents changed in `[since, until)`, Unix seconds, `page_size` at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChangeWindow {
     pub since: i64,
     pub until: i64,
+    pub page_size: usize,
 }
 
 /// Where an incident stands, as far as its Azure alert cares.

@@ -17,7 +17,6 @@ const NOW: i64 = 1_800_000_000;
 /// pages of `page`.
 struct Feed {
     incidents: Mutex<Vec<IncidentChange>>,
-    page: usize,
     windows: Mutex<Vec<ChangeWindow>>,
 }
 
@@ -43,8 +42,14 @@ impl IncidentChanges for Feed {
             .collect();
         all.sort_by_key(|c| c.updated_at);
         let from: usize = cursor.map_or(0, |c| c.parse().unwrap());
-        let changes: Vec<_> = all.iter().skip(from).take(self.page).cloned().collect();
-        let next = (from + self.page < all.len()).then(|| (from + self.page).to_string());
+        let changes: Vec<_> = all
+            .iter()
+            .skip(from)
+            .take(window.page_size)
+            .cloned()
+            .collect();
+        let next =
+            (from + window.page_size < all.len()).then(|| (from + window.page_size).to_string());
         Ok(ChangePage { changes, next })
     }
 }
@@ -120,6 +125,7 @@ impl SyncStore for Store {
 }
 
 struct World {
+    page: usize,
     feed: Arc<Feed>,
     azure: Arc<Azure>,
     store: Arc<Store>,
@@ -158,9 +164,9 @@ impl World {
             });
         }
         World {
+            page,
             feed: Arc::new(Feed {
                 incidents: Mutex::new(incidents),
-                page,
                 windows: Mutex::default(),
             }),
             azure: Arc::default(),
@@ -170,6 +176,10 @@ impl World {
     }
 
     fn sync(&self, settings: SyncSettings) -> AlertSync {
+        let settings = SyncSettings {
+            page_size: self.page,
+            ..settings
+        };
         let clock = self.clock.clone();
         AlertSync::new(
             self.feed.clone(),

@@ -1,0 +1,125 @@
+//! BMC Helix's change feed for the sync role: `HPD:IncidentInterface`
+//! entries whose correlation field holds a bridge key, by `Last Modified
+//! Date`, in pages. Dates go into the qualification as Unix seconds, which
+//! AR System reads as UTC whatever the server's time zone.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::{BmcClient, entries, value};
+use crate::adapters::bmc::format::INCIDENT_FORM;
+use crate::adapters::wire::{ItsmRequest, checked_key, cursor, next_cursor};
+use crate::domain::correlation::IncidentRef;
+use crate::domain::ports::{
+    ChangePage, ChangeWindow, IncidentChange, IncidentChanges, IncidentStatus, ItsmError,
+};
+
+const MODIFIED: &str = "Last Modified Date";
+
+fn status(label: &str) -> IncidentStatus {
+    match label {
+        "In Progress" => IncidentStatus::InProgress,
+        "Resolved" | "Closed" | "Cancelled" => IncidentStatus::Closed,
+        _ => IncidentStatus::Open,
+    }
+}
+
+/// AR answers dates as `2026-12-01T17:00:00.000+0000` (or Unix seconds).
+fn unix(v: &Value) -> Option<i64> {
+    if let Some(n) = v.as_i64() {
+        return Some(n);
+    }
+    let s = v.as_str()?;
+    let (date, zone) = s.split_at(s.len().checked_sub(5)?);
+    let date = date.split('.').next()?;
+    let text = format!("{date}{}:{}", &zone[..3], &zone[3..]);
+    time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+impl BmcClient {
+    fn changes_request(&self, window: ChangeWindow, from: (i64, usize)) -> ItsmRequest {
+        let field = &self.format.fields.correlation_field;
+        ItsmRequest::new(
+            "GET",
+            &format!("/api/arsys/v1/entry/{INCIDENT_FORM}"),
+            &[
+                (
+                    "q",
+                    &format!(
+                        "'{field}' LIKE \"azmon-%\" AND '{MODIFIED}' >= {} AND '{MODIFIED}' < {}",
+                        from.0, window.until
+                    ),
+                ),
+                (
+                    "fields",
+                    &format!("values(Incident Number,Status,{field},{MODIFIED},Last Modified By)"),
+                ),
+                ("sort", &format!("{MODIFIED}.asc")),
+                ("limit", &window.page_size.to_string()),
+                ("offset", &from.1.to_string()),
+            ],
+            None,
+        )
+    }
+
+    fn change(&self, entry: &Value) -> Option<IncidentChange> {
+        let key = value(entry, &self.format.fields.correlation_field)
+            .filter(|k| k.starts_with("azmon-"))?;
+        checked_key(&key).ok()?;
+        let number = value(entry, "Incident Number")?;
+        let label = value(entry, "Status").unwrap_or_default();
+        Some(IncidentChange {
+            correlation_key: key,
+            incident: IncidentRef {
+                id: number.clone(),
+                number,
+            },
+            status: status(&label),
+            status_label: label,
+            updated_at: unix(&entry["values"][MODIFIED])?,
+            updated_by: value(entry, "Last Modified By"),
+        })
+    }
+}
+
+#[async_trait]
+impl IncidentChanges for BmcClient {
+    fn kind(&self) -> &'static str {
+        "bmc-helix"
+    }
+
+    async fn changed(
+        &self,
+        window: ChangeWindow,
+        cursor_text: Option<&str>,
+    ) -> Result<ChangePage, ItsmError> {
+        let from = cursor(cursor_text, window.since);
+        let answer = self.send(self.changes_request(window, from)).await?;
+        let all = entries(&answer.body);
+        let times: Vec<i64> = all
+            .iter()
+            .filter_map(|e| unix(&e["values"][MODIFIED]))
+            .collect();
+        let full = all.len() >= window.page_size && !times.is_empty();
+        Ok(ChangePage {
+            changes: all.iter().filter_map(|e| self.change(e)).collect(),
+            next: full.then(|| next_cursor(from, &times)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ar_dates_read_as_utc() {
+        let t = unix(&Value::from("2026-12-01T17:00:00.000+0000")).unwrap();
+        assert_eq!(t, 1_796_144_400);
+        let t2 = unix(&Value::from("2026-12-01T18:00:00.000+0100")).unwrap();
+        assert_eq!(t2, t);
+        assert_eq!(unix(&Value::from(1_796_144_400)), Some(t));
+    }
+}
