@@ -230,6 +230,8 @@ fn handler(c: &mut Criterion) {
         delivery: None,
         queue: itsm_bridge::inbound::QueueHandle::None,
         delivery_config: Default::default(),
+        sync: None,
+        sync_feed: None,
     };
     let template = fixture("test-metric-static-fired.json");
     let mut n = 0u64;

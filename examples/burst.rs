@@ -104,6 +104,8 @@ fn main() {
         delivery: None,
         queue: itsm_bridge::inbound::QueueHandle::None,
         delivery_config: Default::default(),
+        sync: None,
+        sync_feed: None,
     };
 
     let template: Value = serde_json::from_str(

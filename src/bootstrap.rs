@@ -8,10 +8,11 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::adapters::HttpClientError;
+use crate::adapters::azure::{AzureAlerts, AzureCredential};
 use crate::adapters::bmc::{BmcClient, BmcFormat, BmcLogin};
 use crate::adapters::dryrun::DryRun;
 use crate::adapters::entra::EntraVerifier;
-use crate::adapters::queue::{Outbox, SqsQueue};
+use crate::adapters::queue::SqsQueue;
 use crate::adapters::secrets::{CachedSecret, CredentialSource, SecretError, SecretReader};
 use crate::adapters::servicenow::{Credentials, ServiceNowClient, ServiceNowFormat};
 use crate::adapters::store::{DynamoStore, RedbStore};
@@ -20,9 +21,12 @@ use crate::config::{
     Config, CredentialsConfig, DryRunFormat, ItsmConfig, QueueConfig, StoreConfig,
 };
 use crate::domain::delivery::Delivery;
-use crate::domain::ports::{Clock, CorrelationStore, DeliveryQueue, ItsmClient, StoreError};
+use crate::domain::ports::{
+    Clock, CorrelationStore, DeliveryQueue, IncidentChanges, ItsmClient, StoreError, SyncStore,
+};
 use crate::domain::state_machine::Bridge;
-use crate::inbound::{App, QueueHandle};
+use crate::domain::sync::{AlertSync, SyncSettings};
+use crate::inbound::{App, QueueHandle, SyncFeed};
 
 /// Why the container cannot start serving.
 #[derive(Debug, thiserror::Error)]
@@ -116,13 +120,13 @@ fn source<T: Clone>(
     config: &CredentialsConfig<T>,
     aws: Option<&aws_config::SdkConfig>,
     parse: fn(&Value) -> Result<T, SecretError>,
+    var: &'static str,
 ) -> Result<CredentialSource<T>, StartError> {
     Ok(match config {
         CredentialsConfig::Fixed(c) => CredentialSource::Fixed(c.clone()),
         CredentialsConfig::Secret { secret_id, ttl } => {
-            let client = aws_sdk_secretsmanager::Client::new(
-                aws.ok_or(StartError::AwsNotLoaded("ITSM_SECRET_ID"))?,
-            );
+            let client =
+                aws_sdk_secretsmanager::Client::new(aws.ok_or(StartError::AwsNotLoaded(var))?);
             let ttl: Duration = *ttl;
             CredentialSource::Secret(CachedSecret::new(
                 SecretReader::new(client, secret_id),
@@ -140,14 +144,16 @@ pub fn build(
     clock: Clock,
     log: Option<Arc<RequestLog>>,
 ) -> Result<App, StartError> {
-    let itsm: Arc<dyn ItsmClient> = match &config.itsm {
+    let (itsm, changes): (Arc<dyn ItsmClient>, Arc<dyn IncidentChanges>) = match &config.itsm {
         ItsmConfig::ServiceNow(sn, credentials) => {
-            let credentials = source(credentials, aws, Credentials::from_secret)?;
-            Arc::new(ServiceNowClient::new(sn.clone(), credentials, log)?)
+            let credentials = source(credentials, aws, Credentials::from_secret, "ITSM_SECRET_ID")?;
+            let client = Arc::new(ServiceNowClient::new(sn.clone(), credentials, log)?);
+            (client.clone(), client)
         }
         ItsmConfig::BmcHelix(bmc, login) => {
-            let login = source(login, aws, BmcLogin::from_secret)?;
-            Arc::new(BmcClient::new(bmc.clone(), login, log)?)
+            let login = source(login, aws, BmcLogin::from_secret, "ITSM_SECRET_ID")?;
+            let client = Arc::new(BmcClient::new(bmc.clone(), login, log)?);
+            (client.clone(), client)
         }
         ItsmConfig::DryRun(format) => {
             let format: Box<dyn WireFormat> = match format {
@@ -158,20 +164,49 @@ pub fn build(
                     fields: fields.clone(),
                 }),
             };
-            Arc::new(DryRun::new(format, log))
+            let dry = Arc::new(DryRun::new(format, log));
+            (dry.clone(), dry)
         }
     };
-    let (store, outbox): (Arc<dyn CorrelationStore>, Option<Outbox>) = match &config.store {
-        StoreConfig::Embedded(dir) => {
-            let redb = RedbStore::open(dir).map_err(StartError::Store)?;
-            let outbox = redb.outbox();
-            (Arc::new(redb), Some(outbox))
-        }
-        StoreConfig::DynamoDb { table } => {
-            let client = aws_sdk_dynamodb::Client::new(
-                aws.ok_or(StartError::AwsNotLoaded("CORRELATION_TABLE"))?,
-            );
-            (Arc::new(DynamoStore::new(client, table)), None)
+    let (store, sync_store, outbox): (Arc<dyn CorrelationStore>, Arc<dyn SyncStore>, _) =
+        match &config.store {
+            StoreConfig::Embedded(dir) => {
+                let redb = Arc::new(RedbStore::open(dir).map_err(StartError::Store)?);
+                let outbox = redb.outbox();
+                (redb.clone(), redb, Some(outbox))
+            }
+            StoreConfig::DynamoDb { table } => {
+                let client = aws_sdk_dynamodb::Client::new(
+                    aws.ok_or(StartError::AwsNotLoaded("CORRELATION_TABLE"))?,
+                );
+                let dynamo = Arc::new(DynamoStore::new(client, table));
+                (dynamo.clone(), dynamo, None)
+            }
+        };
+    let sync_feed = SyncFeed {
+        changes,
+        store: sync_store,
+    };
+    let sync = match &config.sync {
+        None => None,
+        Some(sc) => {
+            let credential = source(
+                &sc.credential,
+                aws,
+                AzureCredential::from_secret,
+                "AZURE_SECRET_ID",
+            )?;
+            let azure = Arc::new(AzureAlerts::new(&sc.azure, credential)?);
+            Some(AlertSync::new(
+                sync_feed.changes.clone(),
+                sync_feed.store.clone(),
+                azure,
+                SyncSettings {
+                    lease_secs: config.settings.lease_secs,
+                    ..sc.settings.clone()
+                },
+                clock.clone(),
+            ))
         }
     };
     let queue = match &config.delivery.queue {
@@ -221,5 +256,7 @@ pub fn build(
         delivery,
         queue,
         delivery_config: config.delivery.clone(),
+        sync,
+        sync_feed: Some(sync_feed),
     })
 }

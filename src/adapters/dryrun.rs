@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use super::wire::{ItsmRequest, RequestLog, WireFormat, checked_key};
 use crate::domain::correlation::IncidentRef;
 use crate::domain::mapping::{IncidentDraft, Resolution};
-use crate::domain::ports::{ItsmClient, ItsmError, ResolveOutcome};
+use crate::domain::ports::{
+    ChangePage, ChangeWindow, IncidentChanges, ItsmClient, ItsmError, ResolveOutcome,
+};
 
 pub struct DryRun {
     format: Box<dyn WireFormat>,
@@ -93,5 +95,21 @@ impl ItsmClient for DryRun {
     ) -> Result<ResolveOutcome, ItsmError> {
         self.show_all(self.format.resolve(incident, resolution));
         Ok(ResolveOutcome::Resolved)
+    }
+}
+
+/// Dry-run sees no ITSM, so it has no changes to report.
+#[async_trait]
+impl IncidentChanges for DryRun {
+    fn kind(&self) -> &'static str {
+        "dry-run"
+    }
+
+    async fn changed(
+        &self,
+        _window: ChangeWindow,
+        _cursor: Option<&str>,
+    ) -> Result<ChangePage, ItsmError> {
+        Ok(ChangePage::default())
     }
 }

@@ -106,7 +106,7 @@ pub(super) fn attempt_timeout(env: &Env) -> Result<Duration, ConfigError> {
     Ok(Duration::from_millis(env.number("ITSM_TIMEOUT_MS", 3000)?))
 }
 
-fn https_url(env: &Env, var: &'static str, example: &str) -> Result<Url, ConfigError> {
+pub(super) fn https_url(env: &Env, var: &'static str, example: &str) -> Result<Url, ConfigError> {
     let raw = env.required(var, &format!("set it to {example}"))?;
     let url = Url::parse(&raw).map_err(|e| err(var, format!("{raw:?}: {e}")))?;
     if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback(&url)) {

@@ -13,9 +13,11 @@ use crate::domain::settings::{RefirePolicy, Settings};
 
 mod delivery;
 mod itsm;
+mod sync;
 
 pub use delivery::{DeliveryConfig, QueueConfig};
 pub use itsm::{CredentialsConfig, DryRunFormat, ItsmConfig};
+pub use sync::SyncConfig;
 
 /// Azure caps a common-schema alert at 256 KB.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -39,6 +41,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub settings: Settings,
     pub delivery: DeliveryConfig,
+    /// The sync role's Azure side; `None` when not configured.
+    pub sync: Option<SyncConfig>,
 }
 
 impl Config {
@@ -47,6 +51,10 @@ impl Config {
         matches!(self.store, StoreConfig::DynamoDb { .. })
             || matches!(self.delivery.queue, QueueConfig::Sqs { .. })
             || self.itsm.secret().is_some()
+            || self
+                .sync
+                .as_ref()
+                .is_some_and(|s| matches!(s.credential, CredentialsConfig::Secret { .. }))
     }
 }
 
@@ -107,7 +115,7 @@ pub(crate) fn err(var: &'static str, problem: impl Into<String>) -> ConfigError 
     }
 }
 
-fn is_guid(s: &str) -> bool {
+pub(super) fn is_guid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
         && parts
@@ -138,6 +146,7 @@ impl Config {
         let lease_secs = env.number("CLAIM_LEASE_SECS", 60)?;
         Ok(Config {
             delivery: DeliveryConfig::from_env(env, lease_secs)?,
+            sync: SyncConfig::from_env(env)?,
             metrics_namespace: match env.get("METRICS_NAMESPACE").as_deref() {
                 Some("off") => None,
                 Some(ns) => Some(ns.to_string()),

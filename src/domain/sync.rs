@@ -424,8 +424,16 @@ impl AlertSync {
                 self.finish(leased, AzureMark::Gone, ActionOutcome::Gone)
                     .await
             }
+            // Timed out or failed on Azure's side: the change may have
+            // happened. The lease is left run out, so the next round asks
+            // Azure before calling again.
+            AzureError::Unavailable(m) => {
+                self.release(leased, true).await;
+                Err(Told::Deferred(m))
+            }
+            // Refused before anything changed: the next round calls again.
             other => {
-                self.release(leased).await;
+                self.release(leased, false).await;
                 Err(match other {
                     AzureError::Denied(m) => Told::Denied(m),
                     AzureError::Throttled { retry_after } => {
@@ -457,11 +465,12 @@ impl AlertSync {
         Ok(outcome)
     }
 
-    /// Ends a lease after a failed call, so the next round need not ask first.
-    async fn release(&self, leased: CorrelationRecord) {
+    /// Ends a lease after a failed call: at once, and marked for asking
+    /// Azure first when the call may have taken effect (`uncertain`).
+    async fn release(&self, leased: CorrelationRecord, uncertain: bool) {
         let now = (self.clock)();
         let mut rec = leased.clone();
-        rec.azure.lease_until = 0;
+        rec.azure.lease_until = if uncertain { now } else { 0 };
         rec.version = leased.version + 1;
         rec.updated_at = now;
         if let Err(e) = self.store.put(&rec, Some(leased.version), now).await {

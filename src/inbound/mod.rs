@@ -5,13 +5,16 @@
 //!
 //! - `http`: the function URL webhook Azure Monitor posts alerts to
 //!   (`Handler` anything but the names below, SAM's usual `bootstrap` included);
-//! - `worker`: the delivery queue's consumer (`Handler: worker`).
+//! - `worker`: the delivery queue's consumer (`Handler: worker`);
+//! - `sync`: the scheduled round that carries ITSM changes back to Azure
+//!   (`Handler: sync`).
 //!
 //! `common_schema` turns Azure's wire format into the domain's `Alert` for
 //! every role that receives alerts.
 
 pub mod common_schema;
 pub mod http;
+pub mod sync;
 pub mod worker;
 
 use std::sync::Arc;
@@ -19,8 +22,9 @@ use std::sync::Arc;
 use crate::adapters::queue::{Outbox, SqsQueue};
 use crate::config::DeliveryConfig;
 use crate::domain::delivery::Delivery;
-use crate::domain::ports::TokenVerifier;
+use crate::domain::ports::{IncidentChanges, SyncStore, TokenVerifier};
 use crate::domain::state_machine::Bridge;
+use crate::domain::sync::AlertSync;
 
 /// Everything a role needs, built once per container.
 pub struct App {
@@ -35,6 +39,18 @@ pub struct App {
     /// The queue behind `delivery`, for the roles that consume it.
     pub queue: QueueHandle,
     pub delivery_config: DeliveryConfig,
+    /// The sync role's round, when Azure credentials are configured.
+    pub sync: Option<AlertSync>,
+    /// What a sync round reads, configured or not (`replay --sync` dry
+    /// runs); `None` in apps assembled by hand.
+    pub sync_feed: Option<SyncFeed>,
+}
+
+/// The ITSM's change feed and the store's sync side.
+#[derive(Clone)]
+pub struct SyncFeed {
+    pub changes: Arc<dyn IncidentChanges>,
+    pub store: Arc<dyn SyncStore>,
 }
 
 /// The delivery queue as its consumers see it.
@@ -55,14 +71,17 @@ pub enum Role {
     Webhook,
     /// The SQS consumer that delivers queued notifications.
     Worker,
+    /// The scheduled ITSM → Azure round.
+    Sync,
 }
 
 impl Role {
-    /// The role for Lambda's `Handler` value: `worker`, else the webhook
+    /// The role for Lambda's `Handler` value: `worker`, `sync`, else the webhook
     /// (so a deployment with any other handler name serves alerts).
     pub fn from_handler(handler: Option<&str>) -> Role {
         match handler {
             Some("worker") => Role::Worker,
+            Some("sync") => Role::Sync,
             _ => Role::Webhook,
         }
     }
@@ -76,6 +95,7 @@ impl Role {
         match self {
             Role::Webhook => Box::pin(http::run(app)).await,
             Role::Worker => Box::pin(worker::run(app)).await,
+            Role::Sync => Box::pin(sync::run(app)).await,
         }
     }
 }

@@ -89,6 +89,27 @@ impl Fake {
         self.state.lock().unwrap().incidents.clone()
     }
 
+    /// A person sets incident `number` to `status` (ServiceNow's state
+    /// code, BMC's Status) at `at` (Unix seconds).
+    pub fn person(&self, number: &str, status: &str, by: &str, at: i64) {
+        let mut state = self.state.lock().unwrap();
+        for i in state.incidents.iter_mut() {
+            match self.vendor {
+                Vendor::ServiceNow if i["number"] == number => {
+                    i["state"] = json!(status);
+                    i["sys_updated_on"] = json!(sn_time(at));
+                    i["sys_updated_by"] = json!(by);
+                }
+                Vendor::Bmc if i["values"]["Incident Number"] == number => {
+                    i["values"]["Status"] = json!(status);
+                    i["values"]["Last Modified Date"] = json!(ar_time(at));
+                    i["values"]["Last Modified By"] = json!(by);
+                }
+                _ => {}
+            }
+        }
+    }
+
     pub fn fail_next(&self, answer: ResponseTemplate) {
         self.state.lock().unwrap().failures.push_back(answer);
     }
@@ -168,9 +189,16 @@ fn servicenow(state: &mut FakeState, req: &Request) -> ResponseTemplate {
         ("POST", None) if path == "/api/now/table/incident" => {
             let n = state.incidents.len() + 1;
             let incident = json!({"sys_id": format!("{n:032x}"), "number": format!("INC{n:07}"),
-                "correlation_id": body(req)["correlation_id"], "state": "1"});
+                "correlation_id": body(req)["correlation_id"], "state": "1",
+                "sys_updated_on": sn_time(crate::helpers::now()), "sys_updated_by": SN_USER});
             state.incidents.push(incident.clone());
             ResponseTemplate::new(201).set_body_json(json!({"result": incident}))
+        }
+        ("GET", None)
+            if query(req, "sysparm_query")
+                .is_some_and(|q| q.starts_with("correlation_idSTARTSWITH")) =>
+        {
+            sn_changes(state, req)
         }
         ("GET", None) => {
             let q = query(req, "sysparm_query").unwrap_or_default();
@@ -202,6 +230,8 @@ fn servicenow(state: &mut FakeState, req: &Request) -> ResponseTemplate {
                         state.incidents[i][k] = v;
                     }
                 }
+                state.incidents[i]["sys_updated_on"] = json!(sn_time(crate::helpers::now()));
+                state.incidents[i]["sys_updated_by"] = json!(SN_USER);
                 ResponseTemplate::new(200).set_body_json(json!({"result": state.incidents[i]}))
             }
         },
@@ -251,8 +281,15 @@ fn bmc(state: &mut FakeState, req: &Request) -> ResponseTemplate {
             let number = format!("INC{n:012}");
             values["Incident Number"] = json!(number);
             values["Request ID"] = json!(format!("{n:015}"));
+            values["Last Modified Date"] = json!(ar_time(crate::helpers::now()));
+            values["Last Modified By"] = json!(BMC_USER);
             state.incidents.push(json!({"values": values}));
             ResponseTemplate::new(201).set_body_json(json!({"values": {"Incident Number": number}}))
+        }
+        ("GET", "/api/arsys/v1/entry/HPD:IncidentInterface")
+            if query(req, "q").is_some_and(|q| q.contains(" LIKE ")) =>
+        {
+            bmc_changes(state, req)
         }
         ("GET", "/api/arsys/v1/entry/HPD:IncidentInterface") => {
             // Only the `'Field' = "value"` qualifications the client sends.
@@ -281,6 +318,9 @@ fn bmc(state: &mut FakeState, req: &Request) -> ResponseTemplate {
                     state.incidents[i]["values"][k] = v;
                 }
             }
+            state.incidents[i]["values"]["Last Modified Date"] =
+                json!(ar_time(crate::helpers::now()));
+            state.incidents[i]["values"]["Last Modified By"] = json!(BMC_USER);
             ResponseTemplate::new(204)
         }
         ("POST", "/api/arsys/v1/entry/HPD:WorkLog") => {
@@ -295,4 +335,117 @@ fn bmc(state: &mut FakeState, req: &Request) -> ResponseTemplate {
         }
         _ => error(400, "Invalid request", 0),
     }
+}
+
+/// ServiceNow's `sys_updated_on`: UTC, `YYYY-MM-DD HH:MM:SS`.
+pub fn sn_time(unix: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(unix).unwrap();
+    t.format(time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second]"
+    ))
+    .unwrap()
+}
+
+fn sn_unix(text: &str) -> i64 {
+    time::PrimitiveDateTime::parse(
+        text,
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
+    )
+    .unwrap()
+    .assume_utc()
+    .unix_timestamp()
+}
+
+/// AR System's date answer: `2026-12-01T17:00:00.000+0000`.
+pub fn ar_time(unix: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(unix).unwrap();
+    t.format(time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].000+0000"
+    ))
+    .unwrap()
+}
+
+fn page<'a>(mut found: Vec<&'a Value>, req: &Request, limit: &str, offset: &str) -> Vec<&'a Value> {
+    let limit: usize = query(req, limit)
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(10_000);
+    let offset: usize = query(req, offset).and_then(|o| o.parse().ok()).unwrap_or(0);
+    found.drain(..offset.min(found.len()));
+    found.truncate(limit);
+    found
+}
+
+/// The Table API's change query as the sync role sends it: only the
+/// conditions it uses, ordered by update time and sys_id, paged.
+fn sn_changes(state: &FakeState, req: &Request) -> ResponseTemplate {
+    let q = query(req, "sysparm_query").unwrap();
+    let mut prefix = "";
+    let (mut since, mut until) = (i64::MIN, i64::MAX);
+    for part in q.split('^') {
+        if let Some(p) = part.strip_prefix("correlation_idSTARTSWITH") {
+            prefix = p;
+        } else if let Some(t) = part.strip_prefix("sys_updated_on>=") {
+            since = sn_unix(t);
+        } else if let Some(t) = part.strip_prefix("sys_updated_on<") {
+            until = sn_unix(t);
+        } else if !part.starts_with("ORDERBY") {
+            // An unknown condition: ServiceNow would ignore it silently.
+            panic!("unexpected condition {part:?}");
+        }
+    }
+    let mut found: Vec<&Value> = state
+        .incidents
+        .iter()
+        .filter(|i| {
+            i["correlation_id"]
+                .as_str()
+                .is_some_and(|c| c.starts_with(prefix))
+        })
+        .filter(|i| {
+            let t = sn_unix(i["sys_updated_on"].as_str().unwrap());
+            t >= since && t < until
+        })
+        .collect();
+    found.sort_by_key(|i| {
+        (
+            sn_unix(i["sys_updated_on"].as_str().unwrap()),
+            i["sys_id"].as_str().unwrap().to_string(),
+        )
+    });
+    let found = page(found, req, "sysparm_limit", "sysparm_offset");
+    ResponseTemplate::new(200).set_body_json(json!({"result": found}))
+}
+
+/// The AR REST change query as the sync role sends it.
+fn bmc_changes(state: &FakeState, req: &Request) -> ResponseTemplate {
+    let q = query(req, "q").unwrap();
+    let bound = |op: &str| -> i64 {
+        let marker = format!("'Last Modified Date' {op} ");
+        let rest = &q[q.find(&marker).expect("date bound") + marker.len()..];
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let (since, until) = (bound(">="), bound("<"));
+    let field = q[1..q.find("' LIKE ").unwrap()].to_string();
+    let unix = |i: &Value| {
+        let text = i["values"]["Last Modified Date"]
+            .as_str()
+            .unwrap()
+            .replace(".000+0000", "Z");
+        time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+            .unwrap()
+            .unix_timestamp()
+    };
+    let mut found: Vec<&Value> = state
+        .incidents
+        .iter()
+        .filter(|i| {
+            i["values"][&field]
+                .as_str()
+                .is_some_and(|c| c.starts_with("azmon-"))
+        })
+        .filter(|i| unix(i) >= since && unix(i) < until)
+        .collect();
+    found.sort_by_key(|i| unix(i));
+    let found = page(found, req, "limit", "offset");
+    ResponseTemplate::new(200).set_body_json(json!({"entries": found, "_links": {}}))
 }

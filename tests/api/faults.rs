@@ -48,6 +48,8 @@ fn app_with_store(t: &TestApp, store: Arc<dyn CorrelationStore>) -> App {
         delivery: None,
         queue: itsm_bridge::inbound::QueueHandle::None,
         delivery_config: Default::default(),
+        sync: None,
+        sync_feed: None,
     }
 }
 

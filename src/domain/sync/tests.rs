@@ -445,3 +445,27 @@ async fn a_dry_run_writes_nothing() {
     assert_eq!(w.record(0).await.azure, AzureSync::default());
     assert_eq!(w.store.watermark("servicenow").await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn an_unanswered_call_is_checked_before_it_is_made_again() {
+    let w = World::new(1, 100).await;
+    let sync = w.sync(SyncSettings::default());
+    w.person(0, IncidentStatus::Closed, "Resolved");
+    // Azure took the change but the answer timed out.
+    w.azure
+        .states
+        .lock()
+        .unwrap()
+        .insert(alert_id(0), AlertState::Closed);
+    w.azure
+        .fail
+        .lock()
+        .unwrap()
+        .push(AzureError::Unavailable("timed out".into()));
+    let first = sync.round().await.unwrap();
+    assert_eq!(first.count(ActionOutcome::Deferred), 1);
+    w.later(60);
+    let second = sync.round().await.unwrap();
+    assert_eq!(second.count(ActionOutcome::AlreadySet), 1, "{second:?}");
+    assert!(w.azure.calls().is_empty(), "asked, not changed again");
+}
