@@ -528,3 +528,66 @@ fn the_files_replay_writes_are_its_owners_only() {
     assert_eq!(mode(&state.join("dev-signing-key.pem")), 0o600);
     assert_eq!(mode(&state.join("correlation.redb")), 0o600);
 }
+
+#[tokio::test]
+async fn sync_shows_the_azure_request_then_sends_it_with_send() {
+    use crate::fake_azure::FakeAzure;
+    use crate::fakes::{Fake, Vendor};
+    use crate::helpers::{SN_PASSWORD, SN_USER, now};
+    let (servicenow, fake) = Fake::serve(Vendor::ServiceNow).await;
+    let (azure_server, azure) = FakeAzure::serve().await;
+    let state = tempfile::tempdir().unwrap();
+    let mut env: Vec<(&'static str, String)> = vec![
+        ("SERVICENOW_INSTANCE_URL", servicenow.uri()),
+        ("SERVICENOW_USERNAME", SN_USER.into()),
+        ("SERVICENOW_PASSWORD", SN_PASSWORD.into()),
+    ];
+    let run = {
+        let state = state.path().to_path_buf();
+        move |extra: Vec<&'static str>,
+              files: Vec<&'static str>,
+              env: Vec<(&'static str, String)>| {
+            let state = state.clone();
+            tokio::task::spawn_blocking(move || {
+                let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let mut args = vec!["--itsm", "servicenow"];
+                args.extend(extra);
+                replay(&state, &args, &files, &env)
+            })
+        }
+    };
+    let (code, lines) = run(
+        vec!["--send"],
+        vec!["metric-static-fired.json"],
+        env.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((code, lines[0]["outcome"].as_str()), (0, Some("created")));
+    let number = fake.incidents()[0]["number"].as_str().unwrap().to_string();
+    fake.person(&number, "6", "jane.doe", now() - 120);
+    // Dry run: the request it would send, nothing sent, nothing recorded.
+    let (code, lines) = run(vec!["--sync"], vec![], env.clone()).await.unwrap();
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["outcome"], "would_send");
+    assert_eq!(lines[0]["incident"], number.as_str());
+    let path = lines[0]["azure_request"]["path"].as_str().unwrap();
+    assert!(
+        path.starts_with("https://management.azure.com/subscriptions/")
+            && path.ends_with("/changestate?api-version=2019-05-05-preview&newState=Closed"),
+        "{path}"
+    );
+    assert!(azure.changes().is_empty());
+    // --send: the same round for real, then nothing more to do.
+    env.extend(FakeAzure::vars(&azure_server));
+    let (code, lines) = run(vec!["--sync", "--send"], vec![], env.clone())
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(lines[0]["outcome"], "sent");
+    assert_eq!(azure.changes().len(), 1);
+    let (code, lines) = run(vec!["--sync", "--send"], vec![], env).await.unwrap();
+    assert_eq!((code, lines.len()), (0, 0), "{lines:?}");
+    assert_eq!(azure.changes().len(), 1);
+}

@@ -23,6 +23,7 @@ use itsm_bridge::inbound::http;
 use serde_json::{Value, json};
 
 mod drain;
+mod sync;
 
 /// Development defaults, used only where the environment sets nothing.
 use itsm_bridge::adapters::entra::{LOCAL_AUDIENCE as DEV_AUDIENCE, LOCAL_TENANT as DEV_TENANT};
@@ -71,8 +72,14 @@ struct Args {
     /// now (the ITSM is back): what the webhook queued while it failed.
     #[arg(long, conflicts_with = "print_event")]
     drain: bool,
+    /// Run one sync round: incidents people resolved in the ITSM (read for
+    /// real, with its URL and credentials from the environment) close their
+    /// Azure alerts. Shows the Azure requests it would send; with --send,
+    /// sends them (needs AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET).
+    #[arg(long, conflicts_with_all = ["print_event", "drain", "files"])]
+    sync: bool,
     /// A Lambda function URL event (payload 2.0) or a bare common-schema alert body.
-    #[arg(value_name = "FILE", required_unless_present = "drain")]
+    #[arg(value_name = "FILE", required_unless_present_any = ["drain", "sync"])]
     files: Vec<PathBuf>,
 }
 
@@ -180,6 +187,9 @@ async fn run(args: Args) -> Result<bool, Halt> {
         .map_err(|e| e.to_string())?;
     // stdout is replay's own output.
     app.metrics = None;
+    if args.sync {
+        return sync::round(&app, &config, args.send, &log, args.json, &mut out).await;
+    }
     if args.drain {
         let all_ok = drain::drain(&app, &log, args.json, &mut out).await?;
         if args.files.is_empty() {
@@ -251,7 +261,8 @@ async fn run(args: Args) -> Result<bool, Halt> {
 fn configure(args: &Args) -> Result<(Config, String), String> {
     let state = args.state.clone();
     let itsm = args.itsm.kind().to_string();
-    let send = args.send;
+    // A sync round reads the ITSM for real; --send is about Azure then.
+    let send = args.send || (args.sync && args.itsm != Itsm::DryRun);
     let dynamodb = args.store == Store::Dynamodb;
     let dev = args.token.is_none();
     let jwks_path = std::path::absolute(state.join("dev-jwks.json")).map_err(|e| e.to_string())?;

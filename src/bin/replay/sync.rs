@@ -1,0 +1,119 @@
+//! `replay --sync`: one sync round against the configured ITSM and store.
+//! Without `--send` nothing is written anywhere and the Azure requests are
+//! shown; with it, they are sent and recorded as the Lambda's round does.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use itsm_bridge::adapters::azure::{AzureDryRun, DEFAULT_API_VERSION};
+use itsm_bridge::adapters::clock::system_clock;
+use itsm_bridge::adapters::wire::RequestLog;
+use itsm_bridge::config::Config;
+use itsm_bridge::domain::sync::{ActionOutcome, AlertSync, RoundReport, SyncSettings};
+use itsm_bridge::inbound::App;
+use serde_json::json;
+
+use super::Halt;
+
+/// Runs the round and prints it; whether every action went through.
+pub async fn round(
+    app: &App,
+    config: &Config,
+    send: bool,
+    log: &Arc<RequestLog>,
+    as_json: bool,
+    out: &mut impl Write,
+) -> Result<bool, Halt> {
+    let report = if send {
+        let sync = app.sync.as_ref().ok_or_else(|| {
+            "--sync --send needs the sync role configured: AZURE_TENANT_ID, AZURE_CLIENT_ID and \
+             AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH)"
+                .to_string()
+        })?;
+        sync.round().await.map_err(|e| e.to_string())?
+    } else {
+        let feed = app.sync_feed.clone().expect("bootstrap builds the feed");
+        let (base, version, settings) = match &config.sync {
+            Some(s) => (
+                s.azure.resource_manager.clone(),
+                s.azure.api_version.clone(),
+                s.settings.clone(),
+            ),
+            None => (
+                url::Url::parse("https://management.azure.com/").expect("URL"),
+                DEFAULT_API_VERSION.to_string(),
+                SyncSettings::default(),
+            ),
+        };
+        // The ITSM's own GETs are not what a dry run is about.
+        log.take();
+        let azure = Arc::new(AzureDryRun::new(base, version, log.clone()));
+        let dry = SyncSettings {
+            dry_run: true,
+            ..settings
+        };
+        AlertSync::new(feed.changes, feed.store, azure, dry, system_clock())
+            .round()
+            .await
+            .map_err(|e| e.to_string())?
+    };
+    let mut requests = log
+        .take()
+        .into_iter()
+        .filter(|r| r.path.contains("/changestate"));
+    for a in &report.actions {
+        let request = (a.outcome == ActionOutcome::WouldSend)
+            .then(|| requests.next())
+            .flatten();
+        if as_json {
+            let mut line = json!(a);
+            if let Some(r) = &request {
+                line["azure_request"] = json!(r);
+            }
+            writeln!(out, "{line}")?;
+        } else {
+            let detail = a
+                .detail
+                .as_deref()
+                .map_or(String::new(), |d| format!(" ({d})"));
+            writeln!(
+                out,
+                "{} -> {}: {:?}{detail}\n  alert {}",
+                a.incident, a.state, a.outcome, a.alert_id
+            )?;
+            if let Some(r) = request {
+                writeln!(out, "  {} {}", r.method, r.path)?;
+                if let Some(b) = &r.body {
+                    writeln!(out, "    {b}")?;
+                }
+            }
+        }
+    }
+    if !as_json {
+        writeln!(out, "{}", tally(&report, send))?;
+    }
+    Ok(report.count(ActionOutcome::Denied) + report.count(ActionOutcome::Deferred) == 0)
+}
+
+fn tally(r: &RoundReport, send: bool) -> String {
+    let acted = if send {
+        format!(
+            "{} sent, {} already set, {} gone",
+            r.count(ActionOutcome::Sent),
+            r.count(ActionOutcome::AlreadySet),
+            r.count(ActionOutcome::Gone)
+        )
+    } else {
+        format!(
+            "{} would be sent (dry run: --send sends them)",
+            r.count(ActionOutcome::WouldSend)
+        )
+    };
+    format!(
+        "sync: {} changed incidents, {} needing nothing; {acted}; {} denied, {} deferred",
+        r.examined,
+        r.skipped,
+        r.count(ActionOutcome::Denied),
+        r.count(ActionOutcome::Deferred)
+    )
+}
