@@ -160,3 +160,87 @@ async fn trace_run(format: &str) {
         assert!(!text.contains(secret), "{format}: {what} is in the output");
     }
 }
+
+/// The sync role (`_HANDLER=sync`) at TRACE: a scheduled event, a change
+/// read from ServiceNow, an Entra token got with the client secret and an
+/// alert closed with it. Neither the secret nor the token is written.
+#[tokio::test]
+async fn the_sync_role_at_trace_writes_no_secret() {
+    use crate::fake_azure::{ARM_TOKEN, AZ_SECRET, FakeAzure};
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().display().to_string();
+    let (azure_server, azure) = FakeAzure::serve().await;
+    // The webhook opens the incident in the same state folder, then lets go of it.
+    let t = Spawn::default().var("STATE_DIR", &dir).start().await;
+    let fake = Fake::new(Vendor::ServiceNow);
+    fake.mount(&t.itsm).await;
+    let body = metric_alert("binary-sync", "Fired");
+    assert_eq!(t.post(&body).await.outcome(), "created");
+    let number = fake.incidents()[0]["number"].as_str().unwrap().to_string();
+    fake.person(&number, "6", "jane.doe", now() - 5);
+    let servicenow = t.itsm.uri();
+    let entra = t.entra.uri();
+    let itsm_server = t.itsm;
+    drop((t.app, t.store));
+
+    let runtime = MockServer::start().await;
+    let api = RuntimeApi::default();
+    Mock::given(path_regex("^/2018-06-01/runtime/"))
+        .respond_with(api.clone())
+        .mount(&runtime)
+        .await;
+    api.events.lock().unwrap().push_back(serde_json::json!({
+        "version": "0", "id": "5f1e", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-12-01T17:00:00Z", "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/sync"], "detail": {}}));
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut vars: Vec<(&str, String)> = FakeAzure::vars(&azure_server);
+    vars.extend([
+        ("AWS_LAMBDA_RUNTIME_API", runtime.address().to_string()),
+        ("AWS_LAMBDA_FUNCTION_NAME", "itsm-bridge-sync".into()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".into()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
+        ("_HANDLER", "sync".into()),
+        ("RUST_LOG", "trace".into()),
+        ("ENTRA_TENANT_ID", TENANT.into()),
+        ("ENTRA_AUDIENCES", AUDIENCE.into()),
+        ("ENTRA_AUTHORITY", entra),
+        ("SERVICENOW_INSTANCE_URL", servicenow),
+        ("SERVICENOW_USERNAME", SN_USER.into()),
+        ("SERVICENOW_PASSWORD", SN_PASSWORD.into()),
+        ("STATE_DIR", dir.clone()),
+    ]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_itsm-bridge"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(vars)
+        .stdout(Stdio::from(log.reopen().unwrap()))
+        .stderr(Stdio::from(log.reopen().unwrap()))
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while api.answers.lock().unwrap().is_empty() && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    drop(itsm_server);
+    let text = String::from_utf8_lossy(&std::fs::read(log.path()).unwrap()).into_owned();
+    let answers = api.answers.lock().unwrap().clone();
+    assert_eq!(answers.len(), 1, "one answer; the binary wrote:\n{text}");
+    assert_eq!(answers[0]["sent"], 1, "{answers:?}\n{text}");
+    assert_eq!(azure.changes().len(), 1);
+    // Nothing on this path writes at TRACE itself; the HTTP clients' DEBUG
+    // lines show the verbose levels are on.
+    assert!(
+        text.contains("DEBUG"),
+        "the binary logged verbosely:\n{text}"
+    );
+    for (what, secret) in [
+        ("the Azure client secret", AZ_SECRET),
+        ("the Resource Manager token", ARM_TOKEN),
+        ("the ServiceNow password", SN_PASSWORD),
+    ] {
+        assert!(!text.contains(secret), "{what} is in the output");
+    }
+}

@@ -16,7 +16,7 @@ use crate::helpers::TENANT;
 
 pub const AZ_CLIENT_ID: &str = "99998888-aaaa-7777-bbbb-666655554444";
 pub const AZ_SECRET: &str = "az-client-Secr3t~value";
-const ARM_TOKEN: &str = "arm-access-token-for-the-bridge";
+pub const ARM_TOKEN: &str = "arm-access-token-for-the-bridge";
 pub const API_VERSION: &str = "2019-05-05-preview";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
