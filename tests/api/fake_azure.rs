@@ -38,6 +38,8 @@ struct State {
     slow_next: Option<Duration>,
     /// Where it listens: Resource Manager's URL, so the token's scope.
     uri: String,
+    /// A certificate credential's public key (JWK) and `x5t#S256`.
+    certificate: Option<(Value, String)>,
 }
 
 #[derive(Clone, Default)]
@@ -91,6 +93,12 @@ impl FakeAzure {
         self.state.lock().unwrap().gone.insert(alert_id.into());
     }
 
+    /// Accepts client assertions signed by `jwk`'s key for a certificate
+    /// with this SHA-256 thumbprint (base64url).
+    pub fn expect_certificate(&self, jwk: Value, thumbprint: &str) {
+        self.state.lock().unwrap().certificate = Some((jwk, thumbprint.to_string()));
+    }
+
     pub fn fail_next(&self, answer: ResponseTemplate) {
         self.state.lock().unwrap().failures.push_back(answer);
     }
@@ -121,9 +129,18 @@ impl Respond for FakeAzure {
                 .into_owned()
                 .collect();
             let scope = format!("{}/.default", s.uri);
+            let endpoint = format!("{}{path}", s.uri);
+            let proven = form.get("client_secret").map(String::as_str) == Some(AZ_SECRET)
+                || form.get("client_assertion").is_some_and(|a| {
+                    form.get("client_assertion_type").map(String::as_str)
+                        == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+                        && s.certificate
+                            .as_ref()
+                            .is_some_and(|(jwk, x5t)| assertion_ok(a, jwk, x5t, &endpoint))
+                });
             let ok = form.get("grant_type").map(String::as_str) == Some("client_credentials")
                 && form.get("client_id").map(String::as_str) == Some(AZ_CLIENT_ID)
-                && form.get("client_secret").map(String::as_str) == Some(AZ_SECRET)
+                && proven
                 && form.get("scope") == Some(&scope);
             return if ok {
                 ResponseTemplate::new(200).set_body_json(json!({"token_type": "Bearer",
@@ -185,4 +202,29 @@ impl Respond for FakeAzure {
             None => answer,
         }
     }
+}
+
+/// What Entra checks of a certificate's client assertion: PS256 (or RS256)
+/// by the registered key, its `x5t#S256`, audience the token endpoint,
+/// issuer and subject the client id.
+fn assertion_ok(assertion: &str, jwk: &Value, x5t: &str, endpoint: &str) -> bool {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+    let Ok(header) = decode_header(assertion) else {
+        return false;
+    };
+    if header.x5t_s256.as_deref() != Some(x5t) {
+        return false;
+    }
+    let key = DecodingKey::from_rsa_components(
+        jwk["n"].as_str().unwrap_or(""),
+        jwk["e"].as_str().unwrap_or(""),
+    );
+    let Ok(key) = key else { return false };
+    let mut validation = Validation::new(Algorithm::PS256);
+    validation.algorithms = vec![Algorithm::PS256, Algorithm::RS256];
+    validation.set_audience(&[endpoint]);
+    validation.set_issuer(&[AZ_CLIENT_ID]);
+    validation.sub = Some(AZ_CLIENT_ID.into());
+    validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+    decode::<Value>(assertion, &key, &validation).is_ok()
 }
