@@ -44,6 +44,10 @@ pub struct SyncSettings {
     pub max_pages: usize,
     /// Incidents per page asked of the ITSM.
     pub page_size: usize,
+    /// A round stops taking up changes after this long (Azure calls are one
+    /// at a time, to stay within Resource Manager's write limits), well
+    /// inside the function's timeout; the rest waits for the next round.
+    pub budget: Duration,
     /// Azure asked to wait without saying how long: wait this much.
     pub default_pause_secs: i64,
     /// Show what would be sent; write nothing anywhere.
@@ -60,6 +64,7 @@ impl Default for SyncSettings {
             lease_secs: 60,
             max_pages: 50,
             page_size: 100,
+            budget: Duration::from_secs(90),
             default_pause_secs: 60,
             dry_run: false,
         }
@@ -190,6 +195,8 @@ impl AlertSync {
         let mut reached = window.since;
         let mut halt: Option<Halt> = None;
         let mut cursor: Option<String> = None;
+        let started = std::time::Instant::now();
+        let mut out_of_time = false;
         for page_no in 0.. {
             if page_no == self.settings.max_pages {
                 // The rest waits for the next round.
@@ -198,6 +205,12 @@ impl AlertSync {
             }
             let page = self.itsm.changed(window, cursor.as_deref()).await?;
             for change in &page.changes {
+                if started.elapsed() > self.settings.budget {
+                    // Out of time: this change and the rest wait.
+                    held = Some(held.map_or(change.updated_at, |h| h.min(change.updated_at)));
+                    out_of_time = true;
+                    break;
+                }
                 report.examined += 1;
                 let (action, keep) = match self.decide(change, now, &mut halt).await {
                     Decision::Settled(a) => (a, false),
@@ -210,6 +223,10 @@ impl AlertSync {
                     Some(a) => report.actions.push(a),
                     None => report.skipped += 1,
                 }
+            }
+            if out_of_time {
+                tracing::info!("sync round stopped at its time budget; the next round goes on");
+                break;
             }
             let Some(next) = page.next else {
                 reached = window.until;

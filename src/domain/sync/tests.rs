@@ -469,3 +469,21 @@ async fn an_unanswered_call_is_checked_before_it_is_made_again() {
     assert_eq!(second.count(ActionOutcome::AlreadySet), 1, "{second:?}");
     assert!(w.azure.calls().is_empty(), "asked, not changed again");
 }
+
+#[tokio::test]
+async fn a_round_out_of_time_leaves_the_rest_to_the_next() {
+    let w = World::new(3, 100).await;
+    for n in 0..3 {
+        w.person(n, IncidentStatus::Closed, "Resolved");
+    }
+    let spent = SyncSettings {
+        budget: Duration::ZERO,
+        ..SyncSettings::default()
+    };
+    let report = w.sync(spent).round().await.unwrap();
+    assert_eq!(report.examined, 0);
+    assert!(report.watermark <= NOW - 300, "held at the first change");
+    w.later(60);
+    w.sync(SyncSettings::default()).round().await.unwrap();
+    assert_eq!(w.azure.calls().len(), 3);
+}
