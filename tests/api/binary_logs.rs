@@ -189,10 +189,16 @@ async fn the_sync_role_at_trace_writes_no_secret() {
         .respond_with(api.clone())
         .mount(&runtime)
         .await;
-    api.events.lock().unwrap().push_back(serde_json::json!({
-        "version": "0", "id": "5f1e", "detail-type": "Scheduled Event", "source": "aws.events",
-        "account": "123456789012", "time": "2026-12-01T17:00:00Z", "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/sync"], "detail": {}}));
+    // The scheduled event the template's rule sends, as in events/.
+    let schedule = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/events/sync-schedule.json"
+    ))
+    .unwrap();
+    api.events
+        .lock()
+        .unwrap()
+        .push_back(serde_json::from_str(&schedule).unwrap());
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut vars: Vec<(&str, String)> = FakeAzure::vars(&azure_server);
     vars.extend([
