@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::domain::correlation::IncidentRef;
 use crate::domain::mapping::{IncidentDraft, Resolution};
-use crate::domain::ports::ItsmError;
+use crate::domain::ports::{ChangePage, IncidentChange, ItsmError};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ItsmRequest {
@@ -125,6 +125,24 @@ pub fn next_cursor(start: (i64, usize), times: &[i64]) -> String {
         format!("{last}:{}", start.1 + same)
     } else {
         format!("{last}:{same}")
+    }
+}
+
+/// One page of an ITSM's change feed from its `records`, read from
+/// cursor `from`: each record's update time and change, and the cursor
+/// after it when the page came full.
+pub fn change_page<T>(
+    records: &[T],
+    from: (i64, usize),
+    page_size: usize,
+    updated: impl Fn(&T) -> Option<i64>,
+    change: impl Fn(&T) -> Option<IncidentChange>,
+) -> ChangePage {
+    let times: Vec<i64> = records.iter().filter_map(updated).collect();
+    let full = records.len() >= page_size && !times.is_empty();
+    ChangePage {
+        changes: records.iter().filter_map(change).collect(),
+        next: full.then(|| next_cursor(from, &times)),
     }
 }
 

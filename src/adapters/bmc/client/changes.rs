@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{BmcClient, entries, value};
 use crate::adapters::bmc::format::INCIDENT_FORM;
-use crate::adapters::wire::{ItsmRequest, checked_key, cursor, next_cursor};
+use crate::adapters::wire::{ItsmRequest, change_page, checked_key, cursor};
 use crate::domain::correlation::IncidentRef;
 use crate::domain::ports::{
     ChangePage, ChangeWindow, IncidentChange, IncidentChanges, IncidentStatus, ItsmError,
@@ -98,15 +98,13 @@ impl IncidentChanges for BmcClient {
         let from = cursor(cursor_text, window.since);
         let answer = self.send(self.changes_request(window, from)).await?;
         let all = entries(&answer.body);
-        let times: Vec<i64> = all
-            .iter()
-            .filter_map(|e| unix(&e["values"][MODIFIED]))
-            .collect();
-        let full = all.len() >= window.page_size && !times.is_empty();
-        Ok(ChangePage {
-            changes: all.iter().filter_map(|e| self.change(e)).collect(),
-            next: full.then(|| next_cursor(from, &times)),
-        })
+        Ok(change_page(
+            &all,
+            from,
+            window.page_size,
+            |e| unix(&e["values"][MODIFIED]),
+            |e| self.change(e),
+        ))
     }
 }
 

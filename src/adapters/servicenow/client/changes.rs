@@ -9,7 +9,7 @@ use time::PrimitiveDateTime;
 use time::macros::format_description;
 
 use super::{ServiceNowClient, field, incident};
-use crate::adapters::wire::{ItsmRequest, checked_key, cursor, next_cursor};
+use crate::adapters::wire::{ItsmRequest, change_page, checked_key, cursor};
 use crate::domain::ports::{
     ChangePage, ChangeWindow, IncidentChange, IncidentChanges, IncidentStatus, ItsmError,
 };
@@ -99,15 +99,13 @@ impl IncidentChanges for ServiceNowClient {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let times: Vec<i64> = records
-            .iter()
-            .filter_map(|r| from_text(&field(r, "sys_updated_on")?))
-            .collect();
-        let full = records.len() >= window.page_size && !times.is_empty();
-        Ok(ChangePage {
-            changes: records.iter().filter_map(change).collect(),
-            next: full.then(|| next_cursor(from, &times)),
-        })
+        Ok(change_page(
+            &records,
+            from,
+            window.page_size,
+            |r| from_text(&field(r, "sys_updated_on")?),
+            change,
+        ))
     }
 }
 
