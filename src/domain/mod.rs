@@ -4,10 +4,12 @@
 //!
 //! - `alert`, `correlation`, `text`: the alert model, the record, text cleaning (leaves);
 //! - `mapping` (+ `routing`): alert → incident draft;
-//! - `ports`: the token verifier, ITSM client, correlation store, delivery queue and clock;
+//! - `ports`: the token verifier, ITSM client, correlation store, delivery queue, clock, and
+//!   the sync role's change feed, store side and Azure alert states;
 //! - `retry`, `settings`, `outcome`: retry policy, configuration, results;
 //! - `state_machine`: the `Bridge`, one notification in, one outcome out;
-//! - `delivery`: store and forward around it (inline first, else the delivery queue).
+//! - `delivery`: store and forward around it (inline first, else the delivery queue);
+//! - `sync`: the scheduled round that tells Azure what people did in the ITSM.
 
 pub mod alert;
 pub mod correlation;

@@ -8,8 +8,12 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::adapters::store::MemoryStore;
-use crate::domain::correlation::{AzureSync, IncidentRef, correlation_key};
-use crate::domain::ports::{ChangePage, CorrelationStore};
+use crate::domain::correlation::{
+    AzureMark, AzureSync, CorrelationRecord, IncidentRef, RecordState, correlation_key,
+};
+use crate::domain::ports::{
+    AlertState, AzureError, ChangePage, CorrelationStore, IncidentChange, IncidentStatus,
+};
 
 const NOW: i64 = 1_800_000_000;
 
