@@ -12,6 +12,7 @@ use crate::adapters::azure::{AzureAlerts, AzureCredential};
 use crate::adapters::bmc::{BmcClient, BmcFormat, BmcLogin};
 use crate::adapters::dryrun::DryRun;
 use crate::adapters::entra::EntraVerifier;
+use crate::adapters::jira::{JiraAuth, JiraClient, JiraFormat};
 use crate::adapters::queue::SqsQueue;
 use crate::adapters::secrets::{CachedSecret, CredentialSource, SecretError, SecretReader};
 use crate::adapters::servicenow::{Credentials, ServiceNowClient, ServiceNowFormat};
@@ -155,12 +156,20 @@ pub fn build(
             let client = Arc::new(BmcClient::new(bmc.clone(), login, log)?);
             (client.clone(), client)
         }
+        ItsmConfig::Jira(jira, auth) => {
+            let auth = source(auth, aws, JiraAuth::from_secret, "ITSM_SECRET_ID")?;
+            let client = Arc::new(JiraClient::new(jira.clone(), auth, log)?);
+            (client.clone(), client)
+        }
         ItsmConfig::DryRun(format) => {
             let format: Box<dyn WireFormat> = match format {
                 DryRunFormat::ServiceNow(fields) => Box::new(ServiceNowFormat {
                     fields: fields.clone(),
                 }),
                 DryRunFormat::BmcHelix(fields) => Box::new(BmcFormat {
+                    fields: fields.clone(),
+                }),
+                DryRunFormat::Jira(fields) => Box::new(JiraFormat {
                     fields: fields.clone(),
                 }),
             };

@@ -7,6 +7,7 @@ use url::Url;
 use super::{ConfigError, Env, err};
 use crate::adapters::bmc::{BmcConfig, BmcFields, BmcLogin};
 use crate::adapters::entra::is_loopback;
+use crate::adapters::jira::{JiraAuth, JiraConfig, JiraFields};
 use crate::adapters::servicenow::{Credentials, IncidentFields, Parts, ServiceNowConfig};
 use crate::domain::mapping::SeverityTable;
 
@@ -14,6 +15,7 @@ use crate::domain::mapping::SeverityTable;
 pub enum ItsmConfig {
     ServiceNow(ServiceNowConfig, CredentialsConfig<Credentials>),
     BmcHelix(BmcConfig, CredentialsConfig<BmcLogin>),
+    Jira(JiraConfig, CredentialsConfig<JiraAuth>),
     /// Shows (logs) the requests for this ITSM instead of sending them.
     DryRun(DryRunFormat),
 }
@@ -22,6 +24,7 @@ pub enum ItsmConfig {
 pub enum DryRunFormat {
     ServiceNow(IncidentFields),
     BmcHelix(BmcFields),
+    Jira(JiraFields),
 }
 
 /// Where ITSM credentials come from.
@@ -38,7 +41,8 @@ impl ItsmConfig {
     pub fn secret(&self) -> Option<(&str, Duration)> {
         match self {
             ItsmConfig::ServiceNow(_, CredentialsConfig::Secret { secret_id, ttl })
-            | ItsmConfig::BmcHelix(_, CredentialsConfig::Secret { secret_id, ttl }) => {
+            | ItsmConfig::BmcHelix(_, CredentialsConfig::Secret { secret_id, ttl })
+            | ItsmConfig::Jira(_, CredentialsConfig::Secret { secret_id, ttl }) => {
                 Some((secret_id, *ttl))
             }
             _ => None,
@@ -50,6 +54,9 @@ impl ItsmConfig {
         match self {
             ItsmConfig::BmcHelix(..) | ItsmConfig::DryRun(DryRunFormat::BmcHelix(_)) => {
                 SeverityTable::bmc()
+            }
+            ItsmConfig::Jira(..) | ItsmConfig::DryRun(DryRunFormat::Jira(_)) => {
+                SeverityTable::jira()
             }
             _ => SeverityTable::servicenow(),
         }
@@ -94,9 +101,16 @@ pub(super) fn itsm_config(env: &Env) -> Result<ItsmConfig, ConfigError> {
             },
             credentials(env, bmc_login)?,
         )),
+        "jira" if dry_run => Ok(ItsmConfig::DryRun(DryRunFormat::Jira(
+            super::jira::jira_fields(env, true)?,
+        ))),
+        "jira" => {
+            let (config, auth) = super::jira::jira_config(env, timeout)?;
+            Ok(ItsmConfig::Jira(config, auth))
+        }
         other => Err(err(
             "ITSM_KIND",
-            format!("{other:?} is not one of servicenow, bmc-helix, dry-run"),
+            format!("{other:?} is not one of servicenow, bmc-helix, jira, dry-run"),
         )),
     }
 }
@@ -115,7 +129,7 @@ pub(super) fn https_url(env: &Env, var: &'static str, example: &str) -> Result<U
     Ok(url)
 }
 
-fn credentials<T>(
+pub(super) fn credentials<T>(
     env: &Env,
     fixed: fn(&Env) -> Result<T, ConfigError>,
 ) -> Result<CredentialsConfig<T>, ConfigError> {

@@ -13,6 +13,7 @@ use crate::domain::settings::{RefirePolicy, Settings};
 
 mod delivery;
 mod itsm;
+mod jira;
 mod sync;
 
 pub use delivery::{DeliveryConfig, QueueConfig};

@@ -79,6 +79,21 @@ impl SeverityTable {
         SeverityTable { entries, max: 4 }
     }
 
+    /// Jira's five priorities: the impact level picks the priority name
+    /// (1 the first of `JIRA_PRIORITIES`); urgency is not used.
+    pub fn jira() -> SeverityTable {
+        use Severity::*;
+        let entries = vec![
+            (Sev0, 1, 1),
+            (Sev1, 2, 2),
+            (Sev2, 3, 3),
+            (Sev3, 4, 4),
+            (Sev4, 5, 5),
+            (Unknown, 3, 3),
+        ];
+        SeverityTable { entries, max: 5 }
+    }
+
     /// Applies overrides such as `Sev0=1/1,Sev4=3/3,unknown=3/3` to this table.
     pub fn with(mut self, spec: &str) -> Result<SeverityTable, String> {
         let max = self.max;

@@ -18,6 +18,7 @@ use crate::helpers::{BMC_PASSWORD, BMC_USER, SN_PASSWORD, SN_USER};
 pub enum Vendor {
     ServiceNow,
     Bmc,
+    Jira,
 }
 
 /// A fake ITSM that keeps incidents, so the contract's sequences mean
@@ -35,8 +36,8 @@ pub struct Fake {
 }
 
 #[derive(Default)]
-struct FakeState {
-    incidents: Vec<Value>,
+pub(crate) struct FakeState {
+    pub(crate) incidents: Vec<Value>,
     failures: VecDeque<ResponseTemplate>,
     /// When the requests of the last second came.
     recent: VecDeque<Instant>,
@@ -105,6 +106,9 @@ impl Fake {
                     i["values"]["Last Modified Date"] = json!(ar_time(at));
                     i["values"]["Last Modified By"] = json!(by);
                 }
+                Vendor::Jira if i["key"] == number => {
+                    crate::fake_jira::set_status(i, status, at);
+                }
                 _ => {}
             }
         }
@@ -142,18 +146,27 @@ impl Respond for Fake {
         match self.vendor {
             Vendor::ServiceNow => servicenow(&mut state, req),
             Vendor::Bmc => bmc(&mut state, req),
+            Vendor::Jira => {
+                if let Some(refused) = crate::fake_jira::unauthorized(req) {
+                    return refused;
+                }
+                if let Some(failure) = state.failures.pop_front() {
+                    return failure;
+                }
+                crate::fake_jira::jira(&mut state, req)
+            }
         }
     }
 }
 
-fn query(req: &Request, name: &str) -> Option<String> {
+pub(crate) fn query(req: &Request, name: &str) -> Option<String> {
     req.url
         .query_pairs()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
 }
 
-fn body(req: &Request) -> Value {
+pub(crate) fn body(req: &Request) -> Value {
     serde_json::from_slice(&req.body).unwrap_or(Value::Null)
 }
 

@@ -26,6 +26,9 @@ pub const SN_USER: &str = "bridge.integration";
 pub const SN_PASSWORD: &str = "s3cret-Pa55word";
 pub const BMC_USER: &str = "bridge.bmc";
 pub const BMC_PASSWORD: &str = "bmc-Pa55word-9";
+pub const JIRA_EMAIL: &str = "bridge@example.com";
+pub const JIRA_TOKEN: &str = "ATATT3xFfGF0-jira-api-token";
+pub const JIRA_PAT: &str = "NjM2-jira-dc-personal-access-token";
 
 /// One RSA key per test binary: generating keys is the slow part.
 pub fn key() -> &'static DevKey {

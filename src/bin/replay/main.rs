@@ -49,7 +49,7 @@ struct Args {
     #[arg(long, value_enum, value_name = "KIND", default_value_t = Itsm::Servicenow)]
     itsm: Itsm,
     /// Send the requests for real (needs the ITSM's URL and credentials in
-    /// the environment: SERVICENOW_* or BMC_*, or ITSM_SECRET_ID); default: dry run.
+    /// the environment: SERVICENOW_*, BMC_* or JIRA_*, or ITSM_SECRET_ID); default: dry run.
     #[arg(long)]
     send: bool,
     /// embedded: a redb file in the state folder; dynamodb: the table
@@ -87,6 +87,8 @@ struct Args {
 enum Itsm {
     Servicenow,
     BmcHelix,
+    /// Jira Service Management (Cloud; Data Center with JIRA_PAT).
+    Jira,
     /// The first release's spelling of a ServiceNow dry run.
     #[value(hide = true)]
     DryRun,
@@ -97,6 +99,7 @@ impl Itsm {
         match self {
             Itsm::Servicenow | Itsm::DryRun => "servicenow",
             Itsm::BmcHelix => "bmc-helix",
+            Itsm::Jira => "jira",
         }
     }
 }
@@ -114,7 +117,7 @@ async fn main() -> ExitCode {
         Args::command()
             .error(
                 ErrorKind::ArgumentConflict,
-                "--itsm dry-run cannot --send; name the ITSM: servicenow or bmc-helix",
+                "--itsm dry-run cannot --send; name the ITSM: servicenow, bmc-helix or jira",
             )
             .exit();
     }

@@ -250,6 +250,7 @@ impl AlertSync {
         let itsm = match self.itsm.kind() {
             "servicenow" => "ServiceNow",
             "bmc-helix" => "BMC Helix",
+            "jira" => "Jira",
             other => other,
         };
         let who = change

@@ -1,0 +1,409 @@
+//! Jira client: REST API v3 on Jira Cloud (email and API token) or Jira
+//! Data Center (personal access token). Issues carry the correlation key
+//! as a label; resolving walks a transition found by name, cached per status.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use reqwest::header::{ACCEPT, AUTHORIZATION, RETRY_AFTER};
+use serde_json::Value;
+use tokio::sync::Mutex;
+use url::Url;
+
+use super::format::{JiraFields, JiraFormat};
+use crate::adapters::itsm_http::{HttpClientError, describe, failure};
+use crate::adapters::secrets::{CredentialSource, SecretError};
+use crate::adapters::wire::{ItsmRequest, RequestLog, WireFormat, checked_id, checked_key};
+use crate::domain::correlation::IncidentRef;
+use crate::domain::mapping::{IncidentDraft, Resolution};
+use crate::domain::ports::{ItsmClient, ItsmError, ResolveOutcome};
+
+mod changes;
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum JiraAuth {
+    /// Jira Cloud: the account's email and an API token (basic auth).
+    Cloud { email: String, api_token: String },
+    /// Jira Data Center: a personal access token (bearer).
+    Pat(String),
+}
+
+impl std::fmt::Debug for JiraAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JiraAuth::Cloud { email, .. } => write!(f, "JiraAuth::Cloud({email}, ***)"),
+            JiraAuth::Pat(_) => write!(f, "JiraAuth::Pat(***)"),
+        }
+    }
+}
+
+impl JiraAuth {
+    /// The secret's JSON: `{"email","api_token"}` (Cloud) or `{"pat"}` (Data Center).
+    pub fn from_secret(v: &Value) -> Result<JiraAuth, SecretError> {
+        let get = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        match (get("email"), get("api_token"), get("pat")) {
+            (Some(email), Some(api_token), None) => Ok(JiraAuth::Cloud { email, api_token }),
+            (None, None, Some(pat)) => Ok(JiraAuth::Pat(pat)),
+            _ => Err(SecretError::Incomplete(
+                "the ITSM secret needs email and api_token (Jira Cloud), or pat (Data Center)"
+                    .into(),
+            )),
+        }
+    }
+
+    fn header(&self) -> String {
+        use base64::Engine as _;
+        match self {
+            JiraAuth::Cloud { email, api_token } => format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{email}:{api_token}"))
+            ),
+            JiraAuth::Pat(pat) => format!("Bearer {pat}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JiraConfig {
+    /// `https://<site>.atlassian.net`, or the Data Center base URL.
+    pub url: Url,
+    pub fields: JiraFields,
+    pub timeout: Duration,
+}
+
+const CREDENTIALS: &str = "JIRA_EMAIL and JIRA_API_TOKEN (or JIRA_PAT), or the ITSM secret, \
+                           and the account's permissions in the project";
+
+/// Jira's search index can lag a create by seconds: within this long of a
+/// create whose answer was lost, `find` does not trust an empty result.
+const INDEX_LAG: Duration = Duration::from_secs(15);
+
+/// A transition found by name, valid from one status.
+#[derive(Debug, Clone)]
+struct Transition {
+    id: String,
+    /// Its screen has the resolution field (and wants it set).
+    resolution: bool,
+}
+
+pub struct JiraClient {
+    http: reqwest::Client,
+    base: Url,
+    format: JiraFormat,
+    auth: CredentialSource<JiraAuth>,
+    log: Option<Arc<RequestLog>>,
+    /// (from status, transition name) → transition.
+    transitions: Mutex<HashMap<(String, String), Transition>>,
+    /// Correlation keys whose create may have happened unanswered, and when.
+    uncertain: Mutex<HashMap<String, Instant>>,
+}
+
+struct Answer {
+    status: u16,
+    body: Value,
+}
+
+/// `{"errorMessages": [...], "errors": {"field": "message"}}` → one line
+/// naming each field.
+fn envelope(body: &Value) -> Option<String> {
+    let mut parts: Vec<String> = body["errorMessages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect();
+    if let Some(errors) = body["errors"].as_object() {
+        parts.extend(
+            errors
+                .iter()
+                .map(|(k, v)| format!("field {k}: {}", v.as_str().unwrap_or("invalid"))),
+        );
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+impl JiraClient {
+    pub fn new(
+        config: JiraConfig,
+        auth: CredentialSource<JiraAuth>,
+        log: Option<Arc<RequestLog>>,
+    ) -> Result<JiraClient, HttpClientError> {
+        Ok(JiraClient {
+            http: crate::adapters::itsm_http::client(config.timeout)?,
+            base: config.url,
+            format: JiraFormat {
+                fields: config.fields,
+            },
+            auth,
+            log,
+            transitions: Mutex::default(),
+            uncertain: Mutex::default(),
+        })
+    }
+
+    async fn send(&self, req: ItsmRequest) -> Result<Answer, ItsmError> {
+        let mut fresh = false;
+        loop {
+            let auth = self.auth.get(fresh).await?;
+            let resp = crate::adapters::itsm_http::request(&self.http, &self.base, &req)?
+                .header(ACCEPT, "application/json")
+                .header(AUTHORIZATION, auth.header())
+                .send()
+                .await
+                .map_err(|e| ItsmError::Unavailable(describe(&e)))?;
+            let status = resp.status().as_u16();
+            // A rotated token: read the secret once more.
+            if status == 401 && !fresh && self.auth.can_refresh() {
+                fresh = true;
+                continue;
+            }
+            let retry_after = resp
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let text = resp
+                .text()
+                .await
+                .map_err(|e| ItsmError::Unavailable(describe(&e)))?;
+            if let Some(log) = &self.log {
+                log.push(req.clone());
+            }
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if (200..300).contains(&status) || status == 404 {
+                return Ok(Answer { status, body });
+            }
+            let message = envelope(&body).unwrap_or_else(|| format!("HTTP {status}"));
+            return Err(failure(
+                "Jira",
+                status,
+                format!("Jira refused the request: {message}"),
+                retry_after.as_deref(),
+                CREDENTIALS,
+            ));
+        }
+    }
+
+    /// The issue's status name and whether it is in the done category;
+    /// `None` when the issue does not exist.
+    async fn status(&self, incident: &IncidentRef) -> Result<Option<(String, bool)>, ItsmError> {
+        checked_id("Jira", &incident.number)?;
+        let answer = self.send(JiraFormat::status_request(incident)).await?;
+        if answer.status == 404 {
+            return Ok(None);
+        }
+        let status = &answer.body["fields"]["status"];
+        let name = status["name"].as_str().unwrap_or("").to_string();
+        let done = status["statusCategory"]["key"] == "done";
+        Ok(Some((name, done)))
+    }
+
+    /// The transition called `name` (or leading to a status called so) from
+    /// `status`, cached; `fresh` looks it up again.
+    async fn transition(
+        &self,
+        incident: &IncidentRef,
+        status: &str,
+        name: &str,
+        fresh: bool,
+    ) -> Result<Transition, ItsmError> {
+        let key = (status.to_string(), name.to_lowercase());
+        if !fresh && let Some(t) = self.transitions.lock().await.get(&key) {
+            return Ok(t.clone());
+        }
+        let answer = self.send(JiraFormat::transitions_request(incident)).await?;
+        let all = answer.body["transitions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let matches = |t: &&Value, field: &Value| {
+            field.as_str().is_some_and(|n| n.eq_ignore_ascii_case(name))
+                && t["id"]
+                    .as_str()
+                    .is_some_and(|id| checked_id("Jira", id).is_ok())
+        };
+        let found = all
+            .iter()
+            .find(|t| matches(t, &t["name"]))
+            .or_else(|| all.iter().find(|t| matches(t, &t["to"]["name"])))
+            .ok_or_else(|| {
+                let names: Vec<&str> = all.iter().filter_map(|t| t["name"].as_str()).collect();
+                ItsmError::Rejected {
+                    status: 0,
+                    message: format!(
+                        "Jira offers no transition {name:?} from status {status:?} (it offers {names:?}); \
+                         set JIRA_RESOLVE_TRANSITION or JIRA_REOPEN_TRANSITION to one of them"
+                    ),
+                }
+            })?;
+        let t = Transition {
+            id: found["id"].as_str().unwrap_or_default().to_string(),
+            resolution: found["fields"].get("resolution").is_some(),
+        };
+        self.transitions.lock().await.insert(key, t.clone());
+        Ok(t)
+    }
+
+    /// Walks transition `name` with `comment`; a cached id Jira refuses (the
+    /// workflow changed) is looked up again once.
+    async fn walk(
+        &self,
+        incident: &IncidentRef,
+        status: &str,
+        name: &str,
+        resolution: Option<&str>,
+        comment: &str,
+    ) -> Result<u16, ItsmError> {
+        for fresh in [false, true] {
+            let t = self.transition(incident, status, name, fresh).await?;
+            let req = JiraFormat::transition_request(
+                incident,
+                &t.id,
+                resolution.filter(|_| t.resolution),
+                comment,
+            );
+            match self.send(req).await {
+                Err(ItsmError::Rejected { status: 400, .. }) if !fresh => continue,
+                other => return other.map(|a| a.status),
+            }
+        }
+        unreachable!("the second round returns")
+    }
+}
+
+#[async_trait]
+impl ItsmClient for JiraClient {
+    fn kind(&self) -> &'static str {
+        "jira"
+    }
+
+    async fn create(&self, draft: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
+        let sent = self.send(self.format.create(draft)).await;
+        let created = sent.and_then(|a| {
+            let id = a.body["id"].as_str().map(str::to_string);
+            let key = a.body["key"].as_str().map(str::to_string);
+            match (id, key) {
+                (Some(id), Some(key)) if checked_id("Jira", &key).is_ok() => {
+                    Ok(IncidentRef { id, number: key })
+                }
+                _ => Err(ItsmError::Unavailable(format!(
+                    "Jira answered HTTP {} without the new issue's id and key",
+                    a.status
+                ))),
+            }
+        });
+        if let Err(e) = &created
+            && e.is_transient()
+        {
+            self.uncertain
+                .lock()
+                .await
+                .insert(draft.correlation_key.clone(), Instant::now());
+        }
+        created
+    }
+
+    async fn find(&self, correlation_key: &str) -> Result<Option<IncidentRef>, ItsmError> {
+        let key = checked_key(correlation_key)?;
+        let answer = self.send(self.format.find(key)).await?;
+        let found = answer.body["issues"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| {
+                i["fields"]["labels"]
+                    .as_array()
+                    .is_some_and(|l| l.iter().any(|l| l == key))
+            })
+            .and_then(|i| {
+                let number = i["key"].as_str()?.to_string();
+                checked_id("Jira", &number).ok()?;
+                Some(IncidentRef {
+                    id: i["id"].as_str().unwrap_or(&number).to_string(),
+                    number,
+                })
+            });
+        if found.is_none() {
+            let mut uncertain = self.uncertain.lock().await;
+            uncertain.retain(|_, at| at.elapsed() < INDEX_LAG);
+            if uncertain.contains_key(key) {
+                // Creating again now could duplicate an issue the index
+                // does not show yet: let a later attempt look.
+                return Err(ItsmError::Unavailable(
+                    "a create of this alert's issue may have just happened and Jira's search \
+                     can lag behind it; looking again later"
+                        .into(),
+                ));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn resolve(
+        &self,
+        incident: &IncidentRef,
+        resolution: &Resolution,
+    ) -> Result<ResolveOutcome, ItsmError> {
+        let Some((status, done)) = self.status(incident).await? else {
+            return Ok(ResolveOutcome::NotFound);
+        };
+        if done {
+            return Ok(ResolveOutcome::AlreadyClosed);
+        }
+        let f = &self.format.fields;
+        let answered = self
+            .walk(
+                incident,
+                &status,
+                &f.resolve_transition,
+                Some(&f.resolution),
+                &resolution.notes,
+            )
+            .await?;
+        Ok(if answered == 404 {
+            ResolveOutcome::NotFound
+        } else {
+            ResolveOutcome::Resolved
+        })
+    }
+
+    async fn reopen(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
+        let Some((status, _)) = self.status(incident).await? else {
+            return Err(gone(incident));
+        };
+        let f = &self.format.fields;
+        match self
+            .walk(incident, &status, &f.reopen_transition, None, note)
+            .await?
+        {
+            404 => Err(gone(incident)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn note(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
+        checked_id("Jira", &incident.number)?;
+        let answer = self
+            .send(self.format.note(incident, note).remove(0))
+            .await?;
+        if answer.status == 404 {
+            return Err(gone(incident));
+        }
+        Ok(())
+    }
+}
+
+fn gone(incident: &IncidentRef) -> ItsmError {
+    ItsmError::Rejected {
+        status: 404,
+        message: format!("Jira has no issue {}", incident.number),
+    }
+}

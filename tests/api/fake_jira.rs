@@ -1,0 +1,316 @@
+//! A fake Jira Cloud (REST API v3) as strict as the real one where the
+//! bridge could go wrong: ADF required for rich text, labels without
+//! spaces, transitions valid only from the issue's current status, the
+//! resolution required on the done transition and refused where its screen
+//! lacks it, the removed `/search`, JQL by label, `errorMessages`/`errors`.
+
+use serde_json::{Value, json};
+use wiremock::{Request, ResponseTemplate};
+
+use crate::fakes::{FakeState, body, query};
+use crate::helpers::{JIRA_EMAIL, JIRA_PAT, JIRA_TOKEN};
+
+const PRIORITIES: [&str; 5] = ["Highest", "High", "Medium", "Low", "Lowest"];
+
+fn error(status: u16, messages: &[&str], errors: Value) -> ResponseTemplate {
+    ResponseTemplate::new(status)
+        .set_body_json(json!({"errorMessages": messages, "errors": errors}))
+}
+
+fn field_error(field: &str, message: &str) -> ResponseTemplate {
+    error(400, &[], json!({ field: message }))
+}
+
+pub fn time_text(unix: i64) -> String {
+    crate::fakes::ar_time(unix)
+}
+
+/// The workflow: Open (new) → In Progress (indeterminate) → Resolved (done) → Open.
+fn status(name: &str) -> Value {
+    let category = match name {
+        "In Progress" => "indeterminate",
+        "Resolved" | "Closed" | "Done" => "done",
+        _ => "new",
+    };
+    json!({"name": name, "statusCategory": {"key": category}})
+}
+
+/// (id, name, from statuses, to status, resolution on its screen)
+const TRANSITIONS: [(&str, &str, &[&str], &str, bool); 3] = [
+    ("11", "Start work", &["Open"], "In Progress", false),
+    ("21", "Resolve", &["Open", "In Progress"], "Resolved", true),
+    ("31", "Reopen", &["Resolved", "Closed"], "Open", false),
+];
+
+pub fn set_status(issue: &mut Value, name: &str, at: i64) {
+    issue["fields"]["status"] = status(name);
+    issue["fields"]["updated"] = json!(time_text(at));
+}
+
+/// Basic (email and API token) or Bearer (a Data Center PAT).
+pub fn unauthorized(req: &Request) -> Option<ResponseTemplate> {
+    use base64::Engine as _;
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{JIRA_EMAIL}:{JIRA_TOKEN}"));
+    let given = req
+        .headers
+        .get("authorization")
+        .map(|v| v.as_bytes().to_vec());
+    let ok = given.as_deref() == Some(format!("Basic {basic}").as_bytes())
+        || given.as_deref() == Some(format!("Bearer {JIRA_PAT}").as_bytes());
+    (!ok).then(|| {
+        ResponseTemplate::new(401)
+            .set_body_string("Client must be authenticated to access this resource.")
+    })
+}
+
+/// What Jira checks of an ADF document: a `doc` of version 1 whose text
+/// nodes hold non-empty strings.
+fn is_adf(v: &Value) -> bool {
+    fn node_ok(n: &Value) -> bool {
+        match n["type"].as_str() {
+            Some("text") => n["text"].as_str().is_some_and(|t| !t.is_empty()),
+            Some(_) => n
+                .get("content")
+                .is_none_or(|c| c.as_array().is_some_and(|c| c.iter().all(node_ok))),
+            None => false,
+        }
+    }
+    v["type"] == "doc"
+        && v["version"] == 1
+        && v["content"]
+            .as_array()
+            .is_some_and(|c| c.iter().all(node_ok))
+}
+
+fn not_found() -> ResponseTemplate {
+    error(
+        404,
+        &["Issue does not exist or you do not have permission to see it."],
+        json!({}),
+    )
+}
+
+pub fn jira(state: &mut FakeState, req: &Request) -> ResponseTemplate {
+    let path = req.url.path().to_string();
+    let now = crate::helpers::now();
+    match (req.method.as_str(), path.as_str()) {
+        ("POST", "/rest/api/3/issue") => create(state, &body(req), now),
+        ("GET", "/rest/api/3/search") | ("POST", "/rest/api/3/search") => error(
+            410,
+            &[
+                "The requested API has been removed. Please migrate to the /rest/api/3/search/jql API.",
+            ],
+            json!({}),
+        ),
+        ("GET", "/rest/api/3/search/jql") => search(state, req),
+        (method, p) if p.starts_with("/rest/api/3/issue/") => {
+            let rest = &p["/rest/api/3/issue/".len()..];
+            let (key, tail) = rest.split_once('/').unwrap_or((rest, ""));
+            let Some(i) = state
+                .incidents
+                .iter()
+                .position(|x| x["key"] == key || x["id"] == key)
+            else {
+                return not_found();
+            };
+            match (method, tail) {
+                ("GET", "") => ResponseTemplate::new(200).set_body_json(&state.incidents[i]),
+                ("GET", "transitions") => {
+                    let current = state.incidents[i]["fields"]["status"]["name"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string();
+                    let offered: Vec<Value> = TRANSITIONS
+                        .iter()
+                        .filter(|t| t.2.contains(&current.as_str()))
+                        .map(|(id, name, _, to, resolution)| {
+                            let mut fields = json!({});
+                            if *resolution {
+                                fields["resolution"] = json!({"required": true, "name": "Resolution",
+                                    "allowedValues": [{"name": "Done"}, {"name": "Won't Do"}]});
+                            }
+                            json!({"id": id, "name": name, "to": status(to), "fields": fields})
+                        })
+                        .collect();
+                    ResponseTemplate::new(200).set_body_json(json!({"transitions": offered}))
+                }
+                ("POST", "transitions") => transition(&mut state.incidents[i], &body(req), now),
+                ("POST", "comment") => {
+                    let b = body(req);
+                    if !is_adf(&b["body"]) {
+                        return field_error("comment", "Comment body is not valid!");
+                    }
+                    state.incidents[i]["comments"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(b["body"].clone());
+                    ResponseTemplate::new(201).set_body_json(json!({"id": "1"}))
+                }
+                _ => error(405, &["Method not allowed"], json!({})),
+            }
+        }
+        _ => error(404, &["Not found"], json!({})),
+    }
+}
+
+fn create(state: &mut FakeState, b: &Value, now: i64) -> ResponseTemplate {
+    let f = &b["fields"];
+    if f["project"]["key"] != "OPS" {
+        return field_error("project", "valid project is required");
+    }
+    if f["issuetype"]["name"] != "Incident" {
+        return field_error("issuetype", "Specify a valid issue type");
+    }
+    let summary = f["summary"].as_str().unwrap_or("");
+    if summary.is_empty() || summary.chars().count() > 255 {
+        return field_error("summary", "You must specify a summary of the issue.");
+    }
+    if summary.contains('\n') {
+        return field_error(
+            "summary",
+            "The summary is invalid because it contains newline characters.",
+        );
+    }
+    if !is_adf(&f["description"]) {
+        return field_error(
+            "description",
+            "Operation value must be an Atlassian Document (see the Atlassian Document Format)",
+        );
+    }
+    let labels = f["labels"].as_array().cloned().unwrap_or_default();
+    if let Some(bad) = labels
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|l| l.contains(' '))
+    {
+        return field_error(
+            "labels",
+            &format!("The label '{bad}' contains spaces which is invalid."),
+        );
+    }
+    if let Some(p) = f.get("priority")
+        && !PRIORITIES.contains(&p["name"].as_str().unwrap_or(""))
+    {
+        return field_error("priority", "Priority name is not valid");
+    }
+    let n = state.incidents.len() + 1;
+    let (id, key) = (format!("{}", 10_000 + n), format!("OPS-{n}"));
+    state
+        .incidents
+        .push(json!({"id": id, "key": key, "fields": {
+        "summary": summary, "description": f["description"], "labels": labels,
+        "priority": f["priority"], "status": status("Open"), "updated": time_text(now),
+        "resolution": null}, "comments": []}));
+    ResponseTemplate::new(201).set_body_json(json!({"id": id, "key": key,
+        "self": format!("https://example.atlassian.net/rest/api/3/issue/{id}")}))
+}
+
+fn transition(issue: &mut Value, b: &Value, now: i64) -> ResponseTemplate {
+    let current = issue["fields"]["status"]["name"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let id = b["transition"]["id"].as_str().unwrap_or("");
+    let Some((_, _, _, to, resolution)) = TRANSITIONS
+        .iter()
+        .find(|t| t.0 == id && t.2.contains(&current.as_str()))
+    else {
+        return error(
+            400,
+            &[&format!(
+                "Transition id '{id}' is not valid for this issue."
+            )],
+            json!({}),
+        );
+    };
+    let given = b["fields"].get("resolution");
+    match (resolution, given) {
+        (true, None) => return field_error("resolution", "Resolution is required."),
+        (false, Some(_)) => {
+            return field_error(
+                "resolution",
+                "Field 'resolution' cannot be set. It is not on the appropriate screen, or unknown.",
+            );
+        }
+        _ => {}
+    }
+    if let Some(comments) = b["update"]["comment"].as_array() {
+        for c in comments {
+            if !is_adf(&c["add"]["body"]) {
+                return field_error("comment", "Comment body is not valid!");
+            }
+            issue["comments"]
+                .as_array_mut()
+                .unwrap()
+                .push(c["add"]["body"].clone());
+        }
+    }
+    set_status(issue, to, now);
+    issue["fields"]["resolution"] = given.cloned().unwrap_or(Value::Null);
+    ResponseTemplate::new(204)
+}
+
+/// `labels = "K" [AND updated >= "-Nm"] ORDER BY …`, paged by a token.
+fn search(state: &FakeState, req: &Request) -> ResponseTemplate {
+    let jql = query(req, "jql").unwrap_or_default();
+    let Some(rest) = jql.strip_prefix("labels = \"") else {
+        return error(400, &[&format!("Error in the JQL Query: {jql}")], json!({}));
+    };
+    let Some((label, rest)) = rest.split_once('"') else {
+        return error(
+            400,
+            &["Error in the JQL Query: unterminated string"],
+            json!({}),
+        );
+    };
+    let since = rest
+        .split_once("updated >= \"-")
+        .and_then(|(_, r)| r.split_once("m\""))
+        .and_then(|(m, _)| m.parse::<i64>().ok())
+        .map(|m| crate::helpers::now() - m * 60);
+    let unix = |i: &Value| {
+        let t = i["fields"]["updated"]
+            .as_str()
+            .unwrap()
+            .replace(".000+0000", "Z");
+        time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
+            .unwrap()
+            .unix_timestamp()
+    };
+    let mut found: Vec<&Value> = state
+        .incidents
+        .iter()
+        .filter(|i| {
+            i["fields"]["labels"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|l| l == label))
+        })
+        .filter(|i| since.is_none_or(|s| unix(i) >= s))
+        .collect();
+    if rest.contains("ORDER BY updated") {
+        found.sort_by_key(|i| unix(i));
+    }
+    let size: usize = query(req, "maxResults")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(50);
+    let from: usize = query(req, "nextPageToken")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let page: Vec<Value> = found
+        .iter()
+        .skip(from)
+        .take(size)
+        .map(|i| {
+            json!({"id": i["id"], "key": i["key"], "fields": {
+            "labels": i["fields"]["labels"], "status": i["fields"]["status"],
+            "updated": i["fields"]["updated"]}})
+        })
+        .collect();
+    let last = from + size >= found.len();
+    let mut answer = json!({"issues": page, "isLast": last});
+    if !last {
+        answer["nextPageToken"] = json!((from + size).to_string());
+    }
+    ResponseTemplate::new(200).set_body_json(answer)
+}
