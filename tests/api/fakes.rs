@@ -41,6 +41,8 @@ pub(crate) struct FakeState {
     failures: VecDeque<ResponseTemplate>,
     /// When the requests of the last second came.
     recent: VecDeque<Instant>,
+    /// Carry out the next request, then answer it this late (a lost answer).
+    late: Option<Duration>,
 }
 
 impl Fake {
@@ -114,6 +116,11 @@ impl Fake {
         }
     }
 
+    /// The next request takes effect, but its answer comes after `delay`.
+    pub fn answer_next_late(&self, delay: Duration) {
+        self.state.lock().unwrap().late = Some(delay);
+    }
+
     pub fn fail_next(&self, answer: ResponseTemplate) {
         self.state.lock().unwrap().failures.push_back(answer);
     }
@@ -143,7 +150,7 @@ impl Respond for Fake {
             }
             state.recent.push_back(now);
         }
-        match self.vendor {
+        let answer = match self.vendor {
             Vendor::ServiceNow => servicenow(&mut state, req),
             Vendor::Bmc => bmc(&mut state, req),
             Vendor::Jira => {
@@ -155,6 +162,10 @@ impl Respond for Fake {
                 }
                 crate::fake_jira::jira(&mut state, req)
             }
+        };
+        match state.late.take() {
+            Some(delay) => answer.set_delay(delay),
+            None => answer,
         }
     }
 }

@@ -101,6 +101,13 @@ impl Spawn {
             .var("BMC_ASSIGNED_GROUP", "Cloud Operations")
     }
 
+    pub fn jira(self) -> Spawn {
+        self.var("ITSM_KIND", "jira")
+            .var("JIRA_PROJECT", "OPS")
+            .var("JIRA_EMAIL", JIRA_EMAIL)
+            .var("JIRA_API_TOKEN", JIRA_TOKEN)
+    }
+
     pub fn dynamodb(mut self) -> Spawn {
         self.dynamodb = true;
         self
@@ -142,6 +149,7 @@ impl Spawn {
             ("ENTRA_AUTHORITY", entra.uri()),
             ("SERVICENOW_INSTANCE_URL", itsm.uri()),
             ("BMC_URL", itsm.uri()),
+            ("JIRA_URL", itsm.uri()),
             ("STATE_DIR", state.path().display().to_string()),
         ]);
         vars.extend(self.vars.iter().map(|(k, v)| (*k, v.clone())));

@@ -118,10 +118,10 @@ fn every_documented_alert_context_maps_to_a_what_line() {
 
 #[test]
 fn events_are_function_url_events_named_by_kind_and_condition() {
-    // sqs-*.json are the worker's events: checked below.
+    // sqs-*.json are the worker's events, sync-*.json the sync role's: checked below.
     let events: Vec<PathBuf> = files("events")
         .into_iter()
-        .filter(|p| !name(p).starts_with("sqs-"))
+        .filter(|p| !name(p).starts_with("sqs-") && !name(p).starts_with("sync-"))
         .collect();
     assert!(events.len() >= 22);
     for path in &events {
@@ -199,5 +199,19 @@ fn sqs_events_carry_queued_notifications_of_common_schema_alerts() {
                 itsm_bridge::domain::correlation::correlation_key(&m.alert_id)
             );
         }
+    }
+}
+
+#[test]
+fn sync_events_are_scheduled_events() {
+    let events: Vec<PathBuf> = files("events")
+        .into_iter()
+        .filter(|p| name(p).starts_with("sync-"))
+        .collect();
+    assert!(!events.is_empty());
+    for path in &events {
+        let event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(event["detail-type"], "Scheduled Event", "{}", name(path));
+        assert_eq!(event["source"], "aws.events", "{}", name(path));
     }
 }
