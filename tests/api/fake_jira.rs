@@ -96,6 +96,7 @@ pub fn jira(state: &mut FakeState, req: &Request) -> ResponseTemplate {
     let now = crate::helpers::now();
     match (req.method.as_str(), path.as_str()) {
         ("POST", "/rest/api/3/issue") => create(state, &body(req), now),
+        ("GET", "/rest/api/3/search/jql") => search(state, req),
         ("GET", "/rest/api/3/search") | ("POST", "/rest/api/3/search") => error(
             410,
             &[
@@ -103,7 +104,6 @@ pub fn jira(state: &mut FakeState, req: &Request) -> ResponseTemplate {
             ],
             json!({}),
         ),
-        ("GET", "/rest/api/3/search/jql") => search(state, req),
         (method, p) if p.starts_with("/rest/api/3/issue/") => {
             let rest = &p["/rest/api/3/issue/".len()..];
             let (key, tail) = rest.split_once('/').unwrap_or((rest, ""));
@@ -196,12 +196,13 @@ fn create(state: &mut FakeState, b: &Value, now: i64) -> ResponseTemplate {
     }
     let n = state.incidents.len() + 1;
     let (id, key) = (format!("{}", 10_000 + n), format!("OPS-{n}"));
-    state
-        .incidents
-        .push(json!({"id": id, "key": key, "fields": {
+    let indexed = now_ms() + state.index_lag.as_millis() as u64;
+    state.incidents.push(
+        json!({"id": id, "key": key, "indexed_at_ms": indexed, "fields": {
         "summary": summary, "description": f["description"], "labels": labels,
         "priority": f["priority"], "status": status("Open"), "updated": time_text(now),
-        "resolution": null}, "comments": []}));
+        "resolution": null}, "comments": []}),
+    );
     ResponseTemplate::new(201).set_body_json(json!({"id": id, "key": key,
         "self": format!("https://example.atlassian.net/rest/api/3/issue/{id}")}))
 }
@@ -287,6 +288,7 @@ fn search(state: &FakeState, req: &Request) -> ResponseTemplate {
                 .is_some_and(|l| l.iter().any(|l| l == label))
         })
         .filter(|i| since.is_none_or(|s| unix(i) >= s))
+        .filter(|i| i["indexed_at_ms"].as_u64().is_none_or(|t| t <= now_ms()))
         .collect();
     if rest.contains("ORDER BY updated") {
         found.sort_by_key(|i| unix(i));
@@ -313,4 +315,11 @@ fn search(state: &FakeState, req: &Request) -> ResponseTemplate {
         answer["nextPageToken"] = json!((from + size).to_string());
     }
     ResponseTemplate::new(200).set_body_json(answer)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }

@@ -43,6 +43,8 @@ pub(crate) struct FakeState {
     recent: VecDeque<Instant>,
     /// Carry out the next request, then answer it this late (a lost answer).
     late: Option<Duration>,
+    /// How long a new issue stays out of search results (Jira's index).
+    pub(crate) index_lag: Duration,
 }
 
 impl Fake {
@@ -114,6 +116,11 @@ impl Fake {
                 _ => {}
             }
         }
+    }
+
+    /// New issues stay out of search results this long (Jira).
+    pub fn index_lag(&self, lag: Duration) {
+        self.state.lock().unwrap().index_lag = lag;
     }
 
     /// The next request takes effect, but its answer comes after `delay`.

@@ -12,6 +12,7 @@ mod faults;
 mod helpers;
 mod hostile;
 mod itsm_contract;
+mod jira;
 mod logs;
 mod moto;
 mod properties;

@@ -141,6 +141,66 @@ fn dry_run_shows_the_bmc_requests() {
 }
 
 #[test]
+fn dry_run_shows_the_jira_requests_for_every_sample() {
+    let state = tempfile::tempdir().unwrap();
+    let mut files: Vec<String> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/events"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with("-fired.json") || n.ends_with("-resolved.json"))
+        .collect();
+    files.sort_by_key(|n| (n.ends_with("-resolved.json"), n.clone()));
+    let names: Vec<&str> = files.iter().map(String::as_str).collect();
+    let (code, lines) = replay(state.path(), &["--itsm", "jira"], &names, &[]);
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(lines.len(), files.len());
+    for (file, line) in files.iter().zip(&lines) {
+        let first = &line["itsm_requests"][0];
+        if file.ends_with("-fired.json") {
+            assert_eq!(line["outcome"], "created", "{file}");
+            assert_eq!(first["path"], "/rest/api/3/issue", "{file}");
+            let fields = &first["body"]["fields"];
+            assert_eq!(fields["description"]["type"], "doc", "{file}: ADF");
+            assert!(
+                fields["labels"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|l| !l.as_str().unwrap().contains(' '))
+            );
+        } else {
+            assert_eq!(line["outcome"], "resolved", "{file}");
+            let methods: Vec<&str> = line["itsm_requests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["method"].as_str().unwrap())
+                .collect();
+            assert_eq!(methods, ["GET", "GET", "POST"], "{file}");
+        }
+    }
+}
+
+#[test]
+fn explain_shows_the_jira_issue_fields_the_settings_make() {
+    let state = tempfile::tempdir().unwrap();
+    let (code, lines) = replay(
+        state.path(),
+        &["--itsm", "jira", "--explain"],
+        &["metric-static-fired.json"],
+        &[
+            ("JIRA_PROJECT", "ITSM"),
+            ("JIRA_RESOURCE_FIELD", "component"),
+        ],
+    );
+    assert_eq!(code, 0);
+    let jira = &lines[0]["explain"]["jira"];
+    assert_eq!(jira["project"]["key"], "ITSM");
+    assert_eq!(jira["priority"]["name"], "Medium");
+    assert_eq!(jira["components"][0]["name"], "test-storageAccount");
+    assert_eq!(jira["on_resolve"]["resolution"], "Done");
+}
+
+#[test]
 fn a_bare_body_is_wrapped_and_a_bad_token_is_refused() {
     let state = tempfile::tempdir().unwrap();
     let bare = format!(

@@ -53,6 +53,7 @@ impl World {
         i["number"]
             .as_str()
             .or(i["values"]["Incident Number"].as_str())
+            .or(i["key"].as_str())
             .unwrap()
             .to_string()
     }
@@ -240,6 +241,26 @@ async fn bmc_helix_incidents_close_their_alerts() {
     assert_eq!(changes.len(), 1, "{report:?}");
     assert_eq!(changes[0].alert_id, w.alerts[2]);
     assert!(changes[0].comments.contains("BMC Helix"));
+}
+
+#[tokio::test]
+async fn jira_issues_close_their_alerts() {
+    let w = world(Spawn::default().jira(), Vendor::Jira, 3).await;
+    w.person(1, "Resolved");
+    w.person(2, "In Progress");
+    let report = w.round().await;
+    let changes = w.azure.changes();
+    assert_eq!(changes.len(), 1, "{report:?}");
+    assert_eq!(changes[0].alert_id, w.alerts[1]);
+    assert!(
+        changes[0]
+            .comments
+            .contains("Jira issue OPS-2 set to Resolved"),
+        "{}",
+        changes[0].comments
+    );
+    w.round().await;
+    assert_eq!(w.azure.changes().len(), 1);
 }
 
 #[tokio::test]

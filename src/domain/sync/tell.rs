@@ -253,6 +253,7 @@ impl AlertSync {
             "jira" => "Jira",
             other => other,
         };
+        let noun = if itsm == "Jira" { "issue" } else { "incident" };
         let who = change
             .updated_by
             .as_deref()
@@ -263,7 +264,7 @@ impl AlertSync {
             _ => "acknowledged",
         };
         format!(
-            "{itsm} incident {} set to {}{who}; {verb} by itsm-bridge",
+            "{itsm} {noun} {} set to {}{who}; {verb} by itsm-bridge",
             clean_line(change.incident.number.as_str(), 40),
             clean_line(change.status_label.as_str(), 40),
         )
