@@ -321,6 +321,20 @@ fn handler(c: &mut Criterion) {
     let parsed = common_schema::parse(&metric).unwrap();
     let bridge = app(&verifier).bridge;
     c.bench_function("parts/mapping_draft", |b| b.iter(|| bridge.draft(&parsed)));
+    // The create request each ITSM's format makes of that draft (Jira's
+    // carries the description as an ADF document).
+    let draft = bridge.draft(&parsed).1;
+    {
+        use itsm_bridge::adapters::wire::WireFormat;
+        let servicenow = itsm_bridge::adapters::servicenow::ServiceNowFormat::default();
+        let jira = itsm_bridge::adapters::jira::JiraFormat::default();
+        c.bench_function("parts/create_request_servicenow", |b| {
+            b.iter(|| servicenow.create(&draft))
+        });
+        c.bench_function("parts/create_request_jira_adf", |b| {
+            b.iter(|| jira.create(&draft))
+        });
+    }
     c.bench_function("parts/state_machine_create", |b| {
         b.iter_batched(
             || {

@@ -225,3 +225,30 @@ async fn a_data_center_pat_works_and_a_wrong_token_says_what_to_check() {
     assert!(reply.message().contains("JIRA_PAT"), "{}", reply.message());
     assert!(!reply.message().contains("not-the-token"));
 }
+
+#[tokio::test]
+async fn microsofts_full_sample_payloads_open_issues_jira_accepts() {
+    let (t, fake) = spawn(Spawn::default()).await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/azure-samples");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("test-") && n.ends_with(".json"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 10);
+    for (n, name) in names.iter().enumerate() {
+        let mut body: Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("{dir}/{name}")).unwrap())
+                .unwrap();
+        // Each its own alert, fired, whatever the sample says.
+        let e = &mut body["data"]["essentials"];
+        e["alertId"] = serde_json::json!(format!(
+            "/subscriptions/s/providers/Microsoft.AlertsManagement/alerts/sample-{n}"
+        ));
+        e["monitorCondition"] = serde_json::json!("Fired");
+        let reply = t.post(&body).await;
+        assert_eq!(reply.outcome(), "created", "{name}: {}", reply.message());
+    }
+    assert_eq!(fake.incidents().len(), names.len());
+}
