@@ -2,11 +2,9 @@
 
 use std::time::Duration;
 
-use url::Url;
-
+use super::source::{CredentialsConfig, credentials, https_url};
 use super::{ConfigError, Env, err};
 use crate::adapters::bmc::{BmcConfig, BmcFields, BmcLogin};
-use crate::adapters::entra::is_loopback;
 use crate::adapters::jira::{JiraAuth, JiraConfig, JiraFields};
 use crate::adapters::servicenow::{Credentials, IncidentFields, Parts, ServiceNowConfig};
 use crate::domain::mapping::SeverityTable;
@@ -25,15 +23,6 @@ pub enum DryRunFormat {
     ServiceNow(IncidentFields),
     BmcHelix(BmcFields),
     Jira(JiraFields),
-}
-
-/// Where ITSM credentials come from.
-#[derive(Debug, Clone)]
-pub enum CredentialsConfig<T> {
-    /// From the environment: local runs.
-    Fixed(T),
-    /// `ITSM_SECRET_ID`: a Secrets Manager secret, cached for `ttl`.
-    Secret { secret_id: String, ttl: Duration },
 }
 
 impl ItsmConfig {
@@ -118,28 +107,6 @@ pub(super) fn itsm_config(env: &Env) -> Result<ItsmConfig, ConfigError> {
 /// One ITSM request's time limit; retries fit several into `ITSM_DEADLINE_MS`.
 pub(super) fn attempt_timeout(env: &Env) -> Result<Duration, ConfigError> {
     Ok(Duration::from_millis(env.number("ITSM_TIMEOUT_MS", 3000)?))
-}
-
-pub(super) fn https_url(env: &Env, var: &'static str, example: &str) -> Result<Url, ConfigError> {
-    let raw = env.required(var, &format!("set it to {example}"))?;
-    let url = Url::parse(&raw).map_err(|e| err(var, format!("{raw:?}: {e}")))?;
-    if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback(&url)) {
-        return Err(err(var, "must be https (plain http only for localhost)"));
-    }
-    Ok(url)
-}
-
-pub(super) fn credentials<T>(
-    env: &Env,
-    fixed: fn(&Env) -> Result<T, ConfigError>,
-) -> Result<CredentialsConfig<T>, ConfigError> {
-    match env.get("ITSM_SECRET_ID") {
-        Some(secret_id) => {
-            let ttl = Duration::from_secs(env.number("ITSM_SECRET_TTL_SECS", 3600)?);
-            Ok(CredentialsConfig::Secret { secret_id, ttl })
-        }
-        None => fixed(env).map(CredentialsConfig::Fixed),
-    }
 }
 
 pub fn servicenow_fields(env: &Env) -> IncidentFields {

@@ -1,6 +1,6 @@
 //! Jira Service Management settings (`ITSM_KIND=jira`).
 
-use super::itsm::{CredentialsConfig, credentials, https_url};
+use super::source::{CredentialsConfig, credentials, https_url};
 use super::{ConfigError, Env, err};
 use crate::adapters::jira::{JiraAuth, JiraConfig, JiraFields, ResourceField};
 

@@ -14,10 +14,12 @@ use crate::domain::settings::{RefirePolicy, Settings};
 mod delivery;
 mod itsm;
 mod jira;
+mod source;
 mod sync;
 
 pub use delivery::{DeliveryConfig, QueueConfig};
-pub use itsm::{CredentialsConfig, DryRunFormat, ItsmConfig};
+pub use itsm::{DryRunFormat, ItsmConfig};
+pub use source::CredentialsConfig;
 pub use sync::SyncConfig;
 
 /// Azure caps a common-schema alert at 256 KB.

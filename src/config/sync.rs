@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::itsm::{CredentialsConfig, https_url};
+use super::source::{CredentialsConfig, https_url};
 use super::{ConfigError, Env, err, is_guid};
 use crate::adapters::azure::{AzureConfig, AzureCredential, Certificate, DEFAULT_API_VERSION};
 use crate::domain::sync::SyncSettings;
