@@ -146,6 +146,17 @@ pub fn change_page<T>(
     }
 }
 
+/// Unix seconds of a time written `2026-12-01T17:00:00.000+0000`, as BMC's
+/// AR REST and Jira answer (RFC 3339 but for the offset's missing colon).
+pub fn compact_offset_time(s: &str) -> Option<i64> {
+    let (date, zone) = s.split_at(s.len().checked_sub(5)?);
+    let date = date.split('.').next()?;
+    let text = format!("{date}{}:{}", zone.get(..3)?, zone.get(3..)?);
+    time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

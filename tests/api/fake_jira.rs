@@ -270,15 +270,7 @@ fn search(state: &FakeState, req: &Request) -> ResponseTemplate {
         .and_then(|(_, r)| r.split_once("m\""))
         .and_then(|(m, _)| m.parse::<i64>().ok())
         .map(|m| crate::helpers::now() - m * 60);
-    let unix = |i: &Value| {
-        let t = i["fields"]["updated"]
-            .as_str()
-            .unwrap()
-            .replace(".000+0000", "Z");
-        time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339)
-            .unwrap()
-            .unix_timestamp()
-    };
+    let unix = |i: &Value| crate::fakes::ar_unix(&i["fields"]["updated"]);
     let mut found: Vec<&Value> = state
         .incidents
         .iter()

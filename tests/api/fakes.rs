@@ -457,15 +457,7 @@ fn bmc_changes(state: &FakeState, req: &Request) -> ResponseTemplate {
     };
     let (since, until) = (bound(">="), bound("<"));
     let field = q[1..q.find("' LIKE ").unwrap()].to_string();
-    let unix = |i: &Value| {
-        let text = i["values"]["Last Modified Date"]
-            .as_str()
-            .unwrap()
-            .replace(".000+0000", "Z");
-        time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
-            .unwrap()
-            .unix_timestamp()
-    };
+    let unix = |i: &Value| ar_unix(&i["values"]["Last Modified Date"]);
     let mut found: Vec<&Value> = state
         .incidents
         .iter()
@@ -479,4 +471,9 @@ fn bmc_changes(state: &FakeState, req: &Request) -> ResponseTemplate {
     found.sort_by_key(|i| unix(i));
     let found = page(found, req, "limit", "offset");
     ResponseTemplate::new(200).set_body_json(json!({"entries": found, "_links": {}}))
+}
+
+/// Unix seconds of an `ar_time` value.
+pub fn ar_unix(v: &Value) -> i64 {
+    itsm_bridge::adapters::wire::compact_offset_time(v.as_str().unwrap()).unwrap()
 }

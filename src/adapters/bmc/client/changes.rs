@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{BmcClient, entries, value};
 use crate::adapters::bmc::format::INCIDENT_FORM;
-use crate::adapters::wire::{ItsmRequest, change_page, checked_key, cursor};
+use crate::adapters::wire::{ItsmRequest, change_page, checked_key, compact_offset_time, cursor};
 use crate::domain::correlation::IncidentRef;
 use crate::domain::ports::{
     ChangePage, ChangeWindow, IncidentChange, IncidentChanges, IncidentStatus, ItsmError,
@@ -29,13 +29,7 @@ fn unix(v: &Value) -> Option<i64> {
     if let Some(n) = v.as_i64() {
         return Some(n);
     }
-    let s = v.as_str()?;
-    let (date, zone) = s.split_at(s.len().checked_sub(5)?);
-    let date = date.split('.').next()?;
-    let text = format!("{date}{}:{}", &zone[..3], &zone[3..]);
-    time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp())
+    compact_offset_time(v.as_str()?)
 }
 
 impl BmcClient {

@@ -10,21 +10,11 @@ use serde_json::Value;
 
 use super::JiraClient;
 use crate::adapters::jira::format::{BRIDGE_LABEL, SEARCH_PATH};
-use crate::adapters::wire::{ItsmRequest, checked_id, checked_key};
+use crate::adapters::wire::{ItsmRequest, checked_id, checked_key, compact_offset_time};
 use crate::domain::correlation::IncidentRef;
 use crate::domain::ports::{
     ChangePage, ChangeWindow, IncidentChange, IncidentChanges, IncidentStatus, ItsmError,
 };
-
-/// Jira's `2026-12-01T17:00:00.000+0000`.
-fn unix(s: &str) -> Option<i64> {
-    let (date, zone) = s.split_at(s.len().checked_sub(5)?);
-    let date = date.split('.').next()?;
-    let text = format!("{date}{}:{}", &zone[..3], &zone[3..]);
-    time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp())
-}
 
 fn request(window: ChangeWindow, cursor: Option<&str>) -> ItsmRequest {
     let now = std::time::SystemTime::now()
@@ -47,7 +37,7 @@ fn request(window: ChangeWindow, cursor: Option<&str>) -> ItsmRequest {
 
 fn change(issue: &Value, window: ChangeWindow) -> Option<IncidentChange> {
     let fields = &issue["fields"];
-    let updated = unix(fields["updated"].as_str()?)?;
+    let updated = compact_offset_time(fields["updated"].as_str()?)?;
     if updated < window.since || updated >= window.until {
         return None;
     }
