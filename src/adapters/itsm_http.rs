@@ -64,6 +64,31 @@ pub(crate) fn describe(e: &reqwest::Error) -> String {
     }
 }
 
+/// An answer read whole: status, `Retry-After` (as sent) and body text.
+pub(crate) struct Raw {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub text: String,
+}
+
+pub(crate) async fn read_raw(resp: reqwest::Response) -> Result<Raw, ItsmError> {
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| ItsmError::Unavailable(describe(&e)))?;
+    Ok(Raw {
+        status,
+        retry_after,
+        text,
+    })
+}
+
 /// The error for a non-2xx answer other than 404 (which means something
 /// different to each operation). `message` is the ITSM's own explanation.
 pub(crate) fn failure(

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use reqwest::header::{ACCEPT, AUTHORIZATION, RETRY_AFTER};
+use reqwest::header::{ACCEPT, AUTHORIZATION};
 use serde_json::Value;
 use tokio::sync::Mutex;
 use url::Url;
 
 use super::format::{JiraFields, JiraFormat};
-use crate::adapters::itsm_http::{HttpClientError, describe, failure};
+use crate::adapters::itsm_http::{HttpClientError, Raw, describe, failure, read_raw};
 use crate::adapters::secrets::{CredentialSource, SecretError};
 use crate::adapters::wire::{ItsmRequest, RequestLog, WireFormat, checked_id, checked_key};
 use crate::domain::correlation::IncidentRef;
@@ -165,15 +165,9 @@ impl JiraClient {
                 fresh = true;
                 continue;
             }
-            let retry_after = resp
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let text = resp
-                .text()
-                .await
-                .map_err(|e| ItsmError::Unavailable(describe(&e)))?;
+            let Raw {
+                retry_after, text, ..
+            } = read_raw(resp).await?;
             if let Some(log) = &self.log {
                 log.push(req.clone());
             }

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::Value;
 use url::Url;
 
 use super::auth::{Authenticator, Credentials};
 use super::format::{IncidentFields, ServiceNowFormat};
-use crate::adapters::itsm_http::{HttpClientError, describe, failure};
+use crate::adapters::itsm_http::{HttpClientError, Raw, describe, failure, read_raw};
 use crate::adapters::secrets::CredentialSource;
 use crate::adapters::wire::{ItsmRequest, RequestLog, WireFormat, checked_id, checked_key};
 use crate::domain::correlation::IncidentRef;
@@ -102,21 +102,16 @@ impl ServiceNowClient {
 /// Turns a ServiceNow answer into a JSON body or a clear error. 404 is
 /// left to the caller, which knows what it means for its operation.
 async fn read(resp: reqwest::Response) -> Result<Answer, ItsmError> {
-    let status = resp.status().as_u16();
     let is_json = resp
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("json"));
-    let retry_after = resp
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let text = resp
-        .text()
-        .await
-        .map_err(|e| ItsmError::Unavailable(describe(&e)))?;
+    let Raw {
+        status,
+        retry_after,
+        text,
+    } = read_raw(resp).await?;
     let body: Option<Value> = serde_json::from_str(&text).ok();
     if (200..300).contains(&status) {
         return match body {
