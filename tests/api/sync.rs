@@ -351,3 +351,35 @@ async fn a_certificate_credential_signs_its_client_assertion() {
     assert_eq!(report.count(ActionOutcome::Sent), 1, "{report:?}");
     assert_eq!(azure.token_requests(), 1);
 }
+
+#[tokio::test]
+async fn the_azure_secret_comes_from_secrets_manager() {
+    let name = crate::moto::unique("azure");
+    let (azure_server, azure) = FakeAzure::serve().await;
+    let mut spawn = Spawn::default().dynamodb();
+    spawn.vars.extend(
+        FakeAzure::vars(&azure_server)
+            .into_iter()
+            .filter(|(k, _)| *k != "AZURE_CLIENT_SECRET"),
+    );
+    spawn.vars.push(("AZURE_SECRET_ID", name.clone()));
+    let t = spawn.start().await;
+    aws_sdk_secretsmanager::Client::new(t.aws.as_ref().unwrap())
+        .create_secret()
+        .name(&name)
+        .secret_string(
+            serde_json::json!({"client_secret": crate::fake_azure::AZ_SECRET}).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let itsm = Fake::new(Vendor::ServiceNow);
+    itsm.mount(&t.itsm).await;
+    let body = metric_alert("sync-secret", "Fired");
+    assert_eq!(t.post(&body).await.outcome(), "created");
+    let number = itsm.incidents()[0]["number"].as_str().unwrap().to_string();
+    itsm.person(&number, "6", "jane.doe", now() - 5);
+    let report = t.app.sync.as_ref().unwrap().round().await.unwrap();
+    assert_eq!(report.count(ActionOutcome::Sent), 1, "{report:?}");
+    assert_eq!(azure.changes()[0].alert_id, alert_id(&body));
+}
