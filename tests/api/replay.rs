@@ -444,18 +444,19 @@ fn help_goes_to_stdout_and_usage_errors_exit_2_saying_what_is_wrong() {
         "--store",
         "--explain",
         "--drain",
+        "--sync",
         "[FILE]",
     ] {
         assert!(stdout.contains(flag), "--help names {flag}: {stdout}");
     }
-    let (code, _, stderr) = run(&["--itsm", "jira", "x.json"]);
+    let (code, _, stderr) = run(&["--itsm", "remedy", "x.json"]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("servicenow, bmc-helix"), "{stderr}");
+    assert!(stderr.contains("servicenow, bmc-helix, jira"), "{stderr}");
     let (code, _, stderr) = run(&[]);
     assert_eq!(code, 2);
     assert!(
         stderr.contains("<FILE>"),
-        "FILE is required without --drain: {stderr}"
+        "FILE is required without --drain or --sync: {stderr}"
     );
     let (code, _, stderr) = run(&["--itsm", "dry-run", "--send", "x.json"]);
     assert_eq!(code, 2);
