@@ -59,15 +59,17 @@ impl Respond for RuntimeApi {
 #[tokio::test]
 async fn the_real_binary_at_trace_writes_no_secret() {
     for format in ["plain", "JSON"] {
-        trace_run(format).await;
+        trace_run(format, Vendor::ServiceNow).await;
     }
+    // Jira's API token rides in a basic auth header of its own making.
+    trace_run("plain", Vendor::Jira).await;
 }
 
-async fn trace_run(format: &str) {
+async fn trace_run(format: &str, vendor: Vendor) {
     const AWS_KEY_ID: &str = "AKIAEXAMPLESECRETID7";
     const AWS_SECRET: &str = "aws-secret-access-key-3b8f0e";
     const AWS_SESSION: &str = "aws-session-token-FwoGZXIvYXdzE";
-    let (servicenow, fake) = Fake::serve(Vendor::ServiceNow).await;
+    let (servicenow, fake) = Fake::serve(vendor).await;
     let runtime = MockServer::start().await;
     let api = RuntimeApi::default();
     Mock::given(path_regex("^/2018-06-01/runtime/"))
@@ -86,7 +88,8 @@ async fn trace_run(format: &str) {
     let config = key().local_config(&jwks);
     let token = key().sign(&DevKey::claims_for(&config, now()));
     for condition in ["Fired", "Resolved"] {
-        let body = metric_alert(&format!("binary-trace-{format}"), condition).to_string();
+        let body =
+            metric_alert(&format!("binary-trace-{format}-{vendor:?}"), condition).to_string();
         let event = function_url_event("POST", Some(&format!("Bearer {token}")), &body);
         api.events.lock().unwrap().push_back(event);
     }
@@ -127,6 +130,19 @@ async fn trace_run(format: &str) {
             ("AWS_SESSION_TOKEN", AWS_SESSION.into()),
             ("AWS_EC2_METADATA_DISABLED", "true".into()),
             ("METRICS_NAMESPACE", "off".into()),
+            (
+                "ITSM_KIND",
+                if vendor == Vendor::Jira {
+                    "jira"
+                } else {
+                    "servicenow"
+                }
+                .into(),
+            ),
+            ("JIRA_URL", servicenow.uri()),
+            ("JIRA_PROJECT", "OPS".into()),
+            ("JIRA_EMAIL", JIRA_EMAIL.into()),
+            ("JIRA_API_TOKEN", JIRA_TOKEN.into()),
         ])
         // A file, not a pipe: TRACE writes more than a pipe holds.
         .stdout(Stdio::from(log.reopen().unwrap()))
@@ -144,18 +160,26 @@ async fn trace_run(format: &str) {
     assert_eq!(answers.len(), 2, "two answers; the binary wrote:\n{text}");
     assert_eq!(answers[0]["statusCode"], 201, "{answers:?}");
     assert_eq!(answers[1]["statusCode"], 200, "{answers:?}");
-    assert_eq!(fake.incidents()[0]["state"], "6");
+    let incident = &fake.incidents()[0];
+    let resolved = incident["state"] == "6" || incident["fields"]["status"]["name"] == "Resolved";
+    assert!(resolved, "{incident}");
     assert!(
         text.contains("TRACE"),
         "{format}: the binary logged at TRACE"
     );
     let signature = token.rsplit('.').next().unwrap();
+    let jira_basic = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("{JIRA_EMAIL}:{JIRA_TOKEN}"))
+    };
     for (what, secret) in [
         ("the bearer token's signature", signature),
         ("the bearer token", token.as_str()),
         ("the ServiceNow password", SN_PASSWORD),
         ("the AWS secret key", AWS_SECRET),
         ("the AWS session token", AWS_SESSION),
+        ("the Jira API token", JIRA_TOKEN),
+        ("the Jira basic credentials", &jira_basic),
     ] {
         assert!(!text.contains(secret), "{format}: {what} is in the output");
     }
