@@ -2,7 +2,7 @@
 
 use super::source::{CredentialsConfig, credentials, https_url};
 use super::{ConfigError, Env, err};
-use crate::adapters::jira::{JiraAuth, JiraConfig, JiraFields, ResourceField};
+use crate::adapters::jira::{Deployment, JiraAuth, JiraConfig, JiraFields, ResourceField};
 
 /// The issue fields; `JIRA_PROJECT` is required unless `dry_run`.
 pub fn jira_fields(env: &Env, dry_run: bool) -> Result<JiraFields, ConfigError> {
@@ -83,6 +83,19 @@ pub fn jira_fields(env: &Env, dry_run: bool) -> Result<JiraFields, ConfigError> 
             .unwrap_or(d.reopen_transition),
         resolution: env.get("JIRA_RESOLUTION").unwrap_or(d.resolution),
         request_type,
+        deployment: match env.get("JIRA_DEPLOYMENT").as_deref() {
+            Some("cloud") => Deployment::Cloud,
+            Some("data-center") => Deployment::DataCenter,
+            // A personal access token exists only on Data Center.
+            None if env.get("JIRA_PAT").is_some() => Deployment::DataCenter,
+            None => Deployment::Cloud,
+            Some(other) => {
+                return Err(err(
+                    "JIRA_DEPLOYMENT",
+                    format!("{other:?} is not cloud or data-center"),
+                ));
+            }
+        },
     })
 }
 

@@ -1,8 +1,9 @@
-//! A fake Jira Cloud (REST API v3) as strict as the real one where the
-//! bridge could go wrong: ADF required for rich text, labels without
+//! A fake Jira, Cloud (REST API v3) or Data Center (v2, by the path), as
+//! strict as the real ones where the bridge could go wrong: on Cloud ADF required for rich text, labels without
 //! spaces, transitions valid only from the issue's current status, the
 //! resolution required on the done transition and refused where its screen
-//! lacks it, the removed `/search`, JQL by label, `errorMessages`/`errors`.
+//! lacks it, the removed `/search`, JQL by label, `errorMessages`/`errors`;
+//! on Data Center rich text as strings and `/search` paged by `startAt`.
 
 use serde_json::{Value, json};
 use wiremock::{Request, ResponseTemplate};
@@ -83,6 +84,11 @@ fn is_adf(v: &Value) -> bool {
             .is_some_and(|c| c.iter().all(node_ok))
 }
 
+/// Rich text as the version wants it: ADF on v3, a string on v2.
+fn rich_ok(v: &Value, v2: bool) -> bool {
+    if v2 { v.is_string() } else { is_adf(v) }
+}
+
 fn not_found() -> ResponseTemplate {
     error(
         404,
@@ -94,18 +100,27 @@ fn not_found() -> ResponseTemplate {
 pub fn jira(state: &mut FakeState, req: &Request) -> ResponseTemplate {
     let path = req.url.path().to_string();
     let now = crate::helpers::now();
+    let (v2, path) = match (
+        path.strip_prefix("/rest/api/2"),
+        path.strip_prefix("/rest/api/3"),
+    ) {
+        (Some(rest), _) => (true, rest.to_string()),
+        (_, Some(rest)) => (false, rest.to_string()),
+        _ => return error(404, &["Not found"], json!({})),
+    };
     match (req.method.as_str(), path.as_str()) {
-        ("POST", "/rest/api/3/issue") => create(state, &body(req), now),
-        ("GET", "/rest/api/3/search/jql") => search(state, req),
-        ("GET", "/rest/api/3/search") | ("POST", "/rest/api/3/search") => error(
+        ("POST", "/issue") => create(state, &body(req), now, v2),
+        ("GET", "/search/jql") if !v2 => search(state, req, false),
+        ("GET", "/search") if v2 => search(state, req, true),
+        ("GET", "/search") | ("POST", "/search") => error(
             410,
             &[
                 "The requested API has been removed. Please migrate to the /rest/api/3/search/jql API.",
             ],
             json!({}),
         ),
-        (method, p) if p.starts_with("/rest/api/3/issue/") => {
-            let rest = &p["/rest/api/3/issue/".len()..];
+        (method, p) if p.starts_with("/issue/") => {
+            let rest = &p["/issue/".len()..];
             let (key, tail) = rest.split_once('/').unwrap_or((rest, ""));
             let Some(i) = state
                 .incidents
@@ -135,10 +150,10 @@ pub fn jira(state: &mut FakeState, req: &Request) -> ResponseTemplate {
                         .collect();
                     ResponseTemplate::new(200).set_body_json(json!({"transitions": offered}))
                 }
-                ("POST", "transitions") => transition(&mut state.incidents[i], &body(req), now),
+                ("POST", "transitions") => transition(&mut state.incidents[i], &body(req), now, v2),
                 ("POST", "comment") => {
                     let b = body(req);
-                    if !is_adf(&b["body"]) {
+                    if !rich_ok(&b["body"], v2) {
                         return field_error("comment", "Comment body is not valid!");
                     }
                     state.incidents[i]["comments"]
@@ -154,7 +169,7 @@ pub fn jira(state: &mut FakeState, req: &Request) -> ResponseTemplate {
     }
 }
 
-fn create(state: &mut FakeState, b: &Value, now: i64) -> ResponseTemplate {
+fn create(state: &mut FakeState, b: &Value, now: i64, v2: bool) -> ResponseTemplate {
     let f = &b["fields"];
     if f["project"]["key"] != "OPS" {
         return field_error("project", "valid project is required");
@@ -172,11 +187,13 @@ fn create(state: &mut FakeState, b: &Value, now: i64) -> ResponseTemplate {
             "The summary is invalid because it contains newline characters.",
         );
     }
-    if !is_adf(&f["description"]) {
-        return field_error(
-            "description",
-            "Operation value must be an Atlassian Document (see the Atlassian Document Format)",
-        );
+    if !rich_ok(&f["description"], v2) {
+        let why = if v2 {
+            "Operation value must be a string"
+        } else {
+            "Operation value must be an Atlassian Document (see the Atlassian Document Format)"
+        };
+        return field_error("description", why);
     }
     let labels = f["labels"].as_array().cloned().unwrap_or_default();
     if let Some(bad) = labels
@@ -207,7 +224,7 @@ fn create(state: &mut FakeState, b: &Value, now: i64) -> ResponseTemplate {
         "self": format!("https://example.atlassian.net/rest/api/3/issue/{id}")}))
 }
 
-fn transition(issue: &mut Value, b: &Value, now: i64) -> ResponseTemplate {
+fn transition(issue: &mut Value, b: &Value, now: i64, v2: bool) -> ResponseTemplate {
     let current = issue["fields"]["status"]["name"]
         .as_str()
         .unwrap_or("")
@@ -238,7 +255,7 @@ fn transition(issue: &mut Value, b: &Value, now: i64) -> ResponseTemplate {
     }
     if let Some(comments) = b["update"]["comment"].as_array() {
         for c in comments {
-            if !is_adf(&c["add"]["body"]) {
+            if !rich_ok(&c["add"]["body"], v2) {
                 return field_error("comment", "Comment body is not valid!");
             }
             issue["comments"]
@@ -253,7 +270,7 @@ fn transition(issue: &mut Value, b: &Value, now: i64) -> ResponseTemplate {
 }
 
 /// `labels = "K" [AND updated >= "-Nm"] ORDER BY …`, paged by a token.
-fn search(state: &FakeState, req: &Request) -> ResponseTemplate {
+fn search(state: &FakeState, req: &Request, v2: bool) -> ResponseTemplate {
     let jql = query(req, "jql").unwrap_or_default();
     let Some(rest) = jql.strip_prefix("labels = \"") else {
         return error(400, &[&format!("Error in the JQL Query: {jql}")], json!({}));
@@ -288,7 +305,7 @@ fn search(state: &FakeState, req: &Request) -> ResponseTemplate {
     let size: usize = query(req, "maxResults")
         .and_then(|m| m.parse().ok())
         .unwrap_or(50);
-    let from: usize = query(req, "nextPageToken")
+    let from: usize = query(req, if v2 { "startAt" } else { "nextPageToken" })
         .and_then(|t| t.parse().ok())
         .unwrap_or(0);
     let page: Vec<Value> = found
@@ -301,6 +318,11 @@ fn search(state: &FakeState, req: &Request) -> ResponseTemplate {
             "updated": i["fields"]["updated"]}})
         })
         .collect();
+    if v2 {
+        return ResponseTemplate::new(200).set_body_json(
+            json!({"startAt": from, "maxResults": size, "total": found.len(), "issues": page}),
+        );
+    }
     let last = from + size >= found.len();
     let mut answer = json!({"issues": page, "isLast": last});
     if !last {

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use itsm_bridge::adapters::bmc::{BmcClient, BmcConfig, BmcFields, BmcFormat, BmcLogin};
 use itsm_bridge::adapters::dryrun::DryRun;
-use itsm_bridge::adapters::jira::{JiraAuth, JiraClient, JiraConfig, JiraFields, JiraFormat};
+use itsm_bridge::adapters::jira::{
+    Deployment, JiraAuth, JiraClient, JiraConfig, JiraFields, JiraFormat,
+};
 use itsm_bridge::adapters::secrets::CredentialSource;
 use itsm_bridge::adapters::servicenow::{
     Credentials, IncidentFields, ServiceNowClient, ServiceNowConfig, ServiceNowFormat,
@@ -195,9 +197,16 @@ async fn bmc_helix_keeps_the_contract() {
 async fn jira_keeps_the_contract() {
     let (server, fake) = Fake::serve(Vendor::Jira).await;
     let client = |auth: JiraAuth| {
+        let deployment = match auth {
+            JiraAuth::Cloud { .. } => Deployment::Cloud,
+            JiraAuth::Pat(_) => Deployment::DataCenter,
+        };
         let config = JiraConfig {
             url: server.uri().parse().unwrap(),
-            fields: JiraFields::default(),
+            fields: JiraFields {
+                deployment,
+                ..JiraFields::default()
+            },
             timeout: Duration::from_secs(2),
         };
         JiraClient::new(config, CredentialSource::Fixed(auth), None).unwrap()
@@ -207,14 +216,18 @@ async fn jira_keeps_the_contract() {
         api_token: JIRA_TOKEN.into(),
     });
     contract(&cloud, "jira").await;
-    // Data Center's personal access token keeps it too.
+    // Data Center (REST v2, a personal access token) keeps it too.
     contract(&client(JiraAuth::Pat(JIRA_PAT.into())), "jira-dc").await;
     let ghost = IncidentRef {
         id: "99999".into(),
         number: "OPS-9999".into(),
     };
     contract_unknown_incident(&cloud, ghost).await;
-    contract_failures(&cloud, &client(JiraAuth::Pat("wrong".into())), &fake).await;
+    let wrong = client(JiraAuth::Cloud {
+        email: JIRA_EMAIL.into(),
+        api_token: "wrong".into(),
+    });
+    contract_failures(&cloud, &wrong, &fake).await;
 }
 
 #[tokio::test]
@@ -224,6 +237,12 @@ async fn dry_run_keeps_the_contract() {
         Box::new(ServiceNowFormat::default()) as Box<dyn itsm_bridge::adapters::wire::WireFormat>,
         Box::new(BmcFormat::default()),
         Box::new(JiraFormat::default()),
+        Box::new(JiraFormat {
+            fields: JiraFields {
+                deployment: Deployment::DataCenter,
+                ..JiraFields::default()
+            },
+        }),
     ] {
         let itsm = DryRun::new(format, None);
         contract(&itsm, "dry-run").await;

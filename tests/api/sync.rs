@@ -264,6 +264,30 @@ async fn jira_issues_close_their_alerts() {
 }
 
 #[tokio::test]
+async fn jira_data_center_pages_by_start_at() {
+    let spawn = Spawn::default()
+        .var("ITSM_KIND", "jira")
+        .var("JIRA_PROJECT", "OPS")
+        .var("JIRA_PAT", JIRA_PAT)
+        .var("SYNC_PAGE_SIZE", "2");
+    let w = world(spawn, Vendor::Jira, 5).await;
+    for n in 0..5 {
+        w.person(n, "Resolved");
+    }
+    let report = w.round().await;
+    assert_eq!(report.count(ActionOutcome::Sent), 5, "{report:?}");
+    let searches =
+        w.t.itsm
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.path() == "/rest/api/2/search")
+            .count();
+    assert!(searches >= 3, "5 in pages of 2: {searches} searches");
+}
+
+#[tokio::test]
 async fn dynamodb_finds_records_through_its_index() {
     let w = world(Spawn::default().dynamodb(), Vendor::ServiceNow, 3).await;
     w.person(0, "6");

@@ -190,7 +190,7 @@ impl JiraClient {
     /// `None` when the issue does not exist.
     async fn status(&self, incident: &IncidentRef) -> Result<Option<(String, bool)>, ItsmError> {
         checked_id("Jira", &incident.number)?;
-        let answer = self.send(JiraFormat::status_request(incident)).await?;
+        let answer = self.send(self.format.status_request(incident)).await?;
         if answer.status == 404 {
             return Ok(None);
         }
@@ -213,7 +213,7 @@ impl JiraClient {
         if !fresh && let Some(t) = self.transitions.lock().await.get(&key) {
             return Ok(t.clone());
         }
-        let answer = self.send(JiraFormat::transitions_request(incident)).await?;
+        let answer = self.send(self.format.transitions_request(incident)).await?;
         let all = answer.body["transitions"]
             .as_array()
             .cloned()
@@ -258,7 +258,7 @@ impl JiraClient {
     ) -> Result<u16, ItsmError> {
         for fresh in [false, true] {
             let t = self.transition(incident, status, name, fresh).await?;
-            let req = JiraFormat::transition_request(
+            let req = self.format.transition_request(
                 incident,
                 &t.id,
                 resolution.filter(|_| t.resolution),

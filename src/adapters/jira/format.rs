@@ -1,5 +1,7 @@
-//! Jira Cloud REST API v3 requests for the incident operations (Jira Data
-//! Center's v2 paths differ only in the version; v3 is what is built here).
+//! Jira REST API requests for the incident operations: v3 on Jira Cloud
+//! (rich text as Atlassian Document Format, the enhanced JQL search), v2 on
+//! Jira Data Center, which has neither (rich text as a string of wiki
+//! markup, `/search`).
 
 use serde_json::{Map, Value, json};
 
@@ -9,8 +11,15 @@ use crate::domain::correlation::IncidentRef;
 use crate::domain::mapping::{IncidentDraft, Resolution};
 use crate::domain::text::clean_line;
 
-pub const ISSUE_PATH: &str = "/rest/api/3/issue";
-pub const SEARCH_PATH: &str = "/rest/api/3/search/jql";
+/// Where the bridge's Jira runs, which decides the API it speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Deployment {
+    /// Jira Cloud: REST API v3.
+    #[default]
+    Cloud,
+    /// Jira Data Center (and Server): REST API v2.
+    DataCenter,
+}
 /// Every issue the bridge opens carries it: how the sync role finds them
 /// (JQL cannot match a label by prefix).
 pub const BRIDGE_LABEL: &str = "itsm-bridge";
@@ -45,6 +54,7 @@ pub struct JiraFields {
     pub resolution: String,
     /// A Jira Service Management request type: its field and value.
     pub request_type: Option<(String, String)>,
+    pub deployment: Deployment,
 }
 
 impl Default for JiraFields {
@@ -60,6 +70,7 @@ impl Default for JiraFields {
             reopen_transition: "Reopen".into(),
             resolution: "Done".into(),
             request_type: None,
+            deployment: Deployment::Cloud,
         }
     }
 }
@@ -78,24 +89,52 @@ pub struct JiraFormat {
 }
 
 impl JiraFormat {
-    pub fn issue_path(key: &str) -> String {
-        format!("{ISSUE_PATH}/{}", segment(key))
+    fn api(&self) -> &'static str {
+        match self.fields.deployment {
+            Deployment::Cloud => "/rest/api/3",
+            Deployment::DataCenter => "/rest/api/2",
+        }
+    }
+
+    /// The enhanced JQL search on Cloud (the old `/search` is being
+    /// removed there); Data Center has only `/search`.
+    pub fn search_path(&self) -> &'static str {
+        match self.fields.deployment {
+            Deployment::Cloud => "/rest/api/3/search/jql",
+            Deployment::DataCenter => "/rest/api/2/search",
+        }
+    }
+
+    /// Rich text as the API wants it: an ADF document (v3), or a string
+    /// (v2) kept out of wiki markup in a `{noformat}` block.
+    fn rich(&self, text: &str, adf: impl FnOnce(&str) -> Value) -> Value {
+        match self.fields.deployment {
+            Deployment::Cloud => adf(text),
+            Deployment::DataCenter => json!(format!(
+                "{{noformat}}\n{}\n{{noformat}}",
+                text.replace("{noformat}", "{ noformat }")
+            )),
+        }
+    }
+
+    pub fn issue_path(&self, key: &str) -> String {
+        format!("{}/issue/{}", self.api(), segment(key))
     }
 
     /// The issue's status (and labels), to decide before transitioning.
-    pub fn status_request(incident: &IncidentRef) -> ItsmRequest {
+    pub fn status_request(&self, incident: &IncidentRef) -> ItsmRequest {
         ItsmRequest::new(
             "GET",
-            &Self::issue_path(&incident.number),
+            &self.issue_path(&incident.number),
             &[("fields", "status,labels")],
             None,
         )
     }
 
-    pub fn transitions_request(incident: &IncidentRef) -> ItsmRequest {
+    pub fn transitions_request(&self, incident: &IncidentRef) -> ItsmRequest {
         ItsmRequest::new(
             "GET",
-            &format!("{}/transitions", Self::issue_path(&incident.number)),
+            &format!("{}/transitions", self.issue_path(&incident.number)),
             &[("expand", "transitions.fields")],
             None,
         )
@@ -104,6 +143,7 @@ impl JiraFormat {
     /// Moves the issue through transition `id`, with `resolution` when the
     /// transition's screen has that field, and `comment`.
     pub fn transition_request(
+        &self,
         incident: &IncidentRef,
         id: &str,
         resolution: Option<&str>,
@@ -111,25 +151,25 @@ impl JiraFormat {
     ) -> ItsmRequest {
         let mut body = json!({
             "transition": {"id": id},
-            "update": {"comment": [{"add": {"body": adf::lines(comment)}}]},
+            "update": {"comment": [{"add": {"body": self.rich(comment, adf::lines)}}]},
         });
         if let Some(r) = resolution {
             body["fields"] = json!({"resolution": {"name": r}});
         }
         ItsmRequest::new(
             "POST",
-            &format!("{}/transitions", Self::issue_path(&incident.number)),
+            &format!("{}/transitions", self.issue_path(&incident.number)),
             &[],
             Some(body),
         )
     }
 
-    fn comment_request(incident: &IncidentRef, note: &str) -> ItsmRequest {
+    fn comment_request(&self, incident: &IncidentRef, note: &str) -> ItsmRequest {
         ItsmRequest::new(
             "POST",
-            &format!("{}/comment", Self::issue_path(&incident.number)),
+            &format!("{}/comment", self.issue_path(&incident.number)),
             &[],
-            Some(json!({"body": adf::lines(note)})),
+            Some(json!({"body": self.rich(note, adf::lines)})),
         )
     }
 }
@@ -149,7 +189,10 @@ impl WireFormat for JiraFormat {
             "summary".into(),
             json!(clean_line(d.short_description.as_str(), SUMMARY_MAX)),
         );
-        fields.insert("description".into(), adf::description(&d.description));
+        fields.insert(
+            "description".into(),
+            self.rich(&d.description, adf::description),
+        );
         let level = usize::from(d.impact.clamp(1, 5)) - 1;
         if let Some(name) = f.priorities.get(level).or(f.priorities.last()) {
             fields.insert("priority".into(), json!({"name": name}));
@@ -176,7 +219,7 @@ impl WireFormat for JiraFormat {
         fields.insert("labels".into(), json!(labels));
         ItsmRequest::new(
             "POST",
-            ISSUE_PATH,
+            &format!("{}/issue", self.api()),
             &[],
             Some(Value::Object(
                 [("fields".to_string(), Value::Object(fields))]
@@ -186,12 +229,11 @@ impl WireFormat for JiraFormat {
         )
     }
 
-    /// The enhanced JQL search (the old `/search` is being removed); the
-    /// key is checked to be `[A-Za-z0-9-]` before it is quoted here.
+    /// The key is checked to be `[A-Za-z0-9-]` before it is quoted here.
     fn find(&self, correlation_key: &str) -> ItsmRequest {
         ItsmRequest::new(
             "GET",
-            SEARCH_PATH,
+            self.search_path(),
             &[
                 (
                     "jql",
@@ -206,9 +248,9 @@ impl WireFormat for JiraFormat {
 
     fn resolve(&self, incident: &IncidentRef, resolution: &Resolution) -> Vec<ItsmRequest> {
         vec![
-            Self::status_request(incident),
-            Self::transitions_request(incident),
-            Self::transition_request(
+            self.status_request(incident),
+            self.transitions_request(incident),
+            self.transition_request(
                 incident,
                 &format!("<id of {:?}>", self.fields.resolve_transition),
                 Some(&self.fields.resolution),
@@ -219,8 +261,8 @@ impl WireFormat for JiraFormat {
 
     fn reopen(&self, incident: &IncidentRef, note: &str) -> Vec<ItsmRequest> {
         vec![
-            Self::transitions_request(incident),
-            Self::transition_request(
+            self.transitions_request(incident),
+            self.transition_request(
                 incident,
                 &format!("<id of {:?}>", self.fields.reopen_transition),
                 None,
@@ -230,6 +272,6 @@ impl WireFormat for JiraFormat {
     }
 
     fn note(&self, incident: &IncidentRef, note: &str) -> Vec<ItsmRequest> {
-        vec![Self::comment_request(incident, note)]
+        vec![self.comment_request(incident, note)]
     }
 }

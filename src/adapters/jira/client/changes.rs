@@ -1,6 +1,6 @@
 //! Jira's change feed for the sync role: issues with the bridge's label
-//! updated within the window, oldest first, by the enhanced JQL search
-//! (`nextPageToken` pages). JQL dates have minute precision and are read in
+//! updated within the window, oldest first, by JQL (Cloud's enhanced search
+//! pages by `nextPageToken`, Data Center's `/search` by `startAt`). JQL dates have minute precision and are read in
 //! the account's time zone, so the query asks relative to Jira's own clock
 //! (`updated >= "-Nm"`, a minute wider than the window) and the window is
 //! applied here to each issue's `updated` time.
@@ -9,14 +9,14 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::JiraClient;
-use crate::adapters::jira::format::{BRIDGE_LABEL, SEARCH_PATH};
+use crate::adapters::jira::format::{BRIDGE_LABEL, Deployment};
 use crate::adapters::wire::{ItsmRequest, checked_id, checked_key, compact_offset_time};
 use crate::domain::correlation::IncidentRef;
 use crate::domain::ports::{
     ChangePage, ChangeWindow, IncidentChange, IncidentChanges, IncidentStatus, ItsmError,
 };
 
-fn request(window: ChangeWindow, cursor: Option<&str>) -> ItsmRequest {
+fn request(search: &str, cloud: bool, window: ChangeWindow, cursor: Option<&str>) -> ItsmRequest {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -30,9 +30,9 @@ fn request(window: ChangeWindow, cursor: Option<&str>) -> ItsmRequest {
         ("maxResults", size.as_str()),
     ];
     if let Some(token) = cursor {
-        query.push(("nextPageToken", token));
+        query.push((if cloud { "nextPageToken" } else { "startAt" }, token));
     }
-    ItsmRequest::new("GET", SEARCH_PATH, &query, None)
+    ItsmRequest::new("GET", search, &query, None)
 }
 
 fn change(issue: &Value, window: ChangeWindow) -> Option<IncidentChange> {
@@ -78,15 +78,21 @@ impl IncidentChanges for JiraClient {
         window: ChangeWindow,
         cursor: Option<&str>,
     ) -> Result<ChangePage, ItsmError> {
-        let answer = self.send(request(window, cursor)).await?;
-        let issues = answer.body["issues"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let next = answer.body["nextPageToken"]
-            .as_str()
-            .filter(|_| answer.body["isLast"] != true)
-            .map(str::to_string);
+        let cloud = self.format.fields.deployment == Deployment::Cloud;
+        let search = self.format.search_path();
+        let answer = self.send(request(search, cloud, window, cursor)).await?;
+        let body = &answer.body;
+        let issues = body["issues"].as_array().cloned().unwrap_or_default();
+        let next = if cloud {
+            body["nextPageToken"]
+                .as_str()
+                .filter(|_| body["isLast"] != true)
+                .map(str::to_string)
+        } else {
+            // startAt + what came, while short of the total.
+            let at = body["startAt"].as_u64().unwrap_or(0) + issues.len() as u64;
+            (!issues.is_empty() && at < body["total"].as_u64().unwrap_or(0)).then(|| at.to_string())
+        };
         Ok(ChangePage {
             changes: issues.iter().filter_map(|i| change(i, window)).collect(),
             next,
