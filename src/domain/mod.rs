@@ -3,7 +3,7 @@
 //! `ports`. Its modules form a tree, leaves first:
 //!
 //! - `alert`, `correlation`, `text`: the alert model, the record, text cleaning (leaves);
-//! - `mapping` (+ `routing`): alert → incident draft;
+//! - `mapping` (+ `routing`, `severity`): alert → incident draft;
 //! - `ports`: the token verifier, ITSM client, correlation store, delivery queue, clock, and
 //!   the sync role's change feed, store side and Azure alert states;
 //! - `retry`, `settings`, `outcome`: retry policy, configuration, results;
@@ -20,6 +20,7 @@ pub mod ports;
 pub mod retry;
 pub mod routing;
 pub mod settings;
+pub mod severity;
 pub mod state_machine;
 pub mod sync;
 pub mod text;

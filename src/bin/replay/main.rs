@@ -23,6 +23,7 @@ use itsm_bridge::inbound::http;
 use serde_json::{Value, json};
 
 mod drain;
+mod explain;
 mod sync;
 
 /// Development defaults, used only where the environment sets nothing.
@@ -221,7 +222,7 @@ async fn run(args: Args) -> Result<bool, Halt> {
         *counts.entry(outcome.to_string()).or_default() += 1;
         failed += usize::from(status >= 400);
         let explained = if args.explain {
-            explain(&app, &config, event)
+            explain::explain(&app, &config, event)
         } else {
             Value::Null
         };
@@ -323,51 +324,6 @@ fn to_event(file: &Path, token: &str) -> Result<Value, String> {
     };
     event["headers"]["authorization"] = json!(format!("Bearer {token}"));
     Ok(event)
-}
-
-/// Which routing rule the event's alert matched and the fields it produced
-/// (for Jira, also the issue fields its settings make of them).
-fn explain(app: &http::App, config: &Config, event: &Value) -> Value {
-    let body = event["body"].as_str().unwrap_or_default();
-    let Ok(alert) = itsm_bridge::inbound::common_schema::parse(body.as_bytes()) else {
-        return json!({"error": "not a common-schema alert"});
-    };
-    let (rule, d) = app.bridge.draft(&alert);
-    let jira = jira_fields(config).map(|fields| {
-        use itsm_bridge::adapters::wire::WireFormat;
-        let resolve = json!({"transition": fields.resolve_transition,
-            "resolution": fields.resolution, "reopen_transition": fields.reopen_transition});
-        let create = itsm_bridge::adapters::jira::JiraFormat { fields }.create(&d);
-        let mut issue = create.body.unwrap_or_default()["fields"].take();
-        // The description is in the request replay shows; here, the settings' part.
-        issue.as_object_mut().map(|o| o.remove("description"));
-        issue["on_resolve"] = resolve;
-        issue
-    });
-    let mut out = json!({
-        "rule": rule.unwrap_or("(default)"),
-        "short_description": d.short_description,
-        "assignment_group": d.assignment_group,
-        "category": d.category,
-        "caller": d.caller,
-        "impact": d.impact,
-        "urgency": d.urgency,
-        "configuration_item": d.configuration_item,
-        "fields": d.fields,
-    });
-    if let Some(issue) = jira {
-        out["jira"] = issue;
-    }
-    out
-}
-
-fn jira_fields(config: &Config) -> Option<itsm_bridge::adapters::jira::JiraFields> {
-    use itsm_bridge::config::{DryRunFormat, ItsmConfig};
-    match &config.itsm {
-        ItsmConfig::Jira(jira, _) => Some(jira.fields.clone()),
-        ItsmConfig::DryRun(DryRunFormat::Jira(fields)) => Some(fields.clone()),
-        _ => None,
-    }
 }
 
 fn summary(file: &Path, status: u16, body: &Value, requests: &[ItsmRequest]) -> Value {
