@@ -256,20 +256,22 @@ impl JiraClient {
         resolution: Option<&str>,
         comment: &str,
     ) -> Result<u16, ItsmError> {
-        for fresh in [false, true] {
-            let t = self.transition(incident, status, name, fresh).await?;
-            let req = self.format.transition_request(
+        let request = |t: &Transition| {
+            self.format.transition_request(
                 incident,
                 &t.id,
                 resolution.filter(|_| t.resolution),
                 comment,
-            );
-            match self.send(req).await {
-                Err(ItsmError::Rejected { status: 400, .. }) if !fresh => continue,
-                other => return other.map(|a| a.status),
+            )
+        };
+        let cached = self.transition(incident, status, name, false).await?;
+        match self.send(request(&cached)).await {
+            Err(ItsmError::Rejected { status: 400, .. }) => {
+                let fresh = self.transition(incident, status, name, true).await?;
+                self.send(request(&fresh)).await.map(|a| a.status)
             }
+            other => other.map(|a| a.status),
         }
-        unreachable!("the second round returns")
     }
 }
 

@@ -76,7 +76,7 @@ impl Default for JiraFields {
 }
 
 /// A label Jira accepts: no spaces, at most 255 characters.
-pub fn label(s: &str) -> String {
+fn label(s: &str) -> String {
     clean_line(s, 255)
         .chars()
         .map(|c| if c.is_whitespace() { '_' } else { c })

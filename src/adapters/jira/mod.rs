@@ -5,4 +5,4 @@ mod client;
 mod format;
 
 pub use client::{JiraAuth, JiraClient, JiraConfig};
-pub use format::{BRIDGE_LABEL, Deployment, JiraFields, JiraFormat, ResourceField, label};
+pub use format::{Deployment, JiraFields, JiraFormat, ResourceField};

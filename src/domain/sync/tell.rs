@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use super::{Action, ActionOutcome, AlertSync};
-use crate::domain::correlation::{AzureMark, CorrelationRecord, RecordState};
-use crate::domain::ports::{AlertState, AzureError, IncidentChange, IncidentStatus};
+use crate::domain::correlation::{AzureMark, AzureSync, CorrelationRecord, RecordState};
+use crate::domain::ports::{AlertState, AzureError, IncidentChange, IncidentStatus, StoreError};
 use crate::domain::text::clean_line;
 
 /// What became of one change.
@@ -37,9 +37,9 @@ impl AlertSync {
         let Some(target) = self.target(change) else {
             return Decision::Settled(None);
         };
-        let action = |outcome, detail: Option<String>| {
+        let action = |alert_id: &str, outcome, detail: Option<String>| {
             Some(Action {
-                alert_id: String::new(),
+                alert_id: alert_id.to_string(),
                 incident: change.incident.number.clone(),
                 state: target.as_str(),
                 outcome,
@@ -50,14 +50,11 @@ impl AlertSync {
             Ok(Some(r)) => r,
             // Not the bridge's, or its record expired: nothing to tell.
             Ok(None) => return Decision::Settled(None),
-            Err(e) => return Decision::Held(action(ActionOutcome::Deferred, Some(e.to_string()))),
+            Err(e) => {
+                return Decision::Held(action("", ActionOutcome::Deferred, Some(e.to_string())));
+            }
         };
-        let with_id = |a: Option<Action>| {
-            a.map(|a| Action {
-                alert_id: record.alert_id.clone(),
-                ..a
-            })
-        };
+        let id = record.alert_id.as_str();
         let recovering = match self.needs(&record, change, target, now) {
             Need::Nothing => return Decision::Settled(None),
             Need::Wait => return Decision::Held(None),
@@ -65,25 +62,22 @@ impl AlertSync {
         };
         if let Some(h) = halt.as_ref() {
             let (outcome, detail) = h.told();
-            return Decision::Held(with_id(action(outcome, Some(detail))));
+            return Decision::Held(action(id, outcome, Some(detail)));
         }
         if self.settings.dry_run {
             let comment = self.comment(change, target);
             return match self.azure.change(&record.alert_id, target, &comment).await {
-                Ok(()) => Decision::Settled(with_id(action(ActionOutcome::WouldSend, None))),
-                Err(e) => Decision::Held(with_id(action(
-                    ActionOutcome::Deferred,
-                    Some(e.to_string()),
-                ))),
+                Ok(()) => Decision::Settled(action(id, ActionOutcome::WouldSend, None)),
+                Err(e) => Decision::Held(action(id, ActionOutcome::Deferred, Some(e.to_string()))),
             };
         }
         match self
             .tell(record.clone(), change, target, recovering, now)
             .await
         {
-            Ok(outcome) => Decision::Settled(with_id(action(outcome, None))),
+            Ok(outcome) => Decision::Settled(action(id, outcome, None)),
             Err(Told::Deferred(detail)) => {
-                Decision::Held(with_id(action(ActionOutcome::Deferred, Some(detail))))
+                Decision::Held(action(id, ActionOutcome::Deferred, Some(detail)))
             }
             Err(Told::Denied(detail)) => {
                 tracing::error!(
@@ -93,14 +87,14 @@ impl AlertSync {
                      at the subscriptions whose alerts it closes; retried next round"
                 );
                 *halt = Some(Halt::Denied(detail.clone()));
-                Decision::Held(with_id(action(ActionOutcome::Denied, Some(detail))))
+                Decision::Held(action(id, ActionOutcome::Denied, Some(detail)))
             }
             Err(Told::Throttled(wait, detail)) => {
                 let wait = wait.unwrap_or(Duration::from_secs(
                     self.settings.default_pause_secs.max(0) as u64,
                 ));
                 *halt = Some(Halt::Throttled(wait));
-                Decision::Held(with_id(action(ActionOutcome::Deferred, Some(detail))))
+                Decision::Held(action(id, ActionOutcome::Deferred, Some(detail)))
             }
         }
     }
@@ -112,10 +106,7 @@ impl AlertSync {
         target: AlertState,
         now: i64,
     ) -> Need {
-        let mark = match target {
-            AlertState::Closed => AzureMark::Closed,
-            _ => AzureMark::Acknowledged,
-        };
+        let mark = mark_for(target);
         let same_incident = record
             .incident
             .as_ref()
@@ -148,12 +139,12 @@ impl AlertSync {
         recovering: bool,
         now: i64,
     ) -> Result<ActionOutcome, Told> {
-        let mut leased = record.clone();
-        leased.azure.lease_until = now + self.settings.lease_secs;
-        leased.version = record.version + 1;
-        leased.updated_at = now;
-        self.store
-            .put(&leased, Some(record.version), now)
+        let lease = AzureSync {
+            lease_until: now + self.settings.lease_secs,
+            ..record.azure.clone()
+        };
+        let leased = self
+            .rewrite(&record, lease)
             .await
             .map_err(|e| Told::Deferred(e.to_string()))?;
         let alert_id = &record.alert_id;
@@ -217,15 +208,12 @@ impl AlertSync {
         mark: AzureMark,
         outcome: ActionOutcome,
     ) -> Result<ActionOutcome, Told> {
-        let now = (self.clock)();
-        let mut done = leased.clone();
-        done.azure.sent = Some(mark);
-        done.azure.lease_until = 0;
-        done.version = leased.version + 1;
-        done.updated_at = now;
+        let done = AzureSync {
+            sent: Some(mark),
+            lease_until: 0,
+        };
         // If this fails the lease stays; the next round asks Azure first.
-        self.store
-            .put(&done, Some(leased.version), now)
+        self.rewrite(&leased, done)
             .await
             .map_err(|e| Told::Deferred(format!("Azure was told; recording it failed: {e}")))?;
         Ok(outcome)
@@ -234,14 +222,31 @@ impl AlertSync {
     /// Ends a lease after a failed call: at once, and marked for asking
     /// Azure first when the call may have taken effect (`uncertain`).
     async fn release(&self, leased: CorrelationRecord, uncertain: bool) {
-        let now = (self.clock)();
-        let mut rec = leased.clone();
-        rec.azure.lease_until = if uncertain { now } else { 0 };
-        rec.version = leased.version + 1;
-        rec.updated_at = now;
-        if let Err(e) = self.store.put(&rec, Some(leased.version), now).await {
+        let released = AzureSync {
+            lease_until: if uncertain { (self.clock)() } else { 0 },
+            ..leased.azure.clone()
+        };
+        if let Err(e) = self.rewrite(&leased, released).await {
             tracing::warn!(error = %e, "could not release the sync lease; it runs out by itself");
         }
+    }
+
+    /// Writes the record that follows `prev` with `azure` as its sync part,
+    /// conditional on `prev`'s version.
+    async fn rewrite(
+        &self,
+        prev: &CorrelationRecord,
+        azure: AzureSync,
+    ) -> Result<CorrelationRecord, StoreError> {
+        let now = (self.clock)();
+        let next = CorrelationRecord {
+            azure,
+            version: prev.version + 1,
+            updated_at: now,
+            ..prev.clone()
+        };
+        self.store.put(&next, Some(prev.version), now).await?;
+        Ok(next)
     }
 
     /// The comment in the alert's history: the incident, its status and
