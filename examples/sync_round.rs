@@ -153,6 +153,8 @@ async fn main() {
             delivered_seq: 0,
             queued_at: 0,
             queued_digest: None,
+            queue: Default::default(),
+            look_until: 0,
             azure: AzureSync::default(),
         };
         store.put(&record, None, now).await.unwrap();

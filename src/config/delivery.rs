@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::{ConfigError, Env, err};
+use crate::domain::delivery::WorkerPolicy;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueConfig {
@@ -103,16 +104,19 @@ impl DeliveryConfig {
         })
     }
 
+    /// The worker's rules, as configured.
+    pub fn worker_policy(&self) -> WorkerPolicy {
+        WorkerPolicy {
+            permanent_attempts: self.permanent_attempts,
+            backoff_base_secs: self.backoff_base_secs,
+            backoff_max_secs: self.backoff_max_secs,
+        }
+    }
+
     /// How long to leave a notification in the queue after its `receives`th
     /// failed delivery (1 for the first), or as long as the ITSM asked.
     pub fn backoff(&self, receives: u32, retry_after: Option<Duration>) -> Duration {
-        let exp = self
-            .backoff_base_secs
-            .saturating_mul(1 << receives.saturating_sub(1).min(20));
-        let secs = retry_after
-            .map_or(exp, |d| d.as_secs().max(1))
-            .min(self.backoff_max_secs);
-        Duration::from_secs(secs)
+        self.worker_policy().backoff(receives, retry_after)
     }
 }
 

@@ -94,6 +94,38 @@ pub struct CorrelationRecord {
     /// What the sync role has told Azure about this alert's incident.
     #[serde(default)]
     pub azure: AzureSync,
+    /// Where the queued notifications stand beyond their numbers: sent,
+    /// refused, parked.
+    #[serde(default)]
+    pub queue: QueueProgress,
+    /// Unix seconds before which an empty search for the incident is not
+    /// trusted: an attempt that may have created it ended (or its lease
+    /// runs out) then, plus the time the ITSM's search may lag its writes.
+    /// Kept in the record so that whichever process takes over honours it.
+    #[serde(default)]
+    pub look_until: i64,
+}
+
+/// The delivery queue's side of a record, beside `queued_seq` and
+/// `delivered_seq`. Numbers are sent one at a time, in order: number N+1 is
+/// sent only once N is confirmed in the queue (`sent_seq`) or its sender's
+/// lease ran out (it died, or its send failed: if the message got in, it
+/// is ahead of anything sent later). So the queue holds an alert's
+/// notifications in number order, and the worker never waits for a gap.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueProgress {
+    /// The highest number confirmed in the queue.
+    pub sent_seq: u64,
+    /// Unix seconds until which the sender of `queued_seq` may still be
+    /// sending it (meaningful while `queued_seq > sent_seq`).
+    pub send_lease_until: i64,
+    /// The notification the ITSM refused last, and how many times in a row.
+    pub refused_seq: u64,
+    pub refusals: u32,
+    /// The first parked notification not delivered since (0: none), and
+    /// when it was parked. Later ones park behind it until it is redriven.
+    pub parked_seq: u64,
+    pub parked_at: i64,
 }
 
 /// The alert state the sync role set in Azure, in the order it may move.
@@ -125,8 +157,30 @@ impl CorrelationRecord {
     /// would otherwise hold the alert in the queue for good).
     pub fn has_queued_work(&self, now: i64, horizon: i64) -> bool {
         self.queued_seq > self.delivered_seq && now < self.queued_at.saturating_add(horizon)
+            || self.parked_before(u64::MAX, now, PARKED_HORIZON_SECS)
+    }
+
+    /// Whether a notification parked in the dead-letter queue, not
+    /// delivered since, comes before notification `seq` (and is recent
+    /// enough still to be there to redrive: past `horizon` it is gone).
+    pub fn parked_before(&self, seq: u64, now: i64, horizon: i64) -> bool {
+        let p = &self.queue;
+        p.parked_seq > self.delivered_seq
+            && p.parked_seq < seq
+            && now < p.parked_at.saturating_add(horizon)
+    }
+
+    /// Whether number `queued_seq` may still be on its way to the queue:
+    /// not confirmed, and its sender's lease not run out.
+    pub fn sending(&self, now: i64) -> bool {
+        self.queued_seq > self.queue.sent_seq && now < self.queue.send_lease_until
     }
 }
+
+/// How long a parked notification holds its alert's later ones: the
+/// dead-letter queue's retention (14 days, SQS's most); past it the parked
+/// message is gone and waiting for it would hold the alert for good.
+pub const PARKED_HORIZON_SECS: i64 = 14 * 24 * 3600;
 
 #[cfg(test)]
 mod tests {

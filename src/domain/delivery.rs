@@ -120,34 +120,6 @@ impl Delivery {
         }
     }
 
-    /// The worker's way in: delivers queued notification `seq` of its alert.
-    /// Safe to repeat: a repeat is a duplicate for the state machine.
-    ///
-    /// The queue hands an alert's notifications over in order, but the
-    /// record is the authority: with `in_order`, a notification whose
-    /// predecessor is not delivered yet waits (`Behind`). The caller stops
-    /// waiting (`in_order` false) once it has waited long enough for a
-    /// predecessor that may never come (a queuing whose take-back failed).
-    ///
-    /// # Errors
-    /// `Behind`, or what the state machine says; the notification stays queued.
-    pub async fn deliver(
-        &self,
-        alert: &Alert,
-        seq: u64,
-        in_order: bool,
-    ) -> Result<Processed, ProcessError> {
-        if in_order
-            && let Some(record) = self.store.get(&alert.alert_id, (self.clock)()).await?
-            && seq > record.delivered_seq + 1
-        {
-            return Err(ProcessError::Behind(Box::new(record)));
-        }
-        let processed = self.worker.process(alert).await?;
-        self.mark_delivered(&alert.alert_id, seq).await?;
-        Ok(processed)
-    }
-
     /// The state machine queued deliveries go through.
     pub fn worker(&self) -> &Bridge {
         &self.worker
@@ -168,18 +140,47 @@ impl Delivery {
                 Some(record) => record,
                 None => self.store.get(&alert.alert_id, now).await?,
             };
-            if let Some(r) = &current
-                && r.queued_digest.as_deref() == Some(digest.as_str())
-            {
-                // Azure sent the last queued notification again (a retry after
-                // a lost answer): it is queued, or was and has been delivered.
-                let reason = QueueReason::AlreadyQueued;
-                return Ok(Accepted::Queued {
-                    seq: r.queued_seq,
-                    reason,
-                });
-            }
-            let next = self.queued(alert, current.as_ref(), &digest, now);
+            let again = match &current {
+                // Its last number may still be on its way to the queue:
+                // this one must not be sent past it, nor be sent twice.
+                Some(r) if r.sending(now) => return Err(ProcessError::InProgress),
+                Some(r) if r.queued_digest.as_deref() == Some(digest.as_str()) => {
+                    if r.queue.sent_seq >= r.queued_seq {
+                        // Azure sent the last queued notification again (a
+                        // retry after a lost answer): it is in the queue, or
+                        // was and has been delivered.
+                        let reason = QueueReason::AlreadyQueued;
+                        return Ok(Accepted::Queued {
+                            seq: r.queued_seq,
+                            reason,
+                        });
+                    }
+                    // Its queuing was never confirmed (the send failed, or
+                    // its sender died): send it again, same number, same
+                    // deduplication id.
+                    true
+                }
+                // The inline path answers "in progress" to an alert that an
+                // attempt holds; queuing must not jump that attempt either.
+                Some(r)
+                    if r.state == RecordState::Claimed
+                        && r.lease_until > now
+                        && !r.has_queued_work(now, self.inline.settings().queue_horizon_secs) =>
+                {
+                    return Err(ProcessError::InProgress);
+                }
+                _ => false,
+            };
+            let mut next = match &current {
+                Some(r) if again => {
+                    let mut next = r.clone();
+                    next.version = r.version + 1;
+                    next.updated_at = now;
+                    next
+                }
+                _ => self.queued(alert, current.as_ref(), &digest, now),
+            };
+            next.queue.send_lease_until = now + self.inline.settings().lease_secs;
             match self
                 .store
                 .put(&next, current.as_ref().map(|r| r.version), now)
@@ -195,21 +196,28 @@ impl Delivery {
             // The alert's own key, whatever key its current incident has (a
             // refire under `new` gets another): one group per alert.
             let group = correlation_key(&alert.alert_id);
+            let seq = next.queued_seq;
             let notification = QueuedNotification {
                 alert_id: &alert.alert_id,
                 group: &group,
-                seq: next.queued_seq,
+                seq,
                 digest: &digest,
                 body,
             };
             if let Err(e) = self.queue.send(&notification).await {
-                self.unqueue(next, current, now).await;
+                // The number stays taken: the message may have got in (an
+                // answer lost). Azure's retry sends it again; a later
+                // notification goes on after it.
+                self.settle(&alert.alert_id, seq, false).await;
                 return Err(e.into());
             }
-            return Ok(Accepted::Queued {
-                seq: next.queued_seq,
-                reason,
-            });
+            self.settle(&alert.alert_id, seq, true).await;
+            let reason = if again {
+                QueueReason::AlreadyQueued
+            } else {
+                reason
+            };
+            return Ok(Accepted::Queued { seq, reason });
         }
         Err(ProcessError::InProgress)
     }
@@ -234,62 +242,39 @@ impl Delivery {
                 .next(None, alert, RecordState::Queued, None, now),
         };
         next.queued_seq = current.map_or(0, |r| r.queued_seq) + 1;
+        // The number before, if its send was never confirmed, was abandoned
+        // (its lease ran out): if it got into the queue, it is ahead.
+        next.queue.sent_seq = next.queued_seq - 1;
         next.queued_at = now;
         next.queued_digest = Some(digest.to_string());
         next
     }
 
-    /// Takes a queuing back whose message could not be sent, so that the
-    /// alert does not wait for it. If this write fails too, the alert's later
-    /// notifications queue until one is delivered: slower, never out of order.
-    async fn unqueue(
-        &self,
-        next: CorrelationRecord,
-        previous: Option<CorrelationRecord>,
-        now: i64,
-    ) {
-        let back = match previous {
-            Some(mut r) => {
-                r.version = next.version + 1;
-                r.updated_at = now;
-                r
-            }
-            // Nothing was known of the alert: a record that holds nothing back.
-            None => {
-                let mut r = next.clone();
-                r.version = next.version + 1;
-                r.queued_seq = 0;
-                r.queued_digest = None;
-                r
-            }
-        };
-        if let Err(e) = self.store.put(&back, Some(next.version), now).await {
-            tracing::warn!(error = %e, alert_id = ?next.alert_id, "could not take back a queuing whose message was not sent");
+    /// Ends the send of number `seq`: confirmed in the queue (`sent`), or
+    /// not, so that a later notification need not wait for its lease. If
+    /// this write fails, the lease runs out by itself.
+    async fn settle(&self, alert_id: &str, seq: u64, sent: bool) {
+        let settled = self
+            .update(alert_id, |r| {
+                if sent && r.queue.sent_seq < seq {
+                    r.queue.sent_seq = seq;
+                } else if r.queue.send_lease_until == 0 || r.queued_seq != seq {
+                    return None;
+                }
+                if r.queued_seq == seq {
+                    r.queue.send_lease_until = 0;
+                }
+                Some(())
+            })
+            .await;
+        if let Err(e) = settled {
+            tracing::warn!(error = %e, alert_id = ?alert_id, seq, sent, "could not record the end of a queuing; its lease runs out by itself");
         }
-    }
-
-    /// Records that notification `seq` of the alert was delivered.
-    async fn mark_delivered(&self, alert_id: &str, seq: u64) -> Result<(), ProcessError> {
-        for _ in 0..ROUNDS {
-            let now = (self.clock)();
-            let Some(mut record) = self.store.get(alert_id, now).await? else {
-                return Ok(());
-            };
-            if record.delivered_seq >= seq {
-                return Ok(());
-            }
-            let expected = record.version;
-            record.delivered_seq = seq;
-            record.version += 1;
-            record.updated_at = now;
-            match self.store.put(&record, Some(expected), now).await {
-                Err(StoreError::Conflict(_)) => continue,
-                other => return other.map_err(Into::into),
-            }
-        }
-        Err(ProcessError::InProgress)
     }
 }
+
+mod worker;
+pub use worker::{Fate, Received, WorkerPolicy};
 
 #[cfg(test)]
 mod tests;

@@ -105,6 +105,14 @@ pub trait ItsmClient: Send + Sync {
     /// `servicenow`, `bmc-helix`, …: stored with each record.
     fn kind(&self) -> &'static str;
 
+    /// How long (seconds) [`find`](ItsmClient::find) may lag behind a
+    /// create: an empty answer within this long of a create that may have
+    /// happened is no proof (Jira's search index). Zero for an ITSM whose
+    /// search reads its own writes.
+    fn search_lag_secs(&self) -> i64 {
+        0
+    }
+
     /// Opens an incident from `draft`, carrying `draft.correlation_key`
     /// where [`find`](ItsmClient::find) looks for it.
     ///

@@ -15,6 +15,7 @@
 //! for notifications still waiting in the queue (`domain::delivery`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use super::alert::{Alert, MonitorCondition};
 use super::correlation::{CorrelationRecord, IncidentRef, RecordState, correlation_key};
@@ -134,12 +135,12 @@ impl Bridge {
         match (alert.condition, current) {
             (Fired, None) => {
                 let claim = self.claim(alert, None, now).await?;
-                self.open(alert, claim, false, tally).await
+                self.open(alert, claim, None, tally).await
             }
             // Nothing was sent for a queued alert yet: as new, on its record.
             (Fired, Some(r)) if r.state == Queued => {
                 let claim = self.claim(alert, Some(&r), now).await?;
-                self.open(alert, claim, false, tally).await
+                self.open(alert, claim, None, tally).await
             }
             (Resolved, Some(r)) if r.state == Queued => {
                 let rec = self.next(Some(&r), alert, ResolvedWithoutIncident, None, now);
@@ -151,7 +152,7 @@ impl Bridge {
             }
             (Fired, Some(r)) if r.state == Claimed => {
                 let claim = self.claim(alert, Some(&r), now).await?;
-                self.open(alert, claim, true, tally).await
+                self.open(alert, claim, Some(r.look_until), tally).await
             }
             (Fired, Some(r)) if self.fires_again(alert, &r) => {
                 self.refire(alert, r, now, tally).await
@@ -179,6 +180,10 @@ impl Bridge {
                     .await
                 {
                     Ok(Some(incident)) => self.resolve(alert, claim, incident, tally).await,
+                    // A create moments ago may not show yet: no verdict now.
+                    Ok(None) if (self.clock)() < r.look_until => {
+                        Err(self.release(claim, unsure_search()).await)
+                    }
                     Ok(None) => {
                         let rec =
                             self.next(Some(&claim), alert, ResolvedWithoutIncident, None, now);
@@ -210,35 +215,56 @@ impl Bridge {
         now: i64,
     ) -> Result<CorrelationRecord, ProcessError> {
         let mut rec = self.next(prev, alert, RecordState::Claimed, None, now);
-        rec.lease_until = now + self.settings.lease_secs;
+        self.lease(&mut rec, now);
         self.store.put(&rec, prev.map(|p| p.version), now).await?;
         Ok(rec)
     }
 
+    /// Leases `rec` to this attempt. Should the attempt die, whatever it
+    /// created shows in a search by the lease's end plus the ITSM's lag.
+    pub(super) fn lease(&self, rec: &mut CorrelationRecord, now: i64) {
+        rec.lease_until = now + self.settings.lease_secs;
+        rec.look_until = rec.lease_until + self.itsm.search_lag_secs();
+    }
+
     /// Opens the incident under a claim. After a takeover the ITSM is asked
-    /// first, since the previous attempt may have created it.
+    /// first, since the previous attempt may have created it; an empty
+    /// answer is not trusted before `taken_over`'s time (the previous
+    /// attempt's `look_until`), nor within the ITSM's search lag of a
+    /// failed create of this attempt.
     async fn open(
         &self,
         alert: &Alert,
         claim: CorrelationRecord,
-        look_first: bool,
+        taken_over: Option<i64>,
         tally: &Tally,
     ) -> Result<Processed, ProcessError> {
         let draft = self.routed(alert, claim.correlation_key.clone()).1;
+        let lag = self.itsm.search_lag_secs();
+        // Until when this attempt's own failed creates may hide from a search.
+        let own = AtomicI64::new(0);
         let attempt = self
             .settings
             .retry
             .run(tally, |n| {
-                let draft = &draft;
+                let (draft, own) = (&draft, &own);
                 async move {
                     // A failed attempt may still have created it (a timeout
                     // after ServiceNow committed): look before creating again.
-                    if (look_first || n > 0)
-                        && let Some(incident) = self.itsm.find(&draft.correlation_key).await?
-                    {
-                        return Ok((incident, Outcome::Recovered));
+                    if taken_over.is_some() || n > 0 {
+                        if let Some(incident) = self.itsm.find(&draft.correlation_key).await? {
+                            return Ok((incident, Outcome::Recovered));
+                        }
+                        let trust_from = taken_over.unwrap_or(0).max(own.load(Ordering::Relaxed));
+                        if (self.clock)() < trust_from {
+                            return Err(unsure_search());
+                        }
                     }
-                    self.itsm.create(draft).await.map(|i| (i, Outcome::Created))
+                    let created = self.itsm.create(draft).await;
+                    if created.as_ref().is_err_and(ItsmError::is_transient) {
+                        own.store((self.clock)() + lag, Ordering::Relaxed);
+                    }
+                    created.map(|i| (i, Outcome::Created))
                 }
             })
             .await;
@@ -297,6 +323,8 @@ impl Bridge {
         let now = (self.clock)();
         let mut rec = claim.clone();
         rec.lease_until = 0;
+        // Whatever this attempt created, it created before now.
+        rec.look_until = now + self.itsm.search_lag_secs();
         rec.version = claim.version + 1;
         rec.updated_at = now;
         if let Err(e) = self.store.put(&rec, Some(claim.version), now).await {
@@ -346,12 +374,23 @@ impl Bridge {
             delivered_seq: prev.map_or(0, |p| p.delivered_seq),
             queued_at: prev.map_or(0, |p| p.queued_at),
             queued_digest: prev.and_then(|p| p.queued_digest.clone()),
+            queue: prev.map(|p| p.queue.clone()).unwrap_or_default(),
+            look_until: prev.map_or(0, |p| p.look_until),
             // What Azure was told belongs to the incident it was told about.
             azure: prev
                 .filter(|p| p.incident == rec_incident)
                 .map_or_else(Default::default, |p| p.azure.clone()),
         }
     }
+}
+
+/// An empty search that cannot be trusted yet.
+fn unsure_search() -> ItsmError {
+    ItsmError::Unavailable(
+        "the incident may have been created moments ago and the ITSM's search can lag behind \
+         its writes; looking again later"
+            .into(),
+    )
 }
 
 mod refire;

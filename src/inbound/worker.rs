@@ -1,11 +1,9 @@
 //! The worker role: Lambda's SQS event source hands it batches from the
-//! delivery queue; each queued notification goes through the same state
-//! machine as the webhook's. Partial batch responses name what failed, so
-//! only that comes back; once a message of an alert fails, the alert's later
-//! messages in the batch are reported failed too, unprocessed, so that
-//! per-alert order holds.
+//! delivery queue; the domain's rules (`domain::delivery::worker`) say what
+//! becomes of each message, and this module carries that out on SQS:
+//! partial batch responses name what stays, a retry sets the message's
+//! visibility, a park sends it to the dead-letter queue with its reason.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,13 +15,8 @@ use super::QueueHandle;
 use super::common_schema;
 use crate::adapters::queue::Message;
 use crate::domain::alert::Alert;
-use crate::domain::outcome::{ProcessError, Processed};
-use crate::domain::ports::ItsmError;
-
-/// Receives a notification waits for its alert's earlier one before it is
-/// delivered anyway. SQS FIFO hands a group over in order, so this is for
-/// the rare predecessor that never reached the queue.
-const ORDER_PATIENCE: u32 = 10;
+pub use crate::domain::delivery::Fate;
+use crate::domain::delivery::Received;
 
 /// Serves SQS batches with `app` until the runtime stops.
 pub async fn run(app: Arc<App>) -> Result<(), lambda_runtime::Error> {
@@ -34,63 +27,89 @@ pub async fn run(app: Arc<App>) -> Result<(), lambda_runtime::Error> {
     .await
 }
 
-/// What became of one message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fate {
-    Delivered(Processed),
-    /// Refused by the ITSM past the bounded attempts: parked in the
-    /// dead-letter queue with the reason (the original may be deleted).
-    Parked(String),
-    /// Not delivered now: it comes back after `after`.
-    Retry {
-        after: Duration,
-        why: String,
-    },
-    /// An earlier message of its alert failed in this batch: left for later.
-    Skipped,
-}
-
 /// Handles one batch; never fails as a whole, so a bad message cannot take
 /// the rest of the batch back to the queue with it.
 pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     for (message, fate) in deliver_batch(app, &event.records).await {
-        if !matches!(fate, Fate::Delivered(_) | Fate::Parked(_)) {
+        if !fate.done() {
             response.add_failure(message.message_id.clone().unwrap_or_default());
         }
     }
     response
 }
 
-/// Delivers a batch in order, message by message; what became of each.
+/// Delivers a batch in order, message by message; what became of each,
+/// carried out on the queue.
 pub async fn deliver_batch<'a>(
     app: &App,
     messages: &'a [SqsMessage],
 ) -> Vec<(&'a SqsMessage, Fate)> {
-    let mut failed_groups: HashSet<&str> = HashSet::new();
-    let mut fates = Vec::with_capacity(messages.len());
-    for message in messages {
-        let group = message
-            .attributes
-            .get("MessageGroupId")
-            .map_or("", String::as_str);
-        let fate = if failed_groups.contains(group) {
-            // Back in the queue at once: SQS FIFO hands none of the group
-            // over while its failed predecessor is in flight, so it comes
-            // back right after it, not after the queue's visibility timeout.
-            retry_later(app, message, Duration::ZERO).await;
-            Fate::Skipped
-        } else {
-            deliver(app, message).await
-        };
-        if let Fate::Retry { after, why } = &fate {
-            failed_groups.insert(group);
-            tracing::warn!(message_id = message.message_id.as_deref().unwrap_or(""), retry_in_secs = after.as_secs(), reason = %why, "queued notification not delivered; it comes back later");
+    let Some(delivery) = &app.delivery else {
+        let why = "no delivery queue is configured in this function".to_string();
+        let after = app.delivery_config.worker_policy().backoff(1, None);
+        return messages
+            .iter()
+            .map(|m| {
+                (
+                    m,
+                    Fate::Retry {
+                        after,
+                        why: why.clone(),
+                    },
+                )
+            })
+            .collect();
+    };
+    let received: Vec<Result<Received, String>> = messages.iter().map(received).collect();
+    let policy = app.delivery_config.worker_policy();
+    let fates = delivery.deliver_batch(&received, &policy).await;
+    let mut out = Vec::with_capacity(messages.len());
+    for ((message, item), fate) in messages.iter().zip(&received).zip(fates) {
+        let fate = carry_out(app, message, item.as_ref().ok(), fate).await;
+        out.push((message, fate));
+    }
+    out
+}
+
+/// A message as the domain's rules take it.
+fn received(message: &SqsMessage) -> Result<Received, String> {
+    let receives = message
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let (m, alert) = decode(message.body.as_deref().unwrap_or(""))?;
+    Ok(Received {
+        alert,
+        seq: m.seq,
+        group: m.group,
+        receives,
+    })
+}
+
+/// Does on SQS what `fate` says; a park that fails becomes a retry.
+async fn carry_out(app: &App, message: &SqsMessage, item: Option<&Received>, fate: Fate) -> Fate {
+    let id = message.message_id.as_deref().unwrap_or("");
+    match &fate {
+        Fate::Delivered(processed) => {
+            tracing::info!(message_id = id, alert_id = ?item.map_or("", |m| m.alert.alert_id.as_str()), seq = item.map_or(0, |m| m.seq), outcome = processed.outcome.as_str(), incident = ?processed.incident.as_ref().map_or("", |i| i.number.as_str()), itsm_calls = processed.itsm_calls, receives = item.map_or(0, |m| m.receives), "queued notification delivered");
+        }
+        Fate::AlreadyDelivered => {
+            tracing::info!(
+                message_id = id,
+                seq = item.map_or(0, |m| m.seq),
+                "queued notification delivered before; deleted"
+            );
+        }
+        Fate::Skipped => retry_later(app, message, Duration::ZERO).await,
+        Fate::Retry { after, why } => {
+            tracing::warn!(message_id = id, retry_in_secs = after.as_secs(), reason = %why, "queued notification not delivered; it comes back later");
             retry_later(app, message, *after).await;
         }
-        fates.push((message, fate));
+        Fate::Parked(why) => return park(app, message, item, why).await,
     }
-    fates
+    fate
 }
 
 /// Leaves `message` in the queue for `after` (FIFO queues have no
@@ -113,66 +132,22 @@ pub fn decode(text: &str) -> Result<(Message, Alert), String> {
     Ok((m, alert))
 }
 
-async fn deliver(app: &App, message: &SqsMessage) -> Fate {
-    let receives: u32 = message
-        .attributes
-        .get("ApproximateReceiveCount")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1);
-    let body = message.body.as_deref().unwrap_or("");
-    let (m, alert) = match decode(body) {
-        Ok(ok) => ok,
-        // Not something this bridge queued: no retry can help.
-        Err(why) => return park(app, message, body, "", &why).await,
-    };
-    let Some(delivery) = &app.delivery else {
-        return Fate::Retry {
-            after: app.delivery_config.backoff(receives, None),
-            why: "no delivery queue is configured in this function".into(),
-        };
-    };
-    // Wait for an earlier notification of the alert for a few receives; past
-    // that it may never come (its queuing was lost), and order yields.
-    let in_order = receives < ORDER_PATIENCE;
-    match delivery.deliver(&alert, m.seq, in_order).await {
-        Ok(processed) => {
-            tracing::info!(alert_id = ?alert.alert_id, seq = m.seq, outcome = processed.outcome.as_str(), incident = ?processed.incident.as_ref().map_or("", |i| i.number.as_str()), itsm_calls = processed.itsm_calls, receives, "queued notification delivered");
-            Fate::Delivered(processed)
-        }
-        Err(ProcessError::Itsm(e @ ItsmError::Rejected { .. }))
-            if receives >= app.delivery_config.permanent_attempts =>
-        {
-            park(app, message, body, &m.group, &e.to_string()).await
-        }
-        Err(e) => {
-            let retry_after = match &e {
-                ProcessError::Itsm(ItsmError::Throttled { retry_after, .. }) => *retry_after,
-                _ => None,
-            };
-            Fate::Retry {
-                after: app.delivery_config.backoff(receives, retry_after),
-                why: e.to_string(),
-            }
-        }
-    }
-}
-
-async fn park(app: &App, message: &SqsMessage, body: &str, group: &str, why: &str) -> Fate {
+async fn park(app: &App, message: &SqsMessage, item: Option<&Received>, why: &str) -> Fate {
+    let backoff_max = Duration::from_secs(app.delivery_config.backoff_max_secs);
     let QueueHandle::Sqs(sqs) = &app.queue else {
         return Fate::Retry {
-            after: Duration::from_secs(app.delivery_config.backoff_max_secs),
+            after: backoff_max,
             why: why.to_string(),
         };
     };
-    let group = if group.is_empty() {
+    let group = item.map(|m| m.group.as_str()).unwrap_or_else(|| {
         message
             .attributes
             .get("MessageGroupId")
             .map_or("unknown", String::as_str)
-    } else {
-        group
-    };
+    });
     let dedup = message.message_id.as_deref().unwrap_or(group);
+    let body = message.body.as_deref().unwrap_or("");
     match sqs.park(body, group, dedup, why).await {
         Ok(()) => {
             tracing::error!(message_id = message.message_id.as_deref().unwrap_or(""), reason = %why, "queued notification parked in the dead-letter queue; fix the cause, then redrive it");
@@ -181,10 +156,13 @@ async fn park(app: &App, message: &SqsMessage, body: &str, group: &str, why: &st
             }
             Fate::Parked(why.to_string())
         }
-        // The receive count takes it to the dead-letter queue in the end.
-        Err(e) => Fate::Retry {
-            after: Duration::from_secs(app.delivery_config.backoff_max_secs),
-            why: format!("{why}; and parking failed: {e}"),
-        },
+        // The message stays; its next receive tries it again.
+        Err(e) => {
+            retry_later(app, message, backoff_max).await;
+            Fate::Retry {
+                after: backoff_max,
+                why: format!("{why}; and parking failed: {e}"),
+            }
+        }
     }
 }

@@ -35,6 +35,8 @@ fn record(id: &str, version: u64, expires_at: i64) -> CorrelationRecord {
         delivered_seq: 0,
         queued_at: 0,
         queued_digest: None,
+        queue: Default::default(),
+        look_until: 0,
         azure: Default::default(),
     }
 }

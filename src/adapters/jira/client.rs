@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::header::{ACCEPT, AUTHORIZATION};
@@ -82,8 +82,10 @@ const CREDENTIALS: &str = "JIRA_EMAIL and JIRA_API_TOKEN (or JIRA_PAT), or the I
                            and the account's permissions in the project";
 
 /// Jira's search index can lag a create by seconds: within this long of a
-/// create whose answer was lost, `find` does not trust an empty result.
-const INDEX_LAG: Duration = Duration::from_secs(15);
+/// create whose answer was lost, an empty `find` proves nothing. The
+/// domain keeps that fact in the correlation record, so that every process
+/// taking the alert over honours it.
+const INDEX_LAG_SECS: i64 = 15;
 
 /// A transition found by name, valid from one status.
 #[derive(Debug, Clone)]
@@ -101,8 +103,6 @@ pub struct JiraClient {
     log: Option<Arc<RequestLog>>,
     /// (from status, transition name) → transition.
     transitions: Mutex<HashMap<(String, String), Transition>>,
-    /// Correlation keys whose create may have happened unanswered, and when.
-    uncertain: Mutex<HashMap<String, Instant>>,
 }
 
 struct Answer {
@@ -145,7 +145,6 @@ impl JiraClient {
             auth,
             log,
             transitions: Mutex::default(),
-            uncertain: Mutex::default(),
         })
     }
 
@@ -281,9 +280,13 @@ impl ItsmClient for JiraClient {
         "jira"
     }
 
+    fn search_lag_secs(&self) -> i64 {
+        INDEX_LAG_SECS
+    }
+
     async fn create(&self, draft: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
         let sent = self.send(self.format.create(draft)).await;
-        let created = sent.and_then(|a| {
+        sent.and_then(|a| {
             let id = a.body["id"].as_str().map(str::to_string);
             let key = a.body["key"].as_str().map(str::to_string);
             match (id, key) {
@@ -295,16 +298,7 @@ impl ItsmClient for JiraClient {
                     a.status
                 ))),
             }
-        });
-        if let Err(e) = &created
-            && e.is_transient()
-        {
-            self.uncertain
-                .lock()
-                .await
-                .insert(draft.correlation_key.clone(), Instant::now());
-        }
-        created
+        })
     }
 
     async fn find(&self, correlation_key: &str) -> Result<Option<IncidentRef>, ItsmError> {
@@ -327,19 +321,6 @@ impl ItsmClient for JiraClient {
                     number,
                 })
             });
-        if found.is_none() {
-            let mut uncertain = self.uncertain.lock().await;
-            uncertain.retain(|_, at| at.elapsed() < INDEX_LAG);
-            if uncertain.contains_key(key) {
-                // Creating again now could duplicate an issue the index
-                // does not show yet: let a later attempt look.
-                return Err(ItsmError::Unavailable(
-                    "a create of this alert's issue may have just happened and Jira's search \
-                     can lag behind it; looking again later"
-                        .into(),
-                ));
-            }
-        }
         Ok(found)
     }
 

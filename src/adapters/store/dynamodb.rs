@@ -13,7 +13,9 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
-use crate::domain::correlation::{AzureSync, CorrelationRecord, IncidentRef, RecordState};
+use crate::domain::correlation::{
+    AzureSync, CorrelationRecord, IncidentRef, QueueProgress, RecordState,
+};
 use crate::domain::ports::{CorrelationStore, StoreError, SyncStore, Watermark};
 
 pub struct DynamoStore {
@@ -138,6 +140,13 @@ fn to_item(r: &CorrelationRecord) -> Item {
         ("delivered_seq", r.delivered_seq as i64),
         ("queued_at", r.queued_at),
         ("azure_lease_until", r.azure.lease_until),
+        ("sent_seq", r.queue.sent_seq as i64),
+        ("send_lease_until", r.queue.send_lease_until),
+        ("refused_seq", r.queue.refused_seq as i64),
+        ("refusals", i64::from(r.queue.refusals)),
+        ("parked_seq", r.queue.parked_seq as i64),
+        ("parked_at", r.queue.parked_at),
+        ("look_until", r.look_until),
     ] {
         if v != 0 {
             item.insert(k.into(), n(v));
@@ -192,6 +201,15 @@ fn from_item(item: &Item) -> Result<CorrelationRecord, StoreError> {
         delivered_seq: num("delivered_seq").unwrap_or(0) as u64,
         queued_at: num("queued_at").unwrap_or(0),
         queued_digest: text("queued_digest"),
+        queue: QueueProgress {
+            sent_seq: num("sent_seq").unwrap_or(0) as u64,
+            send_lease_until: num("send_lease_until").unwrap_or(0),
+            refused_seq: num("refused_seq").unwrap_or(0) as u64,
+            refusals: num("refusals").unwrap_or(0) as u32,
+            parked_seq: num("parked_seq").unwrap_or(0) as u64,
+            parked_at: num("parked_at").unwrap_or(0),
+        },
+        look_until: num("look_until").unwrap_or(0),
         // Absent until the sync role tells Azure something.
         azure: AzureSync {
             sent: match text("azure_sent") {
@@ -418,6 +436,8 @@ mod tests {
             delivered_seq: 0,
             queued_at: 0,
             queued_digest: None,
+            queue: Default::default(),
+            look_until: 0,
             azure: Default::default(),
         };
         let item = to_item(&record);
@@ -434,6 +454,15 @@ mod tests {
             delivered_seq: 2,
             queued_at: 15,
             queued_digest: Some("0f".into()),
+            queue: QueueProgress {
+                sent_seq: 3,
+                send_lease_until: 16,
+                refused_seq: 3,
+                refusals: 2,
+                parked_seq: 3,
+                parked_at: 14,
+            },
+            look_until: 17,
             ..record.clone()
         };
         assert_eq!(from_item(&to_item(&queued)).unwrap(), queued);

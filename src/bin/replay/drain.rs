@@ -8,8 +8,7 @@ use std::collections::HashSet;
 use std::io::Write;
 
 use itsm_bridge::adapters::wire::RequestLog;
-use itsm_bridge::domain::outcome::ProcessError;
-use itsm_bridge::domain::ports::ItsmError;
+use itsm_bridge::domain::delivery::{Fate, Received, WorkerPolicy};
 use itsm_bridge::inbound::{App, QueueHandle, worker};
 use serde_json::{Value, json};
 
@@ -42,6 +41,12 @@ pub async fn drain(
         return Ok(true);
     }
     let total = entries.len();
+    // A person is watching: what the ITSM refuses is parked at once, with
+    // the reason, rather than left to refuse again on the next run.
+    let policy = WorkerPolicy {
+        permanent_attempts: 1,
+        ..app.delivery_config.worker_policy()
+    };
     let (mut delivered, mut parked, mut held) = (0, 0, 0);
     let mut failed_groups: HashSet<String> = HashSet::new();
     for entry in entries {
@@ -57,15 +62,27 @@ pub async fn drain(
             Ok((m, _)) if failed_groups.contains(&m.group) => {
                 Drained::Held("an earlier notification of this alert was not delivered".into())
             }
-            Ok((_, alert)) => match delivery.deliver(&alert, seq, false).await {
-                Ok(p) => Drained::Delivered(
-                    json!({"outcome": p.outcome.as_str(), "incident": p.incident}),
-                ),
-                Err(ProcessError::Itsm(e @ ItsmError::Rejected { .. })) => {
-                    Drained::Parked(e.to_string())
+            Ok((m, alert)) => {
+                let received = Received {
+                    alert,
+                    seq: m.seq,
+                    group: m.group,
+                    receives: 1,
+                };
+                match delivery.deliver_queued(&received, &policy).await {
+                    Fate::Delivered(p) => Drained::Delivered(
+                        json!({"outcome": p.outcome.as_str(), "incident": p.incident}),
+                    ),
+                    Fate::AlreadyDelivered => Drained::Delivered(
+                        json!({"outcome": "already_delivered", "incident": null}),
+                    ),
+                    Fate::Parked(why) => Drained::Parked(why),
+                    Fate::Retry { why, .. } => Drained::Held(why),
+                    Fate::Skipped => Drained::Held(
+                        "an earlier notification of this alert was not delivered".into(),
+                    ),
                 }
-                Err(e) => Drained::Held(e.to_string()),
-            },
+            }
         };
         let requests = serde_json::to_value(log.take()).unwrap_or(Value::Null);
         match &fate {

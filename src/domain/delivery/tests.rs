@@ -20,13 +20,20 @@ use crate::domain::settings::Settings;
 #[derive(Default)]
 struct Itsm {
     down: AtomicBool,
+    /// Answers 403 (a refusal) instead.
+    refuse: AtomicBool,
     calls: Mutex<Vec<&'static str>>,
 }
 
 impl Itsm {
     fn call(&self, name: &'static str) -> Result<(), ItsmError> {
         self.calls.lock().unwrap().push(name);
-        if self.down.load(Ordering::SeqCst) {
+        if self.refuse.load(Ordering::SeqCst) {
+            Err(ItsmError::Rejected {
+                status: 403,
+                message: "insufficient rights".into(),
+            })
+        } else if self.down.load(Ordering::SeqCst) {
             Err(ItsmError::Unavailable("503".into()))
         } else {
             Ok(())
@@ -60,16 +67,24 @@ impl ItsmClient for Itsm {
     }
 }
 
-/// A queue that keeps (seq, body) or, when `refuse`, fails.
+/// A queue that keeps (seq, body) or, when `refuse`, fails; with `stall`,
+/// a send waits inside the call (after `entered`) until `release`.
 #[derive(Default)]
 struct Queue {
     refuse: AtomicBool,
+    stall: AtomicBool,
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
     sent: Mutex<Vec<(u64, Vec<u8>)>>,
 }
 
 #[async_trait]
 impl DeliveryQueue for Queue {
     async fn send(&self, n: &QueuedNotification<'_>) -> Result<(), QueueError> {
+        if self.stall.load(Ordering::SeqCst) {
+            self.entered.notify_one();
+            self.release.notified().await;
+        }
         if self.refuse.load(Ordering::SeqCst) {
             return Err(QueueError("throttled".into()));
         }
@@ -168,34 +183,21 @@ async fn queued_work_holds_later_notifications_until_the_worker_delivers_it() {
     // The worker delivers both in order: one incident, resolved.
     let sent = r.queue.sent.lock().unwrap().clone();
     assert_eq!(sent.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), [1, 2]);
-    // Handed over out of order, the Resolved waits for its Fired...
-    let early = r.delivery.deliver(&resolved, 2, true).await;
-    assert!(matches!(early, Err(ProcessError::Behind(_))), "{early:?}");
-    assert_eq!(
-        r.record("a").await.state,
-        RecordState::Claimed,
-        "nothing done"
-    );
-    let created = r.delivery.deliver(&fired, 1, true).await.unwrap();
+    let created = r.delivery.deliver(&fired, 1).await.unwrap().unwrap();
     assert_eq!(created.outcome, Outcome::Created);
     let rec = r.record("a").await;
     assert!(
         rec.has_queued_work(r.now.load(Ordering::SeqCst), 3600),
         "seq 2 still waits"
     );
-    let done = r.delivery.deliver(&resolved, 2, true).await.unwrap();
+    let done = r.delivery.deliver(&resolved, 2).await.unwrap().unwrap();
     assert_eq!(done.outcome, Outcome::Resolved);
     let rec = r.record("a").await;
     assert_eq!((rec.queued_seq, rec.delivered_seq), (2, 2));
-    // A repeat of a delivered message changes nothing.
-    assert_eq!(
-        r.delivery
-            .deliver(&resolved, 2, true)
-            .await
-            .unwrap()
-            .outcome,
-        Outcome::AlreadyResolved
-    );
+    // A copy of a delivered message (a repeated send, a redrive) is not
+    // delivered again.
+    assert_eq!(r.delivery.deliver(&resolved, 2).await.unwrap(), None);
+    assert_eq!(r.delivery.deliver(&fired, 1).await.unwrap(), None);
     // Nothing waits now: the next notification goes inline.
     let again = r.delivery.accept(&resolved, &resolved_body).await.unwrap();
     assert!(matches!(again, Accepted::Processed(p) if p.outcome == Outcome::AlreadyResolved));
@@ -219,7 +221,7 @@ async fn a_repeat_of_a_delivered_notification_holds_nothing_back() {
     let (fired, body) = alert("a", MonitorCondition::Fired);
     r.delivery.accept(&fired, &body).await.unwrap();
     r.itsm.down.store(false, Ordering::SeqCst);
-    r.delivery.deliver(&fired, 1, true).await.unwrap();
+    r.delivery.deliver(&fired, 1).await.unwrap();
     // Azure repeats it during another container's cool-down: not queued again.
     let again = r
         .delivery
@@ -233,7 +235,7 @@ async fn a_repeat_of_a_delivered_notification_holds_nothing_back() {
 }
 
 #[tokio::test]
-async fn a_queue_that_refuses_means_an_error_and_the_queuing_is_taken_back() {
+async fn a_queue_that_refuses_means_an_error_and_azures_retry_sends_the_same_number_again() {
     let r = rig();
     r.itsm.down.store(true, Ordering::SeqCst);
     r.queue.refuse.store(true, Ordering::SeqCst);
@@ -244,12 +246,21 @@ async fn a_queue_that_refuses_means_an_error_and_the_queuing_is_taken_back() {
         "{refused:?}"
     );
     let rec = r.record("a").await;
-    assert_eq!(rec.queued_seq, 0, "nothing holds the alert back");
-    assert!(!rec.has_queued_work(r.now.load(Ordering::SeqCst), 3600));
-    // Azure's retry, with the queue back, queues it as notification 1.
+    assert_eq!(
+        (rec.queued_seq, rec.queue.sent_seq),
+        (1, 0),
+        "the number stays taken, unconfirmed"
+    );
+    assert!(
+        !rec.sending(r.now.load(Ordering::SeqCst)),
+        "and nobody is sending it"
+    );
+    // Azure's retry, with the queue back, sends notification 1 again.
     r.queue.refuse.store(false, Ordering::SeqCst);
     let retried = r.delivery.accept(&fired, &body).await;
-    assert_eq!(queued(&retried), Some((1, QueueReason::CoolingDown)));
+    assert_eq!(queued(&retried), Some((1, QueueReason::AlreadyQueued)));
+    assert_eq!(r.queue.sent.lock().unwrap().len(), 1);
+    assert_eq!(r.record("a").await.queue.sent_seq, 1, "now confirmed");
 }
 
 #[tokio::test]
@@ -265,3 +276,5 @@ async fn queued_work_past_the_horizon_no_longer_holds_the_alert() {
     let inline = r.delivery.accept(&resolved, &body).await.unwrap();
     assert!(matches!(inline, Accepted::Processed(_)), "{inline:?}");
 }
+
+mod holes;

@@ -51,11 +51,11 @@ impl Bridge {
                     alert.alert_id,
                     alert.fired_at.as_deref().unwrap_or_default()
                 ));
-                claim.lease_until = now + self.settings.lease_secs;
+                self.lease(&mut claim, now);
                 claim.fired_at = alert.fired_at.clone();
                 claim.resolved_at = None;
                 self.store.put(&claim, Some(r.version), now).await?;
-                return self.open(alert, claim, false, tally).await;
+                return self.open(alert, claim, None, tally).await;
             }
         };
         let now = (self.clock)();

@@ -172,6 +172,8 @@ impl Rig {
             delivered_seq: 0,
             queued_at: 0,
             queued_digest: None,
+            queue: Default::default(),
+            look_until: 0,
             azure: Default::default(),
         };
         self.store.put(&record, None, t).await.unwrap();

@@ -239,6 +239,8 @@ pub(super) fn record(
         delivered_seq: 0,
         queued_at: 0,
         queued_digest: None,
+        queue: Default::default(),
+        look_until: 0,
         azure: AzureSync::default(),
     }
 }

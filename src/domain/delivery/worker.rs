@@ -1,0 +1,253 @@
+//! The worker's rules for queued notifications, whatever queue hands them
+//! over (SQS FIFO in AWS, the outbox locally, the simulation's double):
+//! what becomes of each message of a batch.
+//!
+//! - The queue hands an alert's notifications over in number order (the
+//!   webhook sends number N+1 only once N is in the queue or its sender's
+//!   lease ran out), so a gap before a message is a number that never
+//!   reached the queue: nothing waits for it.
+//! - A number already delivered is a copy (a send repeated after a lost
+//!   answer, a redrive of something delivered since): deleted, not sent.
+//! - The ITSM's refusals (4xx) are counted per notification in the record,
+//!   not by receives: receives during an outage or behind a failing
+//!   predecessor say nothing about whether the ITSM refuses this one.
+//! - A notification refused `permanent_attempts` times in a row is parked
+//!   (the dead-letter queue) with the reason, and its alert's later
+//!   notifications park behind it, in order, until it is redriven: after
+//!   the cause is fixed, a redrive delivers them all, in order, and the
+//!   alert ends as if nothing had happened.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::Delivery;
+use crate::domain::alert::Alert;
+use crate::domain::correlation::{CorrelationRecord, PARKED_HORIZON_SECS};
+use crate::domain::outcome::{ProcessError, Processed};
+use crate::domain::ports::{ItsmError, StoreError};
+
+/// The worker's pacing and patience.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerPolicy {
+    /// Refusals in a row before a notification is parked.
+    pub permanent_attempts: u32,
+    /// A failed delivery comes back after base × 2^(receives − 1), at most max.
+    pub backoff_base_secs: u64,
+    pub backoff_max_secs: u64,
+}
+
+impl Default for WorkerPolicy {
+    fn default() -> Self {
+        WorkerPolicy {
+            permanent_attempts: 3,
+            backoff_base_secs: 30,
+            backoff_max_secs: 1800,
+        }
+    }
+}
+
+impl WorkerPolicy {
+    /// How long to leave a notification in the queue after its `receives`th
+    /// failed delivery (1 for the first), or as long as the ITSM asked.
+    pub fn backoff(&self, receives: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self
+            .backoff_base_secs
+            .saturating_mul(1 << receives.saturating_sub(1).min(20));
+        let secs = retry_after
+            .map_or(exp, |d| d.as_secs().max(1))
+            .min(self.backoff_max_secs);
+        Duration::from_secs(secs)
+    }
+}
+
+/// One queued notification as the worker receives it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub alert: Alert,
+    /// Its number among its alert's queued notifications.
+    pub seq: u64,
+    /// Its message group (the alert's correlation key).
+    pub group: String,
+    /// How many times the queue has handed it over, this time included.
+    pub receives: u32,
+}
+
+/// What became of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    Delivered(Processed),
+    /// Delivered before (a copy): nothing was sent; delete it.
+    AlreadyDelivered,
+    /// To the dead-letter queue with the reason (the original is deleted).
+    Parked(String),
+    /// Not delivered now: it comes back after `after`.
+    Retry {
+        after: Duration,
+        why: String,
+    },
+    /// An earlier message of its alert failed in this batch: back at once,
+    /// unprocessed, so that the alert's order holds.
+    Skipped,
+}
+
+impl Fate {
+    /// Whether the message leaves the queue (deleted, or parked).
+    pub fn done(&self) -> bool {
+        matches!(
+            self,
+            Fate::Delivered(_) | Fate::AlreadyDelivered | Fate::Parked(_)
+        )
+    }
+}
+
+/// Rounds of conditional writes before contention is answered "retry later".
+const ROUNDS: usize = 4;
+
+impl Delivery {
+    /// Delivers a batch in order, message by message; what became of each.
+    /// An `Err` stands for a message that is not a notification this bridge
+    /// queued: parked with its reason (no retry can help).
+    pub async fn deliver_batch(
+        &self,
+        batch: &[Result<Received, String>],
+        policy: &WorkerPolicy,
+    ) -> Vec<Fate> {
+        let mut failed_groups: HashSet<&str> = HashSet::new();
+        let mut fates = Vec::with_capacity(batch.len());
+        for item in batch {
+            let fate = match item {
+                Err(why) => Fate::Parked(why.clone()),
+                Ok(m) if failed_groups.contains(m.group.as_str()) => Fate::Skipped,
+                Ok(m) => self.deliver_queued(m, policy).await,
+            };
+            if let (Ok(m), Fate::Retry { .. }) = (item, &fate) {
+                failed_groups.insert(m.group.as_str());
+            }
+            fates.push(fate);
+        }
+        fates
+    }
+
+    /// What becomes of one queued notification.
+    pub async fn deliver_queued(&self, m: &Received, policy: &WorkerPolicy) -> Fate {
+        let retry = |e: &ProcessError| {
+            let retry_after = match e {
+                ProcessError::Itsm(ItsmError::Throttled { retry_after, .. }) => *retry_after,
+                _ => None,
+            };
+            Fate::Retry {
+                after: policy.backoff(m.receives, retry_after),
+                why: e.to_string(),
+            }
+        };
+        match self.deliver(&m.alert, m.seq).await {
+            Ok(Some(processed)) => Fate::Delivered(processed),
+            Ok(None) => Fate::AlreadyDelivered,
+            Err(ProcessError::Behind(r)) => Fate::Parked(format!(
+                "notification {} of this alert is parked; this one waits behind it \
+                 (redrive the dead-letter queue once its cause is fixed)",
+                r.queue.parked_seq
+            )),
+            Err(ProcessError::Itsm(e @ ItsmError::Rejected { .. })) => {
+                match self.refused(&m.alert.alert_id, m.seq, policy).await {
+                    Ok(true) => Fate::Parked(e.to_string()),
+                    Ok(false) => retry(&ProcessError::Itsm(e)),
+                    Err(store) => retry(&store),
+                }
+            }
+            Err(e) => retry(&e),
+        }
+    }
+
+    /// Delivers queued notification `seq` of its alert: `None` when it was
+    /// delivered before. Safe to repeat.
+    ///
+    /// # Errors
+    /// `Behind` (carrying the record) when an earlier notification of the
+    /// alert is parked; else what the state machine says. Either way the
+    /// notification is not delivered.
+    pub async fn deliver(
+        &self,
+        alert: &Alert,
+        seq: u64,
+    ) -> Result<Option<Processed>, ProcessError> {
+        let now = (self.clock)();
+        if let Some(record) = self.store.get(&alert.alert_id, now).await? {
+            if seq <= record.delivered_seq {
+                return Ok(None);
+            }
+            if record.parked_before(seq, now, PARKED_HORIZON_SECS) {
+                return Err(ProcessError::Behind(Box::new(record)));
+            }
+        }
+        let processed = self.worker.process(alert).await?;
+        self.update(&alert.alert_id, |r| {
+            (r.delivered_seq < seq).then(|| {
+                r.delivered_seq = seq;
+                if r.queue.refused_seq <= seq {
+                    r.queue.refusals = 0;
+                }
+            })
+        })
+        .await?;
+        Ok(Some(processed))
+    }
+
+    /// Counts a refusal of notification `seq`; whether it is now to be
+    /// parked (then recorded as parked, so that later ones park behind it).
+    async fn refused(
+        &self,
+        alert_id: &str,
+        seq: u64,
+        policy: &WorkerPolicy,
+    ) -> Result<bool, ProcessError> {
+        let now = (self.clock)();
+        let mut park = false;
+        self.update(alert_id, |r| {
+            let refusals = if r.queue.refused_seq == seq {
+                r.queue.refusals + 1
+            } else {
+                1
+            };
+            park = refusals >= policy.permanent_attempts;
+            let first_parked = !r.parked_before(seq, now, PARKED_HORIZON_SECS);
+            let q = &mut r.queue;
+            q.refused_seq = seq;
+            q.refusals = if park { 0 } else { refusals };
+            if park && first_parked {
+                q.parked_seq = seq;
+                q.parked_at = now;
+            }
+            Some(())
+        })
+        .await?;
+        Ok(park)
+    }
+
+    /// Applies `change` to the alert's record (nothing when it returns
+    /// `None`, or there is no record), conditionally, reading again when
+    /// another write came first.
+    pub(super) async fn update(
+        &self,
+        alert_id: &str,
+        mut change: impl FnMut(&mut CorrelationRecord) -> Option<()>,
+    ) -> Result<(), ProcessError> {
+        for _ in 0..ROUNDS {
+            let now = (self.clock)();
+            let Some(mut record) = self.store.get(alert_id, now).await? else {
+                return Ok(());
+            };
+            let expected = record.version;
+            if change(&mut record).is_none() {
+                return Ok(());
+            }
+            record.version += 1;
+            record.updated_at = now;
+            match self.store.put(&record, Some(expected), now).await {
+                Err(StoreError::Conflict(_)) => continue,
+                other => return other.map_err(Into::into),
+            }
+        }
+        Err(ProcessError::InProgress)
+    }
+}
