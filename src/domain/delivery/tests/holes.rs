@@ -35,7 +35,10 @@ async fn a_repeat_while_the_first_send_hangs_is_not_answered_202() {
     let first = r.delivery.accept(&fired, &body);
     let repeat = async {
         r.queue.entered.notified().await;
-        let repeat = r.delivery.accept(&fired, &body).await;
+        // Bounded: a repeat that tried to send would wait on the stalled queue.
+        let repeat = tokio::time::timeout(Duration::from_secs(5), r.delivery.accept(&fired, &body))
+            .await
+            .unwrap_or_else(|_| Err(ProcessError::Queue(QueueError("sent twice at once".into()))));
         // Then the first send fails.
         r.queue.refuse.store(true, Ordering::SeqCst);
         r.queue.release.notify_one();
