@@ -15,11 +15,13 @@ use crate::fake_azure::{API_VERSION, FakeAzure};
 use crate::fakes::{Fake, Vendor};
 use crate::helpers::*;
 
+mod skip;
+
 struct World {
     t: TestApp,
     itsm: Fake,
     azure: FakeAzure,
-    _azure_server: MockServer,
+    azure_server: MockServer,
     alerts: Vec<String>,
 }
 
@@ -42,7 +44,7 @@ async fn world(spawn: Spawn, vendor: Vendor, alerts: usize) -> World {
         t,
         itsm,
         azure,
-        _azure_server: azure_server,
+        azure_server,
         alerts: ids,
     }
 }
