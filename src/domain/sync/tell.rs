@@ -105,8 +105,8 @@ impl AlertSync {
             Err(Told::Denied(detail)) => {
                 tracing::error!(
                     error = %detail,
-                    "Azure refuses the sync role's changes (every alert alike): fix what the \
-                     error names; the round stops calling Azure and the next one tries again"
+                    "Azure refused to change an alert's state, as it would every alert: fix \
+                     what the error names; the round stops calling Azure, the next one tries again"
                 );
                 *halt = Some(Halt::Denied(detail.clone()));
                 held(
