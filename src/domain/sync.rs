@@ -145,6 +145,10 @@ pub struct Hold {
     pub reason: String,
 }
 
+const PAGE_LIMIT: &str =
+    "more changes than SYNC_MAX_PAGES pages of SYNC_PAGE_SIZE; the next round goes on";
+const TIME_BUDGET: &str = "the round's time budget ran out; the next round goes on";
+
 impl Hold {
     fn limit(at: i64, reason: &str) -> Hold {
         Hold {
@@ -226,18 +230,22 @@ impl AlertSync {
             page_size: self.settings.page_size,
         };
         let mut report = RoundReport::default();
-        // The earliest change not dealt with, and how far the pages went.
+        // The earliest change not dealt with, and how far the pages went:
+        // every change before `reached` was dealt with, by an earlier round
+        // (before `start`) or examined by this one (a held one is in `held`).
         let mut held: Option<Hold> = None;
         let mut hold = |h: Hold| {
             if held.as_ref().is_none_or(|k| h.at < k.at) {
                 held = Some(h);
             }
         };
-        let mut reached = window.since;
+        let mut reached = start;
         let mut halt: Option<Halt> = None;
         let mut cursor: Option<String> = None;
         let started = std::time::Instant::now();
         let mut out_of_time = false;
+        // Why the round stopped short of the window's end, if it did.
+        let mut cut: Option<&str> = None;
         // Pages count against the limit once they pass the watermark: the
         // overlap re-read before it never uses up a round, so each round
         // gets past where the last one stopped.
@@ -246,16 +254,19 @@ impl AlertSync {
             if new_pages == self.settings.max_pages {
                 // The rest waits for the next round.
                 tracing::info!(pages = page_no, "sync round stopped at its page limit");
+                cut = Some(PAGE_LIMIT);
+                break;
+            }
+            if started.elapsed() > self.settings.budget {
+                cut = Some(TIME_BUDGET);
                 break;
             }
             let page = self.itsm.changed(window, cursor.as_deref()).await?;
             for change in &page.changes {
                 if started.elapsed() > self.settings.budget {
                     // Out of time: this change and the rest wait.
-                    hold(Hold::limit(
-                        change.updated_at,
-                        "the round's time budget ran out; the next round goes on",
-                    ));
+                    reached = reached.max(change.updated_at);
+                    cut = Some(TIME_BUDGET);
                     out_of_time = true;
                     break;
                 }
@@ -292,7 +303,7 @@ impl AlertSync {
             cursor = Some(next);
             // Pages come oldest first: a round cut short resumes here.
             if let Some(last) = page.changes.last() {
-                reached = last.updated_at;
+                reached = reached.max(last.updated_at);
                 if last.updated_at > start {
                     new_pages += 1;
                 }
@@ -301,11 +312,7 @@ impl AlertSync {
         let since = held.as_ref().map_or(reached, |h| h.at.min(reached));
         let held_by = match held {
             Some(h) => Some(Hold { at: since, ..h }),
-            None if reached < window.until => Some(Hold::limit(
-                reached,
-                "more changes than SYNC_MAX_PAGES pages of SYNC_PAGE_SIZE; the next round goes on",
-            )),
-            None => None,
+            None => cut.map(|why| Hold::limit(since, why)),
         };
         if !self.settings.dry_run {
             let pause = match &halt {

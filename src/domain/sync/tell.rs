@@ -155,7 +155,9 @@ impl AlertSync {
             return Need::Nothing;
         }
         if record.azure.lease_until > now {
-            return Need::Wait("another round holds the alert while it tells Azure");
+            return Need::Wait(
+                "a round's lease on the alert still runs (it is telling Azure, or died doing so)",
+            );
         }
         Need::Call {
             recovering: record.azure.lease_until != 0,

@@ -236,3 +236,34 @@ async fn a_dry_run_shows_the_skip_and_records_nothing() {
     assert_eq!(report.held_by, None);
     assert_eq!(w.record(0).await.azure.sent, None);
 }
+
+#[tokio::test]
+async fn a_round_out_of_time_keeps_what_it_did_and_never_moves_the_watermark_back() {
+    let w = World::new(4, 100).await;
+    let sync = w.sync(SyncSettings::default());
+    let first = sync.round().await.unwrap();
+    w.later(600);
+    for n in 0..4 {
+        w.person_ago(n, IncidentStatus::Closed, "Resolved", 300 - n as i64);
+    }
+    // Each change takes 60 ms: the budget runs out after one or two.
+    *w.azure.slow.lock().unwrap() = Some(Duration::from_millis(60));
+    let short = SyncSettings {
+        budget: Duration::from_millis(100),
+        ..SyncSettings::default()
+    };
+    let report = w.sync(short).round().await.unwrap();
+    let done = w.azure.calls().len();
+    assert!(done < 4, "{report:?}");
+    let next = w.feed.incidents.lock().unwrap()[done].updated_at;
+    assert_eq!(report.watermark, next, "at the first change not examined");
+    assert!(report.watermark > first.watermark, "never back");
+    assert!(
+        report.held_by.unwrap().reason.contains("time budget"),
+        "the reason is named"
+    );
+    *w.azure.slow.lock().unwrap() = None;
+    w.later(60);
+    sync.round().await.unwrap();
+    assert_eq!(closed(&w).len(), 4);
+}

@@ -70,6 +70,8 @@ pub(super) struct Azure {
     pub(super) fail: Mutex<Vec<AzureError>>,
     /// Failures of one alert's changes, every time.
     pub(super) fail_always: Mutex<std::collections::HashMap<String, AzureError>>,
+    /// How long each change takes.
+    pub(super) slow: Mutex<Option<std::time::Duration>>,
 }
 
 impl Azure {
@@ -102,6 +104,10 @@ impl AlertStates for Azure {
 
     async fn change(&self, id: &str, state: AlertState, comment: &str) -> Result<(), AzureError> {
         self.refuse(id)?;
+        let slow = *self.slow.lock().unwrap();
+        if let Some(d) = slow {
+            tokio::time::sleep(d).await;
+        }
         if let Some(e) = self.fail_always.lock().unwrap().get(id) {
             return Err(e.clone());
         }
