@@ -150,7 +150,7 @@ pub enum AzureError {
     NotAnAlert(String),
     /// Final for this alert: Resource Manager refused this request for it
     /// (400, 405, 409, 422); asking again would be refused again.
-    #[error("Azure refused to change this alert (HTTP {status}): {message}")]
+    #[error("Azure refused the request for this alert (HTTP {status}): {message}")]
     Rejected { status: u16, message: String },
     /// Someone must act, and every alert is refused alike: the role
     /// assignment is missing (401/403), no token could be had, or Resource
