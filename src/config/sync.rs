@@ -109,8 +109,23 @@ impl SyncConfig {
             max_pages: env
                 .number("SYNC_MAX_PAGES", defaults.max_pages as u64)?
                 .max(1) as usize,
+            budget: Duration::from_secs(
+                env.number("SYNC_ROUND_BUDGET_SECS", defaults.budget.as_secs())?,
+            ),
+            max_hold_secs: secs("SYNC_MAX_HOLD_SECS", defaults.max_hold_secs)?,
             ..defaults
         };
+        // A caught-up watermark is the settle time old: a limit below that
+        // would call every round held.
+        if settings.max_hold_secs <= settings.settle_secs {
+            return Err(err(
+                "SYNC_MAX_HOLD_SECS",
+                format!(
+                    "{} must exceed SYNC_SETTLE_SECS ({}); a few schedule intervals or more",
+                    settings.max_hold_secs, settings.settle_secs
+                ),
+            ));
+        }
         Ok(Some(SyncConfig {
             azure: AzureConfig {
                 tenant_id,
@@ -139,5 +154,48 @@ fn url_or(env: &Env, var: &'static str, default: &str) -> Result<Url, ConfigErro
             }
             Ok(url)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<SyncConfig, ConfigError> {
+        let mut vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for (k, v) in [
+            ("AZURE_CLIENT_ID", "99998888-aaaa-7777-bbbb-666655554444"),
+            ("AZURE_TENANT_ID", "contoso.onmicrosoft.com"),
+            ("AZURE_CLIENT_SECRET", "s"),
+        ] {
+            vars.push((k.into(), v.into()));
+        }
+        let lookup = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        Ok(SyncConfig::from_env(&Env::new(&lookup))?.expect("configured"))
+    }
+
+    #[test]
+    fn the_round_budget_and_the_hold_limit_are_read_and_checked() {
+        let defaults = config(&[]).unwrap().settings;
+        assert_eq!(
+            (defaults.budget, defaults.max_hold_secs),
+            (Duration::from_secs(90), 3600)
+        );
+        let set = config(&[
+            ("SYNC_ROUND_BUDGET_SECS", "30"),
+            ("SYNC_MAX_HOLD_SECS", "900"),
+        ])
+        .unwrap()
+        .settings;
+        assert_eq!(
+            (set.budget, set.max_hold_secs),
+            (Duration::from_secs(30), 900)
+        );
+        let e = config(&[("SYNC_MAX_HOLD_SECS", "60")]).unwrap_err();
+        assert_eq!(e.var, "SYNC_MAX_HOLD_SECS");
+        assert!(e.problem.contains("SYNC_SETTLE_SECS"), "{}", e.problem);
     }
 }

@@ -137,6 +137,9 @@ pub enum AzureMark {
     /// Azure no longer has the alert (past its 30-day retention, or
     /// deleted): nothing more is ever sent for it.
     Gone,
+    /// Azure can never be told about this alert (an id Alerts Management
+    /// does not take, or a change it refused for good): nothing is sent.
+    Skipped,
 }
 
 /// The sync role's part of a record: what Azure was told, and the lease of

@@ -13,6 +13,11 @@
 //! Nothing is missed: changes are read from the watermark (less an overlap
 //! for clock skew) up to a little before now (the bridge's own writes
 //! settle first), and the watermark moves only past changes dealt with.
+//! A change Azure can never be told (an alert id Alerts Management does
+//! not take, a refusal for good) is dealt with: recorded `skipped` with its
+//! reason. Only what may succeed later holds the watermark, and a round
+//! says which change holds it, why, and for how long (`held_too_long`
+//! past `max_hold_secs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +52,9 @@ pub struct SyncSettings {
     pub budget: Duration,
     /// Azure asked to wait without saying how long: wait this much.
     pub default_pause_secs: i64,
+    /// A watermark older than this (seconds) is held too long: a change
+    /// keeps failing, or the rounds fall behind; the round says so.
+    pub max_hold_secs: i64,
     /// Show what would be sent; write nothing anywhere.
     pub dry_run: bool,
 }
@@ -63,6 +71,7 @@ impl Default for SyncSettings {
             page_size: 100,
             budget: Duration::from_secs(90),
             default_pause_secs: 60,
+            max_hold_secs: 3600,
             dry_run: false,
         }
     }
@@ -90,7 +99,12 @@ pub enum ActionOutcome {
     Gone,
     /// Dry run: this is what would be sent.
     WouldSend,
-    /// The app registration may not change alert states; retried next round.
+    /// Azure can never be told (an id Alerts Management does not take, a
+    /// refusal for good): recorded with the reason in `detail`, never
+    /// retried; the watermark moves past it.
+    Skipped,
+    /// Azure refuses every change until a person acts (role assignment,
+    /// API version); retried next round.
     Denied,
     /// Azure or the store failed for now; retried next round.
     Deferred,
@@ -101,13 +115,49 @@ pub struct RoundReport {
     /// Changed incidents read from the ITSM.
     pub examined: usize,
     /// Incidents that needed nothing (not ours, already told, the bridge's own).
-    pub skipped: usize,
+    pub needing_nothing: usize,
     pub actions: Vec<Action>,
     /// Where the next round starts (Unix seconds).
     pub watermark: i64,
+    /// How far the watermark lags this round's clock (seconds); about
+    /// the settle time when nothing holds it.
+    pub watermark_age_secs: i64,
+    /// What keeps the watermark back, when something does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<Hold>,
+    /// The watermark is older than `max_hold_secs`.
+    pub held_too_long: bool,
     /// The round did nothing: Azure asked to wait until this time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paused_until: Option<i64>,
+}
+
+/// What keeps the watermark back: a change not dealt with yet (its
+/// incident and alert), or a limit of the round.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hold {
+    /// Unix seconds: the watermark stays here.
+    pub at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert_id: Option<String>,
+    pub reason: String,
+}
+
+const PAGE_LIMIT: &str =
+    "more changes than SYNC_MAX_PAGES pages of SYNC_PAGE_SIZE; the next round goes on";
+const TIME_BUDGET: &str = "the round's time budget ran out; the next round goes on";
+
+impl Hold {
+    fn limit(at: i64, reason: &str) -> Hold {
+        Hold {
+            at,
+            incident: None,
+            alert_id: None,
+            reason: reason.to_string(),
+        }
+    }
 }
 
 impl RoundReport {
@@ -164,11 +214,12 @@ impl AlertSync {
             && w.azure_not_before > now
             && !self.settings.dry_run
         {
-            return Ok(RoundReport {
-                watermark: w.since,
+            let why = format!("Azure asked to wait until {}", w.azure_not_before);
+            let paused = RoundReport {
                 paused_until: Some(w.azure_not_before),
                 ..RoundReport::default()
-            });
+            };
+            return Ok(self.aged(paused, now, w.since, Some(Hold::limit(w.since, &why))));
         }
         let start = stored
             .as_ref()
@@ -179,38 +230,66 @@ impl AlertSync {
             page_size: self.settings.page_size,
         };
         let mut report = RoundReport::default();
-        // The earliest change not dealt with, and how far the pages went.
-        let mut held: Option<i64> = None;
-        let mut reached = window.since;
+        // The earliest change not dealt with, and how far the pages went:
+        // every change before `reached` was dealt with, by an earlier round
+        // (before `start`) or examined by this one (a held one is in `held`).
+        let mut held: Option<Hold> = None;
+        let mut hold = |h: Hold| {
+            if held.as_ref().is_none_or(|k| h.at < k.at) {
+                held = Some(h);
+            }
+        };
+        let mut reached = start;
         let mut halt: Option<Halt> = None;
         let mut cursor: Option<String> = None;
         let started = std::time::Instant::now();
         let mut out_of_time = false;
+        // Why the round stopped short of the window's end, if it did.
+        let mut cut: Option<&str> = None;
+        // Pages count against the limit once they pass the watermark: the
+        // overlap re-read before it never uses up a round, so each round
+        // gets past where the last one stopped.
+        let mut new_pages = 0;
         for page_no in 0.. {
-            if page_no == self.settings.max_pages {
+            if new_pages == self.settings.max_pages {
                 // The rest waits for the next round.
                 tracing::info!(pages = page_no, "sync round stopped at its page limit");
+                cut = Some(PAGE_LIMIT);
+                break;
+            }
+            if started.elapsed() > self.settings.budget {
+                cut = Some(TIME_BUDGET);
                 break;
             }
             let page = self.itsm.changed(window, cursor.as_deref()).await?;
             for change in &page.changes {
                 if started.elapsed() > self.settings.budget {
                     // Out of time: this change and the rest wait.
-                    held = Some(held.map_or(change.updated_at, |h| h.min(change.updated_at)));
+                    reached = reached.max(change.updated_at);
+                    cut = Some(TIME_BUDGET);
                     out_of_time = true;
                     break;
                 }
                 report.examined += 1;
-                let (action, keep) = match self.decide(change, now, &mut halt).await {
-                    Decision::Settled(a) => (a, false),
-                    Decision::Held(a) => (a, true),
+                let action = match self.decide(change, now, &mut halt).await {
+                    Decision::Settled(a) => a,
+                    Decision::Held {
+                        action,
+                        alert_id,
+                        why,
+                    } => {
+                        hold(Hold {
+                            at: change.updated_at,
+                            incident: Some(change.incident.number.clone()),
+                            alert_id: (!alert_id.is_empty()).then_some(alert_id),
+                            reason: why,
+                        });
+                        action
+                    }
                 };
-                if keep {
-                    held = Some(held.map_or(change.updated_at, |h| h.min(change.updated_at)));
-                }
                 match action {
                     Some(a) => report.actions.push(a),
-                    None => report.skipped += 1,
+                    None => report.needing_nothing += 1,
                 }
             }
             if out_of_time {
@@ -224,11 +303,17 @@ impl AlertSync {
             cursor = Some(next);
             // Pages come oldest first: a round cut short resumes here.
             if let Some(last) = page.changes.last() {
-                reached = last.updated_at;
+                reached = reached.max(last.updated_at);
+                if last.updated_at > start {
+                    new_pages += 1;
+                }
             }
         }
-        let since = held.map_or(reached, |h| h.min(reached));
-        report.watermark = since;
+        let since = held.as_ref().map_or(reached, |h| h.at.min(reached));
+        let held_by = match held {
+            Some(h) => Some(Hold { at: since, ..h }),
+            None => cut.map(|why| Hold::limit(since, why)),
+        };
         if !self.settings.dry_run {
             let pause = match &halt {
                 Some(Halt::Throttled(wait)) => now + wait.as_secs() as i64,
@@ -236,7 +321,26 @@ impl AlertSync {
             };
             self.save(name, since, pause, stored).await;
         }
-        Ok(report)
+        Ok(self.aged(report, now, since, held_by))
+    }
+
+    /// `report` with where the watermark stands, how old it is, and what
+    /// holds it.
+    fn aged(
+        &self,
+        report: RoundReport,
+        now: i64,
+        since: i64,
+        held_by: Option<Hold>,
+    ) -> RoundReport {
+        let age = now - since;
+        RoundReport {
+            watermark: since,
+            watermark_age_secs: age,
+            held_too_long: age > self.settings.max_hold_secs,
+            held_by,
+            ..report
+        }
     }
 
     async fn save(&self, name: &str, since: i64, pause: i64, stored: Option<Watermark>) {

@@ -2,6 +2,13 @@
 //! two; each invocation runs one round of `domain::sync` and answers what
 //! it did. A round that could not read the ITSM fails the invocation (the
 //! schedule's next one starts from the same watermark).
+//!
+//! Each round logs one line per alert it acted on, one line naming what
+//! holds the watermark (an error once it is held longer than
+//! `SYNC_MAX_HOLD_SECS`), and one EMF line (dimension `Outcome` = `sync`):
+//! `SyncExamined`, `SyncClosed`, `SyncAcknowledged`, `SyncGone`,
+//! `SyncSkipped`, `SyncDenied`, `SyncDeferred` (counts), `SyncWatermarkAge`
+//! (seconds) and `SyncHeldTooLong` (0 or 1), for `SyncHeldAlarm`.
 
 use std::sync::Arc;
 
@@ -40,11 +47,25 @@ pub async fn round(app: &App) -> Result<Value, SyncError> {
             return Err(e);
         }
     };
+    log(&report);
+    if let Some(ns) = &app.metrics {
+        println!("{}", metrics(ns, &report));
+    }
+    Ok(summary(&report))
+}
+
+fn log(report: &RoundReport) {
     for a in &report.actions {
         match a.outcome {
             ActionOutcome::Deferred | ActionOutcome::Denied => tracing::warn!(
                 alert_id = ?a.alert_id, incident = %a.incident, state = a.state,
                 outcome = ?a.outcome, detail = ?a.detail, "alert state not changed; next round"
+            ),
+            // Logged once: the record remembers it, so no round acts again.
+            ActionOutcome::Skipped => tracing::warn!(
+                alert_id = ?a.alert_id, incident = %a.incident, state = a.state,
+                outcome = ?a.outcome, reason = ?a.detail,
+                "alert state cannot be changed in Azure; recorded as skipped, never retried"
             ),
             _ => tracing::info!(
                 alert_id = ?a.alert_id, incident = %a.incident, state = a.state,
@@ -52,22 +73,147 @@ pub async fn round(app: &App) -> Result<Value, SyncError> {
             ),
         }
     }
-    if let Some(ns) = &app.metrics {
-        println!("{}", super::http::metrics::sync_round(ns, &report));
+    let Some(h) = &report.held_by else { return };
+    let age = report.watermark_age_secs;
+    if report.held_too_long {
+        tracing::error!(
+            watermark = h.at, age_secs = age, incident = ?h.incident, alert_id = ?h.alert_id,
+            reason = %h.reason,
+            "sync watermark held longer than SYNC_MAX_HOLD_SECS: later changes wait behind it"
+        );
+    } else {
+        tracing::info!(
+            watermark = h.at, age_secs = age, incident = ?h.incident, alert_id = ?h.alert_id,
+            reason = %h.reason, "sync watermark held"
+        );
     }
-    Ok(summary(&report))
 }
 
 pub fn summary(report: &RoundReport) -> Value {
     json!({
         "examined": report.examined,
-        "skipped": report.skipped,
+        "needing_nothing": report.needing_nothing,
         "sent": report.count(ActionOutcome::Sent),
         "already_set": report.count(ActionOutcome::AlreadySet),
         "gone": report.count(ActionOutcome::Gone),
+        "skipped": report.count(ActionOutcome::Skipped),
         "denied": report.count(ActionOutcome::Denied),
         "deferred": report.count(ActionOutcome::Deferred),
         "watermark": report.watermark,
+        "watermark_age_secs": report.watermark_age_secs,
+        "held_by": report.held_by,
+        "held_too_long": report.held_too_long,
         "paused_until": report.paused_until,
     })
+}
+
+/// The round's EMF line. `SyncDenied` above zero means Azure refuses every
+/// change (role assignment, API version); `SyncHeldTooLong` 1 means the
+/// watermark is older than `SYNC_MAX_HOLD_SECS`.
+pub fn metrics(namespace: &str, report: &RoundReport) -> Value {
+    use ActionOutcome as A;
+    let timestamp_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let sent = report.count(A::Sent) + report.count(A::AlreadySet);
+    let closed = report
+        .actions
+        .iter()
+        .filter(|a| a.state == "Closed" && matches!(a.outcome, A::Sent | A::AlreadySet))
+        .count();
+    let values = [
+        ("SyncExamined", report.examined as i64, "Count"),
+        ("SyncClosed", closed as i64, "Count"),
+        ("SyncAcknowledged", (sent - closed) as i64, "Count"),
+        ("SyncGone", report.count(A::Gone) as i64, "Count"),
+        ("SyncSkipped", report.count(A::Skipped) as i64, "Count"),
+        ("SyncDenied", report.count(A::Denied) as i64, "Count"),
+        ("SyncDeferred", report.count(A::Deferred) as i64, "Count"),
+        (
+            "SyncWatermarkAge",
+            report.watermark_age_secs.max(0),
+            "Seconds",
+        ),
+        ("SyncHeldTooLong", i64::from(report.held_too_long), "Count"),
+    ];
+    let mut doc = json!({"Outcome": "sync"});
+    for (name, value, _) in values {
+        doc[name] = json!(value);
+    }
+    doc["_aws"] = json!({
+        "Timestamp": timestamp_ms,
+        "CloudWatchMetrics": [{"Namespace": namespace, "Dimensions": [["Outcome"]],
+            "Metrics": values.iter().map(|(n, _, unit)| json!({"Name": n, "Unit": unit}))
+                .collect::<Vec<_>>()}],
+    });
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::sync::{Action, Hold};
+
+    #[test]
+    fn a_round_is_one_valid_emf_line_with_skips_and_the_watermarks_age() {
+        let action = |outcome| Action {
+            alert_id: "/subscriptions/s/providers/Microsoft.CostManagement/alerts/b".into(),
+            incident: "INC0000001".into(),
+            state: "Closed",
+            outcome,
+            detail: None,
+        };
+        let report = RoundReport {
+            examined: 4,
+            actions: vec![
+                action(ActionOutcome::Sent),
+                action(ActionOutcome::Skipped),
+                action(ActionOutcome::Deferred),
+            ],
+            watermark_age_secs: 7300,
+            held_by: Some(Hold {
+                at: 1,
+                incident: Some("INC0000002".into()),
+                alert_id: None,
+                reason: "Azure unavailable: timed out".into(),
+            }),
+            held_too_long: true,
+            ..RoundReport::default()
+        };
+        let doc = metrics("ItsmBridge", &report);
+        let directive = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "ItsmBridge");
+        assert_eq!(doc["Outcome"], "sync");
+        for m in directive["Metrics"].as_array().unwrap() {
+            let name = m["Name"].as_str().unwrap();
+            assert!(doc[name].is_number(), "{name} missing: {doc}");
+        }
+        let unit = |name: &str| {
+            directive["Metrics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["Name"] == name)
+                .map(|m| m["Unit"].clone())
+        };
+        assert_eq!(unit("SyncWatermarkAge"), Some(json!("Seconds")));
+        assert_eq!(
+            (
+                &doc["SyncClosed"],
+                &doc["SyncSkipped"],
+                &doc["SyncDeferred"]
+            ),
+            (&json!(1), &json!(1), &json!(1))
+        );
+        assert_eq!(
+            (&doc["SyncWatermarkAge"], &doc["SyncHeldTooLong"]),
+            (&json!(7300), &json!(1))
+        );
+        let s = summary(&report);
+        assert_eq!(
+            (&s["skipped"], &s["held_too_long"]),
+            (&json!(1), &json!(true))
+        );
+        assert_eq!(s["held_by"]["incident"], "INC0000002");
+    }
 }

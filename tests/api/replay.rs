@@ -5,7 +5,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 use wiremock::ResponseTemplate;
 
-fn replay(
+pub(crate) fn replay(
     state: &std::path::Path,
     extra: &[&str],
     files: &[&str],

@@ -96,24 +96,59 @@ impl AzureAlerts {
             let body: Value = resp.json().await.unwrap_or(Value::Null);
             return match status {
                 200..=299 => Ok(body),
-                404 => Err(AzureError::NotFound),
-                429 => Err(AzureError::Throttled { retry_after }),
-                401 | 403 => Err(AzureError::Denied(format!(
-                    "Resource Manager answered HTTP {status} ({}); the app registration needs \
-                     Microsoft.AlertsManagement/alerts/changestate/action and alerts/read \
-                     (Monitoring Contributor) on the alerts' subscriptions",
-                    arm_message(&body)
-                ))),
-                s if s >= 500 => Err(AzureError::Unavailable(format!(
-                    "Resource Manager answered HTTP {s}: {}",
-                    arm_message(&body)
-                ))),
-                s => Err(AzureError::Rejected {
-                    status: s,
-                    message: arm_message(&body),
-                }),
+                _ => Err(classify(status, retry_after, &body, &self.api_version)),
             };
         }
+    }
+}
+
+/// Resource Manager's answer, by what it means for the round: this alert
+/// settled (404, 400, 405, 409, 422), everyone held until a person acts
+/// (401, 403, a request form it refuses for every alert), or later (408,
+/// 429, 5xx).
+fn classify(
+    status: u16,
+    retry_after: Option<Duration>,
+    body: &Value,
+    api_version: &str,
+) -> AzureError {
+    let message = arm_message(body);
+    // Refusals that name the request's form, not the alert: every alert
+    // would be refused alike, so they halt like a missing role.
+    let code = body["error"]["code"].as_str().unwrap_or("");
+    if matches!(
+        code,
+        "InvalidApiVersionParameter" | "NoRegisteredProviderFound" | "MissingApiVersionParameter"
+    ) {
+        return AzureError::Denied(format!(
+            "Resource Manager refused the API version {api_version:?} (HTTP {status}, {message}); \
+             set AZURE_ALERTS_API_VERSION to one it lists"
+        ));
+    }
+    if code == "MissingSubscriptionRegistration" {
+        return AzureError::Denied(format!(
+            "Resource Manager answered HTTP {status} ({message}); register the \
+             Microsoft.AlertsManagement resource provider in the alerts' subscription"
+        ));
+    }
+    match status {
+        404 | 410 => AzureError::NotFound,
+        429 => AzureError::Throttled { retry_after },
+        401 | 403 => AzureError::Denied(format!(
+            "Resource Manager answered HTTP {status} ({message}); the app registration needs \
+             Microsoft.AlertsManagement/alerts/changestate/action and alerts/read \
+             (Monitoring Contributor) on the alerts' subscriptions"
+        )),
+        400 | 405 | 409 | 422 => AzureError::Rejected { status, message },
+        408 => AzureError::Unavailable(format!("Resource Manager answered HTTP 408: {message}")),
+        s if s >= 500 => {
+            AzureError::Unavailable(format!("Resource Manager answered HTTP {s}: {message}"))
+        }
+        // 406, 411, 413, 415…: the request's form, the same for every alert.
+        s => AzureError::Denied(format!(
+            "Resource Manager answered HTTP {s} ({message}) to a change-state request; \
+             check AZURE_RESOURCE_MANAGER_URL and AZURE_ALERTS_API_VERSION"
+        )),
     }
 }
 
@@ -129,8 +164,9 @@ fn arm_message(body: &Value) -> String {
     }
 }
 
-/// The URL of `alert_id` (a resource id) under Resource Manager, or a
-/// refusal: only alert resource ids, and never another host.
+/// The URL of `alert_id` (a resource id) under Resource Manager, or
+/// `NotAnAlert`: only Alerts Management alert ids (never a budget alert's
+/// `Microsoft.CostManagement/alerts/…` or a rule id), never another host.
 pub fn alert_url(
     base: &Url,
     alert_id: &str,
@@ -147,23 +183,16 @@ pub fn alert_url(
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.'));
     if !safe {
-        return Err(AzureError::Rejected {
-            status: 0,
-            message: format!("not an Azure Monitor alert id: {alert_id:?}"),
-        });
+        return Err(AzureError::NotAnAlert(format!("{alert_id:?}")));
     }
     let mut url = base
         .join(&format!("{}{suffix}", alert_id.trim_start_matches('/')))
-        .map_err(|e| AzureError::Rejected {
-            status: 0,
-            message: format!("bad alert URL: {e}"),
-        })?;
+        .map_err(|e| AzureError::NotAnAlert(format!("{alert_id:?}: {e}")))?;
     url.query_pairs_mut().extend_pairs(query);
     if url.origin() != base.origin() {
-        return Err(AzureError::Rejected {
-            status: 0,
-            message: "refusing to send the Azure token to another host".into(),
-        });
+        return Err(AzureError::NotAnAlert(format!(
+            "{alert_id:?} leads to another host; the Azure token goes only to Resource Manager"
+        )));
     }
     Ok(url)
 }
@@ -246,5 +275,80 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// Microsoft's published payloads: budget alerts carry Cost
+    /// Management's id and the test action group's activity log alert its
+    /// rule's id; every other kind an Alerts Management alert id.
+    #[test]
+    fn the_samples_ids_alerts_management_does_not_take_are_named() {
+        let base = Url::parse("https://management.azure.com/").unwrap();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/azure-samples");
+        let mut refused = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let body: Value = match std::fs::read(&path) {
+                Ok(b) => serde_json::from_slice(&b).unwrap_or(Value::Null),
+                Err(_) => continue,
+            };
+            // Skips fragments, and the docs' `<subscription ID>` placeholders.
+            let Some(id) = body["data"]["essentials"]["alertId"].as_str() else {
+                continue;
+            };
+            if id.contains('<') {
+                continue;
+            }
+            let service = body["data"]["essentials"]["monitoringService"].clone();
+            match change_url(&base, id, AlertState::Closed, DEFAULT_API_VERSION) {
+                Ok(_) => assert!(id.contains("/providers/Microsoft.AlertsManagement/alerts/")),
+                Err(AzureError::NotAnAlert(m)) => {
+                    assert!(m.contains(id), "{m}");
+                    refused.push(service.as_str().unwrap_or_default().to_string());
+                }
+                Err(e) => panic!("{id}: {e}"),
+            }
+        }
+        refused.sort();
+        refused.dedup();
+        assert_eq!(refused, ["Activity Log - Administrative", "CostAlerts"]);
+    }
+
+    #[test]
+    fn resource_managers_answers_settle_the_alert_halt_or_wait() {
+        let arm = |code: &str| json!({"error": {"code": code, "message": "m"}});
+        let v = DEFAULT_API_VERSION;
+        let kind = |status, code: &str| match classify(status, None, &arm(code), v) {
+            AzureError::NotFound => "gone",
+            e if e.is_final_for_the_alert() => "skip",
+            AzureError::Denied(_) => "halt",
+            AzureError::Throttled { .. } | AzureError::Unavailable(_) => "later",
+            AzureError::NotAnAlert(_) | AzureError::Rejected { .. } => unreachable!(),
+        };
+        for (status, code, expected) in [
+            (404, "ResourceNotFound", "gone"),
+            (400, "BadRequest", "skip"),
+            (405, "MethodNotAllowed", "skip"),
+            (409, "Conflict", "skip"),
+            (422, "UnprocessableEntity", "skip"),
+            (403, "AuthorizationFailed", "halt"),
+            (400, "InvalidApiVersionParameter", "halt"),
+            (400, "NoRegisteredProviderFound", "halt"),
+            (409, "MissingSubscriptionRegistration", "halt"),
+            (415, "UnsupportedMediaType", "halt"),
+            (408, "RequestTimeout", "later"),
+            (429, "TooManyRequests", "later"),
+            (500, "InternalServerError", "later"),
+            (503, "ServiceUnavailable", "later"),
+        ] {
+            assert_eq!(kind(status, code), expected, "{status} {code}");
+        }
+        let AzureError::Denied(m) = classify(400, None, &arm("InvalidApiVersionParameter"), v)
+        else {
+            unreachable!()
+        };
+        assert!(
+            m.contains("AZURE_ALERTS_API_VERSION") && m.contains(v),
+            "{m}"
+        );
     }
 }

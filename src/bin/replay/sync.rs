@@ -107,10 +107,22 @@ fn tally(r: &RoundReport, send: bool) -> String {
             r.count(ActionOutcome::WouldSend)
         )
     };
+    let held = r.held_by.as_ref().map_or(String::new(), |h| {
+        let what = h
+            .incident
+            .as_deref()
+            .map_or(String::new(), |i| format!(" by {i}"));
+        format!(
+            "\nwatermark held{what} ({}s old): {}",
+            r.watermark_age_secs, h.reason
+        )
+    });
     format!(
-        "sync: {} changed incidents, {} needing nothing; {acted}; {} denied, {} deferred",
+        "sync: {} changed incidents, {} needing nothing; {acted}; {} skipped (Azure cannot be \
+         told), {} denied, {} deferred{held}",
         r.examined,
-        r.skipped,
+        r.needing_nothing,
+        r.count(ActionOutcome::Skipped),
         r.count(ActionOutcome::Denied),
         r.count(ActionOutcome::Deferred)
     )

@@ -133,15 +133,30 @@ impl AlertState {
     }
 }
 
+/// What can go wrong telling Azure, by what it means for the round: the
+/// alert's change settled for good (`NotFound`, `NotAnAlert`, `Rejected`),
+/// every change held until a person acts (`Denied`), or this change held
+/// for a later round (`Throttled`, `Unavailable`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AzureError {
     /// Azure has no such alert (older than its 30-day retention, or
     /// deleted): final, never worth retrying.
     #[error("Azure has no such alert")]
     NotFound,
-    /// The credentials work but the role assignment is missing (401/403
-    /// from Resource Manager), or no token could be had: someone must act;
-    /// the message names what is missing.
+    /// Final for this alert, nothing sent: Alerts Management does not take
+    /// its id (a budget alert's `…/Microsoft.CostManagement/alerts/…`, the
+    /// rule id an action group's test notification carries).
+    #[error("Alerts Management does not take this id ({0}): the alert's state cannot be changed")]
+    NotAnAlert(String),
+    /// Final for this alert: Resource Manager refused this request for it
+    /// (400, 405, 409, 422); asking again would be refused again.
+    #[error("Azure refused the request for this alert (HTTP {status}): {message}")]
+    Rejected { status: u16, message: String },
+    /// Someone must act, and every alert is refused alike: the role
+    /// assignment is missing (401/403), no token could be had, or Resource
+    /// Manager refuses the request's form (an API version it does not
+    /// know, Microsoft.AlertsManagement not registered). The message names
+    /// what to fix.
     #[error("{0}")]
     Denied(String),
     /// Transient: Azure asked us to slow down, perhaps saying for how long.
@@ -150,9 +165,17 @@ pub enum AzureError {
     /// Transient: unreachable, timed out, or failing on Azure's side.
     #[error("Azure unavailable: {0}")]
     Unavailable(String),
-    /// Azure refused the request itself (a 4xx other than the above).
-    #[error("Azure rejected the request (HTTP {status}): {message}")]
-    Rejected { status: u16, message: String },
+}
+
+impl AzureError {
+    /// Whether this alert can never be told (the change is settled without
+    /// telling Azure), as opposed to one to retry or a halt for everyone.
+    pub fn is_final_for_the_alert(&self) -> bool {
+        matches!(
+            self,
+            AzureError::NotAnAlert(_) | AzureError::Rejected { .. }
+        )
+    }
 }
 
 /// Azure Monitor's Alerts Management API for one app registration.
@@ -161,7 +184,7 @@ pub trait AlertStates: Send + Sync {
     /// The alert's current state. Read-only.
     ///
     /// # Errors
-    /// Any [`AzureError`].
+    /// Any [`AzureError`]; `NotAnAlert` before anything is sent.
     async fn current(&self, alert_id: &str) -> Result<AlertState, AzureError>;
 
     /// Sets the alert's state, with `comment` in its history.
@@ -170,8 +193,8 @@ pub trait AlertStates: Send + Sync {
     /// but may add the comment to the history again.
     ///
     /// # Errors
-    /// Any [`AzureError`]; after a transient one the state may or may not
-    /// have changed.
+    /// Any [`AzureError`]; `NotAnAlert` before anything is sent; after a
+    /// transient one the state may or may not have changed.
     async fn change(
         &self,
         alert_id: &str,

@@ -10,10 +10,14 @@ use crate::domain::text::clean_line;
 
 /// What became of one change.
 pub(super) enum Decision {
-    /// Nothing to do, or done: the watermark may pass it.
+    /// Nothing to do, done, or never doable: the watermark may pass it.
     Settled(Option<Action>),
-    /// Not done: the watermark stays at it.
-    Held(Option<Action>),
+    /// Not done for now: the watermark stays at it, for `why`.
+    Held {
+        action: Option<Action>,
+        alert_id: String,
+        why: String,
+    },
 }
 
 impl AlertSync {
@@ -46,55 +50,81 @@ impl AlertSync {
                 detail,
             })
         };
+        let held = |alert_id: &str, action: Option<Action>, why: String| Decision::Held {
+            action,
+            alert_id: alert_id.to_string(),
+            why,
+        };
         let record = match self.store.by_key(&change.correlation_key, now).await {
             Ok(Some(r)) => r,
             // Not the bridge's, or its record expired: nothing to tell.
             Ok(None) => return Decision::Settled(None),
             Err(e) => {
-                return Decision::Held(action("", ActionOutcome::Deferred, Some(e.to_string())));
+                let why = e.to_string();
+                return held(
+                    "",
+                    action("", ActionOutcome::Deferred, Some(why.clone())),
+                    why,
+                );
             }
         };
         let id = record.alert_id.as_str();
         let recovering = match self.needs(&record, change, target, now) {
             Need::Nothing => return Decision::Settled(None),
-            Need::Wait => return Decision::Held(None),
+            Need::Wait(why) => return held(id, None, why.to_string()),
             Need::Call { recovering } => recovering,
         };
         if let Some(h) = halt.as_ref() {
             let (outcome, detail) = h.told();
-            return Decision::Held(action(id, outcome, Some(detail)));
+            return held(id, action(id, outcome, Some(detail.clone())), detail);
         }
         if self.settings.dry_run {
             let comment = self.comment(change, target);
             return match self.azure.change(&record.alert_id, target, &comment).await {
                 Ok(()) => Decision::Settled(action(id, ActionOutcome::WouldSend, None)),
-                Err(e) => Decision::Held(action(id, ActionOutcome::Deferred, Some(e.to_string()))),
+                Err(e) if e.is_final_for_the_alert() => {
+                    Decision::Settled(action(id, ActionOutcome::Skipped, Some(e.to_string())))
+                }
+                Err(e) => held(
+                    id,
+                    action(id, ActionOutcome::Deferred, Some(e.to_string())),
+                    e.to_string(),
+                ),
             };
         }
         match self
             .tell(record.clone(), change, target, recovering, now)
             .await
         {
-            Ok(outcome) => Decision::Settled(action(id, outcome, None)),
-            Err(Told::Deferred(detail)) => {
-                Decision::Held(action(id, ActionOutcome::Deferred, Some(detail)))
-            }
+            Ok((outcome, detail)) => Decision::Settled(action(id, outcome, detail)),
+            Err(Told::Deferred(detail)) => held(
+                id,
+                action(id, ActionOutcome::Deferred, Some(detail.clone())),
+                detail,
+            ),
             Err(Told::Denied(detail)) => {
                 tracing::error!(
                     error = %detail,
-                    "Azure refused to change an alert's state: give the app registration the \
-                     Monitoring Contributor role (Microsoft.AlertsManagement/alerts/changestate/action) \
-                     at the subscriptions whose alerts it closes; retried next round"
+                    "Azure refused to change an alert's state, as it would every alert: fix \
+                     what the error names; the round stops calling Azure, the next one tries again"
                 );
                 *halt = Some(Halt::Denied(detail.clone()));
-                Decision::Held(action(id, ActionOutcome::Denied, Some(detail)))
+                held(
+                    id,
+                    action(id, ActionOutcome::Denied, Some(detail.clone())),
+                    detail,
+                )
             }
             Err(Told::Throttled(wait, detail)) => {
                 let wait = wait.unwrap_or(Duration::from_secs(
                     self.settings.default_pause_secs.max(0) as u64,
                 ));
                 *halt = Some(Halt::Throttled(wait));
-                Decision::Held(action(id, ActionOutcome::Deferred, Some(detail)))
+                held(
+                    id,
+                    action(id, ActionOutcome::Deferred, Some(detail.clone())),
+                    detail,
+                )
             }
         }
     }
@@ -113,7 +143,9 @@ impl AlertSync {
             .is_some_and(|i| i.id == change.incident.id || i.number == change.incident.number);
         match record.state {
             // Mid-create by the webhook: look again next round.
-            RecordState::Claimed if record.lease_until > now => return Need::Wait,
+            RecordState::Claimed if record.lease_until > now => {
+                return Need::Wait("the webhook is still creating its incident");
+            }
             RecordState::Open if same_incident => {}
             // The bridge resolved it (its own resolve), the alert resolved
             // first, an earlier firing's incident: nothing to tell Azure.
@@ -123,14 +155,17 @@ impl AlertSync {
             return Need::Nothing;
         }
         if record.azure.lease_until > now {
-            return Need::Wait;
+            return Need::Wait(
+                "a round's lease on the alert still runs (it is telling Azure, or died doing so)",
+            );
         }
         Need::Call {
             recovering: record.azure.lease_until != 0,
         }
     }
 
-    /// Leases the record, tells Azure, records what it was told.
+    /// Leases the record, tells Azure, records what it was told (or that
+    /// it can never be told, and why).
     async fn tell(
         &self,
         record: CorrelationRecord,
@@ -138,7 +173,7 @@ impl AlertSync {
         target: AlertState,
         recovering: bool,
         now: i64,
-    ) -> Result<ActionOutcome, Told> {
+    ) -> Result<Done, Told> {
         let lease = AzureSync {
             lease_until: now + self.settings.lease_secs,
             ..record.azure.clone()
@@ -153,7 +188,7 @@ impl AlertSync {
             match self.azure.current(alert_id).await {
                 Ok(state) if state >= target => {
                     return self
-                        .finish(leased, mark_for(target), ActionOutcome::AlreadySet)
+                        .finish(leased, mark_for(target), ActionOutcome::AlreadySet, None)
                         .await;
                 }
                 Ok(_) => {}
@@ -163,23 +198,31 @@ impl AlertSync {
         let comment = self.comment(change, target);
         match self.azure.change(alert_id, target, &comment).await {
             Ok(()) => {
-                self.finish(leased, mark_for(target), ActionOutcome::Sent)
+                self.finish(leased, mark_for(target), ActionOutcome::Sent, None)
                     .await
             }
             Err(e) => self.failed(leased, e).await,
         }
     }
 
-    async fn failed(
-        &self,
-        leased: CorrelationRecord,
-        e: AzureError,
-    ) -> Result<ActionOutcome, Told> {
+    async fn failed(&self, leased: CorrelationRecord, e: AzureError) -> Result<Done, Told> {
         match e {
             AzureError::NotFound => {
                 tracing::info!(alert_id = ?leased.alert_id, "Azure no longer has the alert; recorded, not retried");
-                self.finish(leased, AzureMark::Gone, ActionOutcome::Gone)
+                self.finish(leased, AzureMark::Gone, ActionOutcome::Gone, None)
                     .await
+            }
+            // Never doable for this alert: recorded with the reason, so the
+            // watermark moves past it and no later round asks again.
+            e if e.is_final_for_the_alert() => {
+                let why = e.to_string();
+                self.finish(
+                    leased,
+                    AzureMark::Skipped,
+                    ActionOutcome::Skipped,
+                    Some(why),
+                )
+                .await
             }
             // Timed out or failed on Azure's side: the change may have
             // happened. The lease is left run out, so the next round asks
@@ -207,7 +250,8 @@ impl AlertSync {
         leased: CorrelationRecord,
         mark: AzureMark,
         outcome: ActionOutcome,
-    ) -> Result<ActionOutcome, Told> {
+        detail: Option<String>,
+    ) -> Result<Done, Told> {
         let done = AzureSync {
             sent: Some(mark),
             lease_until: 0,
@@ -215,8 +259,8 @@ impl AlertSync {
         // If this fails the lease stays; the next round asks Azure first.
         self.rewrite(&leased, done)
             .await
-            .map_err(|e| Told::Deferred(format!("Azure was told; recording it failed: {e}")))?;
-        Ok(outcome)
+            .map_err(|e| Told::Deferred(format!("recording {mark:?} failed: {e}")))?;
+        Ok((outcome, detail))
     }
 
     /// Ends a lease after a failed call: at once, and marked for asking
@@ -285,9 +329,15 @@ fn mark_for(target: AlertState) -> AzureMark {
 
 enum Need {
     Nothing,
-    Wait,
-    Call { recovering: bool },
+    /// Not now, for this reason.
+    Wait(&'static str),
+    Call {
+        recovering: bool,
+    },
 }
+
+/// What a finished change did, and why when that is not plain.
+type Done = (ActionOutcome, Option<String>);
 
 enum Told {
     Deferred(String),

@@ -7,6 +7,7 @@ use super::*;
 use crate::domain::correlation::{AzureMark, AzureSync, RecordState};
 use crate::domain::ports::{AlertState, AzureError, CorrelationStore, IncidentStatus};
 
+mod skip;
 mod world;
 use world::*;
 
@@ -42,7 +43,7 @@ async fn the_bridges_own_resolve_and_strangers_send_nothing() {
     w.person(1, IncidentStatus::Closed, "Closed");
     let report = w.sync(SyncSettings::default()).round().await.unwrap();
     assert!(w.azure.calls().is_empty());
-    assert_eq!(report.skipped, 2);
+    assert_eq!(report.needing_nothing, 2);
 }
 
 #[tokio::test]

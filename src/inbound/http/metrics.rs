@@ -7,8 +7,7 @@
 //! `AuthFailures`, `ItsmErrors`, and `ItsmLatency` (milliseconds spent in ITSM
 //! calls, when there were any). ITSM failures also carry `ItsmStatus`. The
 //! worker adds `Parked` for each notification it parks in the dead-letter queue;
-//! the sync role one line per round (`Outcome` = `sync`): `SyncExamined`,
-//! `SyncClosed`, `SyncAcknowledged`, `SyncGone`, `SyncDenied`, `SyncDeferred`.
+//! the sync role's one line per round is in `inbound/sync.rs`.
 
 use serde_json::{Value, json};
 
@@ -69,47 +68,6 @@ pub fn parked(namespace: &str) -> Value {
                 "Metrics": [{"Name": "Parked", "Unit": "Count"}]}],
         },
     })
-}
-
-/// One sync round: what it read and what it told Azure. `SyncDenied`
-/// above zero means the app registration lacks its role assignment.
-pub fn sync_round(namespace: &str, report: &crate::domain::sync::RoundReport) -> Value {
-    use crate::domain::sync::ActionOutcome as A;
-    let timestamp_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let sent = report.count(A::Sent) + report.count(A::AlreadySet);
-    let closed = report
-        .actions
-        .iter()
-        .filter(|a| a.state == "Closed" && matches!(a.outcome, A::Sent | A::AlreadySet))
-        .count();
-    let names = [
-        "SyncExamined",
-        "SyncClosed",
-        "SyncAcknowledged",
-        "SyncGone",
-        "SyncDenied",
-        "SyncDeferred",
-    ];
-    let values = [
-        report.examined,
-        closed,
-        sent - closed,
-        report.count(A::Gone),
-        report.count(A::Denied),
-        report.count(A::Deferred),
-    ];
-    let mut doc = json!({"Outcome": "sync"});
-    for (name, value) in names.iter().zip(values) {
-        doc[*name] = json!(value);
-    }
-    doc["_aws"] = json!({
-        "Timestamp": timestamp_ms,
-        "CloudWatchMetrics": [{"Namespace": namespace, "Dimensions": [["Outcome"]],
-            "Metrics": names.iter().map(|n| json!({"Name": n, "Unit": "Count"})).collect::<Vec<_>>()}],
-    });
-    doc
 }
 
 #[cfg(test)]

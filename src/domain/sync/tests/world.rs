@@ -58,24 +58,59 @@ impl IncidentChanges for Feed {
     }
 }
 
-/// Azure: alert states, the calls made, and scripted failures.
+/// Azure: alert states, the calls made, and scripted failures. Like the
+/// adapter, it refuses ids that are not Alerts Management alert ids.
 #[derive(Default)]
 pub(super) struct Azure {
     pub(super) states: Mutex<std::collections::HashMap<String, AlertState>>,
     pub(super) calls: Mutex<Vec<(String, AlertState, String)>>,
     pub(super) reads: AtomicI64,
+    /// Every alert id asked about or changed, refused or not.
+    pub(super) asked: Mutex<Vec<String>>,
     pub(super) fail: Mutex<Vec<AzureError>>,
+    /// Failures of one alert's changes, every time.
+    pub(super) fail_always: Mutex<std::collections::HashMap<String, AzureError>>,
+    /// How long each change takes.
+    pub(super) slow: Mutex<Option<std::time::Duration>>,
+}
+
+impl Azure {
+    fn refuse(&self, id: &str) -> Result<(), AzureError> {
+        self.asked.lock().unwrap().push(id.to_string());
+        if !id.contains("/providers/Microsoft.AlertsManagement/alerts/") {
+            return Err(AzureError::NotAnAlert(id.to_string()));
+        }
+        Ok(())
+    }
+
+    pub(super) fn asked_about(&self, id: &str) -> usize {
+        self.asked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| *a == id)
+            .count()
+    }
 }
 
 #[async_trait]
 impl AlertStates for Azure {
     async fn current(&self, alert_id: &str) -> Result<AlertState, AzureError> {
+        self.refuse(alert_id)?;
         self.reads.fetch_add(1, Ordering::SeqCst);
         let states = self.states.lock().unwrap();
         Ok(*states.get(alert_id).unwrap_or(&AlertState::New))
     }
 
     async fn change(&self, id: &str, state: AlertState, comment: &str) -> Result<(), AzureError> {
+        self.refuse(id)?;
+        let slow = *self.slow.lock().unwrap();
+        if let Some(d) = slow {
+            tokio::time::sleep(d).await;
+        }
+        if let Some(e) = self.fail_always.lock().unwrap().get(id) {
+            return Err(e.clone());
+        }
         if let Some(e) = self.fail.lock().unwrap().pop() {
             return Err(e);
         }
@@ -129,6 +164,7 @@ impl SyncStore for Store {
 }
 
 pub(super) struct World {
+    pub(super) ids: Vec<String>,
     pub(super) page: usize,
     pub(super) feed: Arc<Feed>,
     pub(super) azure: Arc<Azure>,
@@ -142,10 +178,15 @@ pub(super) fn alert_id(n: usize) -> String {
 
 impl World {
     pub(super) async fn new(alerts: usize, page: usize) -> World {
+        World::with_ids((0..alerts).map(alert_id).collect(), page).await
+    }
+
+    /// One open incident per alert id, incident `n` for `ids[n]`.
+    pub(super) async fn with_ids(ids: Vec<String>, page: usize) -> World {
         let store = Arc::new(Store::default());
         let mut incidents = Vec::new();
-        for n in 0..alerts {
-            let id = alert_id(n);
+        for (n, id) in ids.iter().enumerate() {
+            let id = id.clone();
             let incident = IncidentRef {
                 id: format!("{n:032x}"),
                 number: format!("INC{n:07}"),
@@ -168,6 +209,7 @@ impl World {
             });
         }
         World {
+            ids,
             page,
             feed: Arc::new(Feed {
                 incidents: Mutex::new(incidents),
@@ -196,13 +238,22 @@ impl World {
 
     /// A person sets incident `n` to `status`, a few minutes ago.
     pub(super) fn person(&self, n: usize, status: IncidentStatus, label: &str) {
+        self.person_ago(n, status, label, 300);
+    }
+
+    /// A person sets incident `n` to `status`, `secs` ago.
+    pub(super) fn person_ago(&self, n: usize, status: IncidentStatus, label: &str, secs: i64) {
         let now = self.clock.load(Ordering::SeqCst);
         let mut incidents = self.feed.incidents.lock().unwrap();
         let c = &mut incidents[n];
         c.status = status;
         c.status_label = label.into();
-        c.updated_at = now - 300;
+        c.updated_at = now - secs;
         c.updated_by = Some("jane.doe".into());
+    }
+
+    pub(super) fn now(&self) -> i64 {
+        self.clock.load(Ordering::SeqCst)
     }
 
     pub(super) fn later(&self, secs: i64) {
@@ -211,7 +262,7 @@ impl World {
 
     pub(super) async fn record(&self, n: usize) -> CorrelationRecord {
         self.store
-            .get(&alert_id(n), i64::MIN)
+            .get(&self.ids[n], i64::MIN)
             .await
             .unwrap()
             .unwrap()
