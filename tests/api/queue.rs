@@ -511,3 +511,5 @@ async fn a_rate_limited_itsm_is_drained_at_its_pace_without_loss() {
         delivered as f64 / elapsed.as_secs_f64()
     );
 }
+
+mod park;
