@@ -145,7 +145,7 @@ impl Delivery {
                 // this one must not be sent past it, nor be sent twice.
                 Some(r) if r.sending(now) => return Err(ProcessError::InProgress),
                 Some(r) if r.queued_digest.as_deref() == Some(digest.as_str()) => {
-                    if r.queue.sent_seq >= r.queued_seq {
+                    if r.queue.sent_seq >= r.queued_seq || r.delivered_seq >= r.queued_seq {
                         // Azure sent the last queued notification again (a
                         // retry after a lost answer): it is in the queue, or
                         // was and has been delivered.
