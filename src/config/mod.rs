@@ -147,9 +147,14 @@ impl Config {
             ));
         }
         let lease_secs = env.number("CLAIM_LEASE_SECS", 60)?;
+        let ttl_secs = env.number("RECORD_TTL_DAYS", 90)? as i64 * 24 * 3600;
+        let mut sync = SyncConfig::from_env(env)?;
+        if let Some(s) = &mut sync {
+            s.settings.record_ttl_secs = ttl_secs;
+        }
         Ok(Config {
             delivery: DeliveryConfig::from_env(env, lease_secs)?,
-            sync: SyncConfig::from_env(env)?,
+            sync,
             metrics_namespace: match env.get("METRICS_NAMESPACE").as_deref() {
                 Some("off") => None,
                 Some(ns) => Some(ns.to_string()),
@@ -183,7 +188,7 @@ impl Config {
                     attempt: itsm::attempt_timeout(env)?,
                     ..RetryPolicy::default()
                 },
-                ttl_secs: env.number("RECORD_TTL_DAYS", 90)? as i64 * 24 * 3600,
+                ttl_secs,
                 queue_horizon_secs: Settings::default().queue_horizon_secs,
             },
         })
