@@ -14,11 +14,13 @@ use crate::domain::settings::{RefirePolicy, Settings};
 mod delivery;
 mod itsm;
 mod jira;
+mod limits;
 mod source;
 mod sync;
 
-pub use delivery::{DeliveryConfig, QueueConfig};
+pub use delivery::{DeliveryConfig, PER_MESSAGE_OVERHEAD, QueueConfig};
 pub use itsm::{DryRunFormat, ItsmConfig};
+pub use limits::Attempt;
 pub use source::CredentialsConfig;
 pub use sync::SyncConfig;
 
@@ -147,13 +149,16 @@ impl Config {
             ));
         }
         let lease_secs = env.number("CLAIM_LEASE_SECS", 60)?;
-        let ttl_secs = env.number("RECORD_TTL_DAYS", 90)? as i64 * 24 * 3600;
+        let attempt = Attempt::from_env(env, &itsm)?;
+        let delivery = DeliveryConfig::from_env(env, lease_secs, &attempt)?;
         let mut sync = SyncConfig::from_env(env)?;
+        let ttl_secs =
+            limits::record_ttl_secs(env, delivery.queue != QueueConfig::None, sync.is_some())?;
         if let Some(s) = &mut sync {
             s.settings.record_ttl_secs = ttl_secs;
         }
         Ok(Config {
-            delivery: DeliveryConfig::from_env(env, lease_secs)?,
+            delivery,
             sync,
             metrics_namespace: match env.get("METRICS_NAMESPACE").as_deref() {
                 Some("off") => None,
@@ -183,11 +188,11 @@ impl Config {
                         )
                     })?,
                 },
-                retry: RetryPolicy {
-                    deadline: Duration::from_millis(env.number("ITSM_DEADLINE_MS", 8000)?),
-                    attempt: itsm::attempt_timeout(env)?,
-                    ..RetryPolicy::default()
-                },
+                retry: RetryPolicy::new(
+                    Duration::from_millis(env.number("ITSM_DEADLINE_MS", 8000)?),
+                    attempt.timeout,
+                    attempt.requests,
+                ),
                 ttl_secs,
                 queue_horizon_secs: Settings::default().queue_horizon_secs,
             },
