@@ -203,6 +203,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.settings.ttl_secs, 45 * 86_400);
+        // Queued work holds its alert while any SQS queue may hold its message.
+        assert_eq!(c.settings.queue_horizon_secs, 15 * 86_400);
         assert_eq!(c.sync.unwrap().settings.record_ttl_secs, 45 * 86_400);
         let e = load(&[
             base[0],

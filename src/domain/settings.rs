@@ -78,7 +78,8 @@ impl Default for Settings {
             retry: RetryPolicy::default(),
             refire: RefirePolicy::default(),
             routing: Routing::default(),
-            // The queue keeps messages 4 days: 5 days is past any of them.
+            // Past a 4-day queue's messages; the configuration sets it past
+            // the longest retention SQS allows (14 days).
             queue_horizon_secs: 5 * 24 * 3600,
         }
     }
