@@ -7,8 +7,6 @@ use super::limits::Attempt;
 use super::{ConfigError, Env, err};
 use crate::domain::delivery::WorkerPolicy;
 
-pub use super::worker::{PER_MESSAGE_OVERHEAD, QUEUE_HORIZON_SECS};
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueConfig {
     /// No queue: a transient ITSM failure is a 503 and Azure retries.

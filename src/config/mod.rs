@@ -21,7 +21,7 @@ mod sync;
 mod template;
 mod worker;
 
-pub use delivery::{DeliveryConfig, PER_MESSAGE_OVERHEAD, QueueConfig};
+pub use delivery::{DeliveryConfig, QueueConfig};
 pub use itsm::{DryRunFormat, ItsmConfig};
 pub use limits::Attempt;
 pub use source::CredentialsConfig;
@@ -197,7 +197,7 @@ impl Config {
                     attempt.requests,
                 ),
                 ttl_secs,
-                queue_horizon_secs: delivery::QUEUE_HORIZON_SECS,
+                queue_horizon_secs: worker::QUEUE_HORIZON_SECS,
             },
         })
     }

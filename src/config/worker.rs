@@ -14,7 +14,7 @@ use super::{ConfigError, Env, err};
 
 /// Around each message's ITSM calls the worker reads and writes its record
 /// and sets its visibility: room for that, per message.
-pub const PER_MESSAGE_OVERHEAD: Duration = Duration::from_secs(2);
+const PER_MESSAGE_OVERHEAD: Duration = Duration::from_secs(2);
 /// SQS's largest batch for a FIFO event source, and its longest retention.
 const MAX_BATCH: u64 = 10;
 const MAX_RETENTION_SECS: u64 = 1_209_600;

@@ -2,10 +2,10 @@
 //! `alert_id`, every write conditional on the item's `version`, and a
 //! `expires_at` TTL attribute, left out of the items of records that must
 //! not expire (DynamoDB's TTL process deletes only items that carry it as a
-//! number; the store reads its absence as never). The sync role finds a record from its
-//! correlation key through a keys-only global secondary index (DynamoDB
-//! keeps it; the webhook's writes stay one request each), and keeps its
-//! watermark in an item of its own (`alert_id` = `sync-watermark#<itsm>`,
+//! number; the store reads its absence as never). The sync role finds a
+//! record from its correlation key through a keys-only global secondary
+//! index (DynamoDB keeps it; the webhook's writes stay one request each),
+//! and keeps its watermark in an item of its own (`alert_id` = `sync-watermark#<itsm>`,
 //! no alert id starts so; without `correlation_key` it is not indexed).
 
 use std::collections::HashMap;
