@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::limits::Attempt;
 use super::{ConfigError, Env, err};
 use crate::domain::delivery::WorkerPolicy;
 
@@ -55,7 +56,11 @@ impl Default for DeliveryConfig {
 }
 
 impl DeliveryConfig {
-    pub fn from_env(env: &Env, lease_secs: u64) -> Result<DeliveryConfig, ConfigError> {
+    pub fn from_env(
+        env: &Env,
+        lease_secs: u64,
+        attempt: &Attempt,
+    ) -> Result<DeliveryConfig, ConfigError> {
         let queue = match env.get("DELIVERY_QUEUE_URL") {
             None => QueueConfig::None,
             Some(url) if url.ends_with(".fifo") => QueueConfig::Sqs {
@@ -89,19 +94,40 @@ impl DeliveryConfig {
                 ),
             ));
         }
-        let backoff_base_secs = env.number("WORKER_BACKOFF_BASE_SECS", 30)?.max(1);
-        Ok(DeliveryConfig {
-            queue,
+        let backoff_max_secs = env.number("WORKER_BACKOFF_MAX_SECS", 1800)?;
+        // SQS caps a message's visibility timeout at 12 hours.
+        if !(1..=43_200).contains(&backoff_max_secs) {
+            return Err(err(
+                "WORKER_BACKOFF_MAX_SECS",
+                format!(
+                    "{backoff_max_secs} must be 1 to 43200: the delay is a message's visibility \
+                     timeout, which SQS caps at 12 hours"
+                ),
+            ));
+        }
+        let backoff_base_secs = env.number("WORKER_BACKOFF_BASE_SECS", 30)?;
+        if !(1..=backoff_max_secs).contains(&backoff_base_secs) {
+            return Err(err(
+                "WORKER_BACKOFF_BASE_SECS",
+                format!(
+                    "{backoff_base_secs} must be 1 to WORKER_BACKOFF_MAX_SECS ({backoff_max_secs}): \
+                     the first retry delay doubles up to the longest"
+                ),
+            ));
+        }
+        let config = DeliveryConfig {
             inline_budget: Duration::from_millis(inline_budget),
             cooldown_secs: env.number("INLINE_COOLDOWN_SECS", 30)? as i64,
             worker_deadline: Duration::from_millis(worker_deadline),
             backoff_base_secs,
-            // SQS caps a message's visibility timeout at 12 hours.
-            backoff_max_secs: env
-                .number("WORKER_BACKOFF_MAX_SECS", 1800)?
-                .clamp(backoff_base_secs, 43_200),
+            backoff_max_secs,
             permanent_attempts: env.number("WORKER_PERMANENT_ATTEMPTS", 3)?.max(1) as u32,
-        })
+            queue,
+        };
+        if config.queue != QueueConfig::None {
+            config.check_worker(env, lease_secs, attempt)?;
+        }
+        Ok(config)
     }
 
     /// The worker's rules, as configured.
@@ -130,8 +156,15 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let lookup = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        DeliveryConfig::from_env(&Env::new(&lookup), 60)
+        DeliveryConfig::from_env(&Env::new(&lookup), 60, &ATTEMPT)
     }
+
+    /// ServiceNow with basic credentials and the default request timeout.
+    const ATTEMPT: Attempt = Attempt {
+        timeout: Duration::from_secs(3),
+        requests: 2,
+        why: "find and create",
+    };
 
     #[test]
     fn backoff_doubles_to_its_cap_and_honours_retry_after() {

@@ -38,6 +38,34 @@ impl ItsmConfig {
         }
     }
 
+    /// The most requests one attempt of the state machine makes of this
+    /// ITSM, and which they are: the retry policy leaves room for all of them
+    /// (each up to `ITSM_TIMEOUT_MS`) before it starts an attempt. Counted on
+    /// the way that succeeds, with the periodic login or token request; not
+    /// the one-off second try after a refusal (a 401 that rereads the
+    /// secret, a Jira transition id gone stale after a workflow change).
+    pub fn requests_per_attempt(&self) -> (u32, &'static str) {
+        match self {
+            ItsmConfig::ServiceNow(_, CredentialsConfig::Fixed(Credentials::Basic { .. })) => (
+                2,
+                "ServiceNow: find and create, or a resolve and its state check",
+            ),
+            ItsmConfig::ServiceNow(..) => (
+                3,
+                "ServiceNow: find and create, or a resolve and its state check, and an OAuth token",
+            ),
+            ItsmConfig::BmcHelix(..) => (
+                4,
+                "BMC Helix: find, create and read the new entry, and a login",
+            ),
+            ItsmConfig::Jira(..) => (
+                3,
+                "Jira: the issue's status, its transitions and the transition",
+            ),
+            ItsmConfig::DryRun(_) => (1, "a dry run sends nothing"),
+        }
+    }
+
     /// The default severity table on this ITSM's impact/urgency scale.
     pub fn severity_table(&self) -> SeverityTable {
         match self {
@@ -106,7 +134,14 @@ pub(super) fn itsm_config(env: &Env) -> Result<ItsmConfig, ConfigError> {
 
 /// One ITSM request's time limit; retries fit several into `ITSM_DEADLINE_MS`.
 pub(super) fn attempt_timeout(env: &Env) -> Result<Duration, ConfigError> {
-    Ok(Duration::from_millis(env.number("ITSM_TIMEOUT_MS", 3000)?))
+    let ms = env.number("ITSM_TIMEOUT_MS", 3000)?;
+    if !(100..=60_000).contains(&ms) {
+        return Err(err(
+            "ITSM_TIMEOUT_MS",
+            format!("{ms} must be 100 to 60000: one request's time limit, in milliseconds"),
+        ));
+    }
+    Ok(Duration::from_millis(ms))
 }
 
 pub fn servicenow_fields(env: &Env) -> IncidentFields {

@@ -14,11 +14,16 @@ use crate::domain::settings::{RefirePolicy, Settings};
 mod delivery;
 mod itsm;
 mod jira;
+mod limits;
 mod source;
 mod sync;
+#[cfg(test)]
+mod template;
+mod worker;
 
 pub use delivery::{DeliveryConfig, QueueConfig};
 pub use itsm::{DryRunFormat, ItsmConfig};
+pub use limits::Attempt;
 pub use source::CredentialsConfig;
 pub use sync::SyncConfig;
 
@@ -147,9 +152,17 @@ impl Config {
             ));
         }
         let lease_secs = env.number("CLAIM_LEASE_SECS", 60)?;
+        let attempt = Attempt::from_env(env, &itsm)?;
+        let delivery = DeliveryConfig::from_env(env, lease_secs, &attempt)?;
+        let mut sync = SyncConfig::from_env(env)?;
+        let ttl_secs =
+            limits::record_ttl_secs(env, delivery.queue != QueueConfig::None, sync.is_some())?;
+        if let Some(s) = &mut sync {
+            s.settings.record_ttl_secs = ttl_secs;
+        }
         Ok(Config {
-            delivery: DeliveryConfig::from_env(env, lease_secs)?,
-            sync: SyncConfig::from_env(env)?,
+            delivery,
+            sync,
             metrics_namespace: match env.get("METRICS_NAMESPACE").as_deref() {
                 Some("off") => None,
                 Some(ns) => Some(ns.to_string()),
@@ -178,13 +191,13 @@ impl Config {
                         )
                     })?,
                 },
-                retry: RetryPolicy {
-                    deadline: Duration::from_millis(env.number("ITSM_DEADLINE_MS", 8000)?),
-                    attempt: itsm::attempt_timeout(env)?,
-                    ..RetryPolicy::default()
-                },
-                ttl_secs: env.number("RECORD_TTL_DAYS", 90)? as i64 * 24 * 3600,
-                queue_horizon_secs: Settings::default().queue_horizon_secs,
+                retry: RetryPolicy::new(
+                    Duration::from_millis(env.number("ITSM_DEADLINE_MS", 8000)?),
+                    attempt.timeout,
+                    attempt.requests,
+                ),
+                ttl_secs,
+                queue_horizon_secs: worker::QUEUE_HORIZON_SECS,
             },
         })
     }
@@ -262,194 +275,4 @@ pub fn entra_config(env: &Env) -> Result<EntraConfig, ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::adapters::servicenow::Credentials;
-    use std::collections::HashMap;
-
-    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let lookup = move |k: &str| map.get(k).cloned();
-        Config::from_env(&Env::new(&lookup))
-    }
-
-    const BASE: [(&str, &str); 5] = [
-        ("ENTRA_TENANT_ID", "aaaabbbb-0000-cccc-1111-dddd2222eeee"),
-        (
-            "ENTRA_AUDIENCES",
-            "api://itsm-bridge, 11112222-bbbb-3333-cccc-4444dddd5555",
-        ),
-        ("SERVICENOW_INSTANCE_URL", "https://dev1.service-now.com"),
-        ("SERVICENOW_USERNAME", "bridge"),
-        ("SERVICENOW_PASSWORD", "pw"),
-    ];
-
-    #[test]
-    fn defaults() {
-        let c = load(&BASE).unwrap();
-        assert_eq!(c.entra.audiences.len(), 2);
-        assert_eq!(c.entra.allowed_app_ids, vec![entra::ACTION_GROUP_APP_ID]);
-        assert_eq!(
-            c.entra.keys,
-            KeySource::parse("https://login.microsoftonline.com/aaaabbbb-0000-cccc-1111-dddd2222eeee/discovery/v2.0/keys").unwrap()
-        );
-        let ItsmConfig::ServiceNow(sn, credentials) = c.itsm else {
-            panic!("servicenow is the default")
-        };
-        assert!(matches!(
-            credentials,
-            CredentialsConfig::Fixed(Credentials::Basic { .. })
-        ));
-        assert!(matches!(c.store, StoreConfig::Embedded(_)));
-        assert_eq!(sn.fields.close_code, "Solution provided");
-        assert_eq!(c.settings.ttl_secs, 90 * 86400);
-    }
-
-    #[test]
-    fn errors_name_the_variable() {
-        let without = |var: &str| {
-            BASE.iter()
-                .copied()
-                .filter(|(k, _)| *k != var)
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(
-            load(&without("ENTRA_TENANT_ID")).unwrap_err().var,
-            "ENTRA_TENANT_ID"
-        );
-        assert_eq!(
-            load(&without("ENTRA_AUDIENCES")).unwrap_err().var,
-            "ENTRA_AUDIENCES"
-        );
-        assert_eq!(
-            load(&without("SERVICENOW_PASSWORD")).unwrap_err().var,
-            "SERVICENOW_PASSWORD"
-        );
-        let mut bad = BASE.to_vec();
-        bad.push(("SERVICENOW_INSTANCE_URL", "http://dev1.service-now.com"));
-        assert_eq!(load(&bad).unwrap_err().var, "SERVICENOW_INSTANCE_URL");
-        let mut bad = BASE.to_vec();
-        bad.push(("ENTRA_LEEWAY_SECS", "soon"));
-        assert_eq!(load(&bad).unwrap_err().var, "ENTRA_LEEWAY_SECS");
-        let mut bad = BASE.to_vec();
-        bad[0] = ("ENTRA_TENANT_ID", "contoso.onmicrosoft.com");
-        assert_eq!(load(&bad).unwrap_err().var, "ENTRA_TENANT_ID");
-    }
-
-    #[test]
-    fn oauth_is_chosen_by_what_is_set() {
-        let mut vars = BASE.to_vec();
-        vars.extend([
-            ("SERVICENOW_CLIENT_ID", "cid"),
-            ("SERVICENOW_CLIENT_SECRET", "cs"),
-        ]);
-        let ItsmConfig::ServiceNow(_, CredentialsConfig::Fixed(credentials)) =
-            load(&vars).unwrap().itsm
-        else {
-            panic!()
-        };
-        assert!(matches!(credentials, Credentials::OAuthPassword { .. }));
-        let debug = format!("{credentials:?}");
-        assert!(!debug.contains("pw") && !debug.contains("cs"), "{debug}");
-    }
-
-    #[test]
-    fn aws_settings() {
-        let mut vars: Vec<_> = BASE
-            .iter()
-            .copied()
-            .filter(|(k, _)| !k.starts_with("SERVICENOW_U") && !k.starts_with("SERVICENOW_P"))
-            .collect();
-        vars.extend([
-            ("ITSM_SECRET_ID", "itsm-bridge/servicenow"),
-            ("CORRELATION_TABLE", "itsm-bridge-correlation"),
-        ]);
-        let c = load(&vars).unwrap();
-        assert!(c.uses_aws());
-        assert_eq!(
-            c.store,
-            StoreConfig::DynamoDb {
-                table: "itsm-bridge-correlation".into()
-            }
-        );
-        let (secret_id, ttl) = c.itsm.secret().unwrap();
-        assert_eq!((secret_id, ttl.as_secs()), ("itsm-bridge/servicenow", 3600));
-    }
-
-    #[test]
-    fn bmc_helix_and_dry_runs() {
-        let entra = &BASE[..2];
-        let mut vars = entra.to_vec();
-        vars.extend([
-            ("ITSM_KIND", "bmc-helix"),
-            ("BMC_URL", "https://acme-restapi.onbmc.com"),
-            ("BMC_USERNAME", "u"),
-        ]);
-        assert_eq!(load(&vars).unwrap_err().var, "BMC_PASSWORD");
-        vars.push(("BMC_PASSWORD", "p"));
-        let c = load(&vars).unwrap();
-        assert!(matches!(c.itsm, ItsmConfig::BmcHelix(..)));
-        assert_eq!(
-            c.settings
-                .severity
-                .levels(crate::domain::alert::Severity::Sev4),
-            (4, 4),
-            "BMC's 1-4 scale"
-        );
-
-        // A dry run needs no URL and no credentials.
-        let mut dry = entra.to_vec();
-        dry.extend([("ITSM_KIND", "bmc-helix"), ("ITSM_DRY_RUN", "true")]);
-        assert!(matches!(
-            load(&dry).unwrap().itsm,
-            ItsmConfig::DryRun(DryRunFormat::BmcHelix(_))
-        ));
-        let mut dry = entra.to_vec();
-        dry.push(("ITSM_KIND", "dry-run"));
-        assert!(matches!(
-            load(&dry).unwrap().itsm,
-            ItsmConfig::DryRun(DryRunFormat::ServiceNow(_))
-        ));
-        dry.push(("ITSM_DRY_RUN", "maybe"));
-        assert_eq!(load(&dry).unwrap_err().var, "ITSM_DRY_RUN");
-    }
-
-    #[test]
-    fn routing_rules_are_checked_at_start() {
-        let mut vars = BASE.to_vec();
-        vars.push((
-            "ROUTING_RULES",
-            r#"{"rules": [{"name": "r", "set": {"assignment_grp": "x"}}]}"#,
-        ));
-        let e = load(&vars).unwrap_err();
-        assert_eq!(e.var, "ROUTING_RULES");
-        assert!(
-            e.problem.contains("assignment_grp") && e.problem.contains("line 1"),
-            "{e}"
-        );
-        let mut vars = BASE.to_vec();
-        vars.push(("ROUTING_RULES_FILE", "/nonexistent/rules.json"));
-        assert_eq!(load(&vars).unwrap_err().var, "ROUTING_RULES_FILE");
-        let dir = tempfile_dir();
-        let path = dir.join("rules.json");
-        std::fs::write(&path, "{\n  \"default\": {\"urgency\": 9}\n}").unwrap();
-        let mut vars = BASE.to_vec();
-        let path = path.display().to_string();
-        vars.push(("ROUTING_RULES_FILE", &path));
-        let e = load(&vars).unwrap_err();
-        assert!(
-            e.problem
-                .contains("default: set.urgency is 9; this ITSM's scale is 1 to 3"),
-            "{e}"
-        );
-    }
-
-    fn tempfile_dir() -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("itsm-bridge-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-}
+mod tests;

@@ -60,6 +60,22 @@ pub enum RecordState {
     Queued,
 }
 
+/// The `expires_at` of a record that does not expire (DynamoDB: an item
+/// without the TTL attribute, which its TTL process never deletes).
+pub const NEVER: i64 = i64::MAX;
+
+impl RecordState {
+    /// Whether a record in this state is needed however long the alert
+    /// takes: an incident is open (a metric alert's Resolved may come months
+    /// later), an attempt is under way, or nothing was sent yet.
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            RecordState::Claimed | RecordState::Open | RecordState::Queued
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CorrelationRecord {
     pub alert_id: String,
@@ -73,7 +89,8 @@ pub struct CorrelationRecord {
     pub lease_until: i64,
     /// Unix seconds.
     pub updated_at: i64,
-    /// Unix seconds after which the record counts as absent.
+    /// Unix seconds after which the record counts as absent; [`NEVER`]
+    /// while the alert may still need it however long it waits.
     pub expires_at: i64,
     /// Bumped on every write; writes are conditional on it.
     pub version: u64,

@@ -1,7 +1,9 @@
 //! Bounded, jittered retries of ITSM calls within one event's deadline.
 //! Azure waits about 10 s for an answer, so every retry must leave room for
 //! a whole attempt before the deadline; past it, Azure's own retry (after
-//! our 503) takes over.
+//! our 503) takes over. An attempt is one state machine step, which may
+//! make several requests (find, then create): the room left is for all of
+//! them, each at the ITSM client's request timeout.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -12,7 +14,8 @@ use super::ports::ItsmError;
 pub struct RetryPolicy {
     /// All ITSM calls of one event end by then.
     pub deadline: Duration,
-    /// The longest one attempt can take (the ITSM client's request timeout).
+    /// The longest one attempt can take: the ITSM client's request timeout
+    /// times the most requests one attempt makes ([`RetryPolicy::new`]).
     pub attempt: Duration,
     /// The first backoff; it doubles with each retry.
     pub base: Duration,
@@ -29,6 +32,17 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// Retries within `deadline` of attempts that make at most `requests`
+    /// requests of at most `timeout` each: no retry starts that could not
+    /// finish before the deadline.
+    pub fn new(deadline: Duration, timeout: Duration, requests: u32) -> RetryPolicy {
+        RetryPolicy {
+            deadline,
+            attempt: timeout.saturating_mul(requests.max(1)),
+            ..RetryPolicy::default()
+        }
+    }
+
     /// How long to wait before retry `n` (1 for the first) after `error`,
     /// `elapsed` into the event; `None` when the error is final or no
     /// further attempt fits before the deadline.
@@ -150,5 +164,19 @@ mod tests {
             None,
             "Retry-After beyond the deadline"
         );
+    }
+
+    #[test]
+    fn the_room_left_is_for_every_request_of_an_attempt() {
+        let secs = Duration::from_secs;
+        let down = ItsmError::Unavailable("503".into());
+        let one = RetryPolicy::new(secs(8), secs(3), 1);
+        let two = RetryPolicy::new(secs(8), secs(3), 2);
+        assert_eq!((one.attempt, two.attempt), (secs(3), secs(6)));
+        // 2 s in: one request still fits before 8 s, find and create do not.
+        assert!(one.wait(1, &down, secs(2)).is_some());
+        assert_eq!(two.wait(1, &down, secs(2)), None);
+        assert!(two.wait(1, &down, Duration::ZERO).is_some());
+        assert_eq!(RetryPolicy::new(secs(8), secs(3), 0).attempt, secs(3));
     }
 }

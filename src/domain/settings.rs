@@ -1,6 +1,7 @@
 //! What the state machine is told by configuration: the severity table,
 //! leases and record lifetimes, retries, the refire policy and routing.
 
+use super::correlation::{NEVER, RecordState};
 use super::mapping::SeverityTable;
 use super::retry::RetryPolicy;
 use super::routing::Routing;
@@ -11,7 +12,8 @@ pub struct Settings {
     /// How long a claim protects an attempt that is talking to the ITSM.
     /// Must exceed the longest attempt (the Lambda timeout).
     pub lease_secs: i64,
-    /// How long records live.
+    /// How long a record lives after its last change, once nothing more is
+    /// expected of it (see [`Settings::expires_at`]).
     pub ttl_secs: i64,
     /// Retries of ITSM calls within the event's deadline.
     pub retry: RetryPolicy,
@@ -22,6 +24,21 @@ pub struct Settings {
     /// How long queued work holds later notifications of its alert in the
     /// queue; longer than the queue keeps a message before dead-lettering it.
     pub queue_horizon_secs: i64,
+}
+
+impl Settings {
+    /// When a record written at `now` in `state` expires. A live record
+    /// (incident open, attempt under way, nothing sent yet) never does, so
+    /// that a Resolved months later still finds it; except for alert kinds
+    /// Azure never resolves (`stateless`): Azure keeps an alert 30 days,
+    /// so their records end `ttl_secs` after their last change like any.
+    pub fn expires_at(&self, state: RecordState, stateless: bool, now: i64) -> i64 {
+        if state.is_live() && !stateless {
+            NEVER
+        } else {
+            now.saturating_add(self.ttl_secs)
+        }
+    }
 }
 
 /// The same alert id firing again (a later `firedDateTime`) after it
@@ -61,7 +78,8 @@ impl Default for Settings {
             retry: RetryPolicy::default(),
             refire: RefirePolicy::default(),
             routing: Routing::default(),
-            // The queue keeps messages 4 days: 5 days is past any of them.
+            // Past a 4-day queue's messages; the configuration sets it past
+            // the longest retention SQS allows (14 days).
             queue_horizon_secs: 5 * 24 * 3600,
         }
     }

@@ -367,7 +367,7 @@ impl Bridge {
             }),
             lease_until: 0,
             updated_at: now,
-            expires_at: now + self.settings.ttl_secs,
+            expires_at: self.settings.expires_at(state, alert.is_stateless(), now),
             version: prev.map_or(1, |p| p.version + 1),
             // What the delivery queue holds is the queue's business: kept.
             queued_seq: prev.map_or(0, |p| p.queued_seq),

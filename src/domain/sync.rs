@@ -57,6 +57,9 @@ pub struct SyncSettings {
     pub max_hold_secs: i64,
     /// Show what would be sent; write nothing anywhere.
     pub dry_run: bool,
+    /// `RECORD_TTL_DAYS`: how long a record lives once Azure was told its
+    /// incident closed (an open incident's record never expires).
+    pub record_ttl_secs: i64,
 }
 
 impl Default for SyncSettings {
@@ -73,6 +76,7 @@ impl Default for SyncSettings {
             default_pause_secs: 60,
             max_hold_secs: 3600,
             dry_run: false,
+            record_ttl_secs: 90 * 24 * 3600,
         }
     }
 }

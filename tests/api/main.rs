@@ -13,6 +13,7 @@ mod helpers;
 mod hostile;
 mod itsm_contract;
 mod jira;
+mod limits;
 mod logs;
 mod moto;
 mod properties;

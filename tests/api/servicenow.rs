@@ -604,7 +604,9 @@ async fn a_slow_create_is_found_by_the_retry_not_duplicated() {
 
 #[tokio::test]
 async fn an_outage_longer_than_the_deadline_is_a_503_with_nothing_lost() {
+    // Room for retries: each (find, then create) needs 2 × 500 ms.
     let t = Spawn::default()
+        .var("ITSM_TIMEOUT_MS", "500")
         .var("ITSM_DEADLINE_MS", "2500")
         .start()
         .await;

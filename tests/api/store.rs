@@ -2,16 +2,16 @@
 //! number of store round trips per event.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use itsm_bridge::adapters::clock::system_clock;
 use itsm_bridge::adapters::dryrun::DryRun;
 use itsm_bridge::adapters::servicenow::ServiceNowFormat;
 use itsm_bridge::adapters::store::{DynamoStore, MemoryStore, RedbStore};
-use itsm_bridge::domain::correlation::{CorrelationRecord, RecordState};
+use itsm_bridge::domain::correlation::{CorrelationRecord, NEVER, RecordState, correlation_key};
 use itsm_bridge::domain::outcome::Outcome;
-use itsm_bridge::domain::ports::{CorrelationStore, StoreError};
+use itsm_bridge::domain::ports::{CorrelationStore, StoreError, SyncStore};
 use itsm_bridge::domain::settings::Settings;
 use itsm_bridge::domain::state_machine::Bridge;
 use itsm_bridge::inbound::common_schema;
@@ -78,6 +78,22 @@ async fn contract(store: &dyn CorrelationStore, id: &str) {
         .await
         .unwrap();
     assert_eq!(store.get(id, t + 7200).await.unwrap().unwrap().version, 1);
+
+    // A record that never expires is live whenever it is read or written,
+    // and takes an expiry again when it is written with one.
+    let open = format!("{id}/open");
+    let years = t + 20 * 365 * 86_400;
+    store.put(&record(&open, 1, NEVER), None, t).await.unwrap();
+    assert_eq!(store.get(&open, years).await.unwrap().unwrap().version, 1);
+    assert!(matches!(
+        store.put(&record(&open, 1, t + 60), None, years).await,
+        Err(StoreError::Conflict(Some(_)))
+    ));
+    store
+        .put(&record(&open, 2, years + 60), Some(1), years)
+        .await
+        .unwrap();
+    assert_eq!(store.get(&open, years + 61).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -167,4 +183,109 @@ async fn store_round_trips_per_event() {
         (Outcome::ResolvedWithoutIncident, (0, 1))
     );
     assert_eq!(run("b", "Fired").await, (Outcome::StaleFired, (0, 1)));
+}
+
+/// An alert that stays Fired past `RECORD_TTL_DAYS` on a real store: its
+/// Resolved still resolves the incident, and the sync role's reverse lookup
+/// still finds the record meanwhile.
+async fn open_longer_than_the_ttl<S>(store: Arc<S>, id: &str)
+where
+    S: CorrelationStore + SyncStore + 'static,
+{
+    let t0 = now();
+    let clock = Arc::new(AtomicI64::new(t0));
+    let at = clock.clone();
+    let itsm = Arc::new(DryRun::new(Box::new(ServiceNowFormat::default()), None));
+    let settings = Settings::default();
+    let ttl = settings.ttl_secs;
+    let bridge = Bridge::new(
+        itsm,
+        store.clone(),
+        settings,
+        Arc::new(move || at.load(Ordering::SeqCst)),
+    );
+    let event = |condition: &str| {
+        common_schema::parse(metric_alert(id, condition).to_string().as_bytes()).unwrap()
+    };
+    let fired = bridge.process(&event("Fired")).await.unwrap();
+    assert_eq!(fired.outcome, Outcome::Created);
+    let alert_id = event("Fired").alert_id;
+
+    let later = t0 + ttl + 30 * 86_400;
+    clock.store(later, Ordering::SeqCst);
+    let found = store
+        .by_key(&correlation_key(&alert_id), later)
+        .await
+        .unwrap()
+        .expect("the reverse lookup finds the open incident's record");
+    assert_eq!(
+        (found.state, found.incident.as_ref()),
+        (RecordState::Open, fired.incident.as_ref())
+    );
+
+    let resolved = bridge.process(&event("Resolved")).await.unwrap();
+    assert_eq!(
+        (resolved.outcome, resolved.incident),
+        (Outcome::Resolved, fired.incident)
+    );
+    let record = store.get(&alert_id, later).await.unwrap().unwrap();
+    assert_eq!(
+        (record.state, record.expires_at),
+        (RecordState::Resolved, later + ttl)
+    );
+}
+
+#[tokio::test]
+async fn redb_keeps_an_open_incident_past_the_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(RedbStore::open(dir.path()).unwrap());
+    open_longer_than_the_ttl(store, "open-past-ttl-redb").await;
+}
+
+#[tokio::test]
+async fn dynamodb_keeps_an_open_incident_past_the_ttl() {
+    let aws = crate::moto::sdk_config().await;
+    let client = aws_sdk_dynamodb::Client::new(&aws);
+    let table = crate::moto::unique("past-ttl");
+    DynamoStore::create_table(&client, &table).await.unwrap();
+    let store = Arc::new(DynamoStore::new(client.clone(), table.clone()));
+    let id = "open-past-ttl-dynamodb";
+    // While the incident is open its item carries no TTL attribute, so
+    // DynamoDB's TTL process never deletes it.
+    let t = now();
+    let bridge = Bridge::new(
+        Arc::new(DryRun::new(Box::new(ServiceNowFormat::default()), None)),
+        store.clone(),
+        Settings::default(),
+        Arc::new(move || t),
+    );
+    let fired =
+        common_schema::parse(metric_alert("open-item", "Fired").to_string().as_bytes()).unwrap();
+    bridge.process(&fired).await.unwrap();
+    let ttl_attribute = |alert_id: String| {
+        let (client, table) = (client.clone(), table.clone());
+        async move {
+            let item = client
+                .get_item()
+                .table_name(table)
+                .key(
+                    "alert_id",
+                    aws_sdk_dynamodb::types::AttributeValue::S(alert_id),
+                )
+                .send()
+                .await
+                .unwrap()
+                .item
+                .unwrap();
+            item.get("expires_at").map(|v| v.as_n().unwrap().clone())
+        }
+    };
+    assert_eq!(ttl_attribute(fired.alert_id.clone()).await, None);
+
+    open_longer_than_the_ttl(store, id).await;
+    let alert_id = common_schema::parse(metric_alert(id, "Resolved").to_string().as_bytes())
+        .unwrap()
+        .alert_id;
+    let expires: i64 = ttl_attribute(alert_id).await.unwrap().parse().unwrap();
+    assert!(expires > now(), "{expires}");
 }

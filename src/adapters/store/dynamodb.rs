@@ -1,9 +1,11 @@
 //! DynamoDB correlation store: one item per alert, partition key
 //! `alert_id`, every write conditional on the item's `version`, and a
-//! `expires_at` TTL attribute. The sync role finds a record from its
-//! correlation key through a keys-only global secondary index (DynamoDB
-//! keeps it; the webhook's writes stay one request each), and keeps its
-//! watermark in an item of its own (`alert_id` = `sync-watermark#<itsm>`,
+//! `expires_at` TTL attribute, left out of the items of records that must
+//! not expire (DynamoDB's TTL process deletes only items that carry it as a
+//! number; the store reads its absence as never). The sync role finds a
+//! record from its correlation key through a keys-only global secondary
+//! index (DynamoDB keeps it; the webhook's writes stay one request each),
+//! and keeps its watermark in an item of its own (`alert_id` = `sync-watermark#<itsm>`,
 //! no alert id starts so; without `correlation_key` it is not indexed).
 
 use std::collections::HashMap;
@@ -14,7 +16,7 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use crate::domain::correlation::{
-    AzureSync, CorrelationRecord, IncidentRef, QueueProgress, RecordState,
+    AzureSync, CorrelationRecord, IncidentRef, NEVER, QueueProgress, RecordState,
 };
 use crate::domain::ports::{CorrelationStore, StoreError, SyncStore, Watermark};
 
@@ -131,9 +133,12 @@ fn to_item(r: &CorrelationRecord) -> Item {
         ),
         ("lease_until".to_string(), n(r.lease_until)),
         ("updated_at".to_string(), n(r.updated_at)),
-        ("expires_at".to_string(), n(r.expires_at)),
         ("version".to_string(), n(r.version)),
     ]);
+    // No TTL attribute, no deletion: an open incident's record stays.
+    if r.expires_at != NEVER {
+        item.insert("expires_at".into(), n(r.expires_at));
+    }
     // Absent while zero: records of alerts never queued stay as they were.
     for (k, v) in [
         ("queued_seq", r.queued_seq as i64),
@@ -194,7 +199,10 @@ fn from_item(item: &Item) -> Result<CorrelationRecord, StoreError> {
         resolved_at: text("resolved_at"),
         lease_until: num("lease_until")?,
         updated_at: num("updated_at")?,
-        expires_at: num("expires_at")?,
+        expires_at: match item.get("expires_at") {
+            None => NEVER,
+            Some(_) => num("expires_at")?,
+        },
         version: num("version")? as u64,
         // Absent on records written before the delivery queue existed.
         queued_seq: num("queued_seq").unwrap_or(0) as u64,
@@ -294,11 +302,14 @@ impl CorrelationStore for DynamoStore {
             // A lost race hands back the winner's item: no extra read.
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         req = match expected {
+            // An item without `expires_at` never expires: `<=` is false for it.
             None => {
                 req.condition_expression("attribute_not_exists(alert_id) OR expires_at <= :now")
             }
             Some(v) => req
-                .condition_expression("version = :v AND expires_at > :now")
+                .condition_expression(
+                    "version = :v AND (attribute_not_exists(expires_at) OR expires_at > :now)",
+                )
                 .expression_attribute_values(":v", n(v)),
         };
         match req.send().await {
@@ -466,6 +477,14 @@ mod tests {
             ..record.clone()
         };
         assert_eq!(from_item(&to_item(&queued)).unwrap(), queued);
+        // A record that must not expire carries no TTL attribute at all.
+        let open = CorrelationRecord {
+            state: RecordState::Open,
+            expires_at: NEVER,
+            ..record.clone()
+        };
+        assert!(!to_item(&open).contains_key("expires_at"));
+        assert_eq!(from_item(&to_item(&open)).unwrap(), open);
         // Delivered without having been queued here (a redriven message).
         let delivered = CorrelationRecord {
             delivered_seq: 1,

@@ -347,3 +347,5 @@ async fn row_resolved_gone_or_without_incident() {
 
 // Failures, retries, leases, concurrency and refires: beyond the rows.
 mod scenarios;
+// How long records live.
+mod expiry;

@@ -283,10 +283,18 @@ impl AlertSync {
         azure: AzureSync,
     ) -> Result<CorrelationRecord, StoreError> {
         let now = (self.clock)();
+        // Closed in the ITSM and in Azure: the record ends like a finished one.
+        let expires_at = match azure.sent {
+            Some(AzureMark::Closed) => prev
+                .expires_at
+                .min(now.saturating_add(self.settings.record_ttl_secs)),
+            _ => prev.expires_at,
+        };
         let next = CorrelationRecord {
             azure,
             version: prev.version + 1,
             updated_at: now,
+            expires_at,
             ..prev.clone()
         };
         self.store.put(&next, Some(prev.version), now).await?;

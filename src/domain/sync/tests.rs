@@ -263,3 +263,27 @@ async fn a_round_out_of_time_leaves_the_rest_to_the_next() {
     w.sync(SyncSettings::default()).round().await.unwrap();
     assert_eq!(w.azure.calls().len(), 3);
 }
+
+#[tokio::test]
+async fn a_record_gets_its_expiry_back_once_azure_is_told_closed() {
+    use crate::domain::correlation::NEVER;
+    let w = World::new(2, 100).await;
+    for n in 0..2 {
+        let mut open = w.record(n).await;
+        open.expires_at = NEVER;
+        open.version += 1;
+        w.store.put(&open, Some(1), NOW).await.unwrap();
+    }
+    let settings = SyncSettings {
+        acknowledge: true,
+        ..SyncSettings::default()
+    };
+    let ttl = settings.record_ttl_secs;
+    w.person(0, IncidentStatus::Closed, "Resolved");
+    w.person(1, IncidentStatus::InProgress, "In Progress");
+    w.sync(settings).round().await.unwrap();
+    assert_eq!(w.azure.calls().len(), 2);
+    // Closed: nothing more is asked of it. Acknowledged: its alert lives on.
+    assert_eq!(w.record(0).await.expires_at, NOW + ttl);
+    assert_eq!(w.record(1).await.expires_at, NEVER);
+}
