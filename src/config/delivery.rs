@@ -35,9 +35,13 @@ pub struct DeliveryConfig {
     /// delivery is retried after base × 2^(receives − 1), at most max.
     pub backoff_base_secs: u64,
     pub backoff_max_secs: u64,
-    /// `WORKER_PERMANENT_ATTEMPTS`: receives of a notification the ITSM
-    /// refuses (4xx) before it is parked in the dead-letter queue.
+    /// `WORKER_PERMANENT_ATTEMPTS`: refusals in a row (4xx) of a
+    /// notification before it is parked in the dead-letter queue.
     pub permanent_attempts: u32,
+    /// `QUEUE_MAX_RECEIVE_COUNT`, the queue's redrive policy: on that
+    /// receive the worker parks what still fails itself (SQS would move it
+    /// without telling the record).
+    pub max_receives: Option<u32>,
 }
 
 /// No queue, and the documented defaults.
@@ -51,6 +55,7 @@ impl Default for DeliveryConfig {
             backoff_base_secs: 30,
             backoff_max_secs: 1800,
             permanent_attempts: 3,
+            max_receives: None,
         }
     }
 }
@@ -122,6 +127,10 @@ impl DeliveryConfig {
             backoff_base_secs,
             backoff_max_secs,
             permanent_attempts: env.number("WORKER_PERMANENT_ATTEMPTS", 3)?.max(1) as u32,
+            max_receives: match env.get("QUEUE_MAX_RECEIVE_COUNT") {
+                Some(_) => Some(env.number("QUEUE_MAX_RECEIVE_COUNT", 0)?.min(1000) as u32),
+                None => None,
+            },
             queue,
         };
         if config.queue != QueueConfig::None {
@@ -136,6 +145,7 @@ impl DeliveryConfig {
             permanent_attempts: self.permanent_attempts,
             backoff_base_secs: self.backoff_base_secs,
             backoff_max_secs: self.backoff_max_secs,
+            max_receives: self.max_receives,
         }
     }
 

@@ -34,6 +34,11 @@ pub struct WorkerPolicy {
     /// A failed delivery comes back after base × 2^(receives − 1), at most max.
     pub backoff_base_secs: u64,
     pub backoff_max_secs: u64,
+    /// The queue's redrive policy (maxReceiveCount): a message still
+    /// failing on this receive is parked by the worker, so that the record
+    /// knows and the alert's later notifications park behind it, rather
+    /// than SQS moving it unseen and the later ones going past it.
+    pub max_receives: Option<u32>,
 }
 
 impl Default for WorkerPolicy {
@@ -42,6 +47,7 @@ impl Default for WorkerPolicy {
             permanent_attempts: 3,
             backoff_base_secs: 30,
             backoff_max_secs: 1800,
+            max_receives: None,
         }
     }
 }
@@ -130,7 +136,20 @@ impl Delivery {
 
     /// What becomes of one queued notification.
     pub async fn deliver_queued(&self, m: &Received, policy: &WorkerPolicy) -> Fate {
-        let retry = |e: &ProcessError| {
+        let last = policy.max_receives.is_some_and(|n| m.receives >= n);
+        let retry = async |e: &ProcessError| {
+            if last {
+                return match self.park(&m.alert.alert_id, m.seq).await {
+                    Ok(()) => Fate::Parked(format!(
+                        "still not delivered after {} receives: {e}",
+                        m.receives
+                    )),
+                    Err(store) => Fate::Retry {
+                        after: policy.backoff(m.receives, None),
+                        why: format!("{e}; and recording its park failed: {store}"),
+                    },
+                };
+            }
             let retry_after = match e {
                 ProcessError::Itsm(ItsmError::Throttled { retry_after, .. }) => *retry_after,
                 _ => None,
@@ -151,11 +170,11 @@ impl Delivery {
             Err(ProcessError::Itsm(e @ ItsmError::Rejected { .. })) => {
                 match self.refused(&m.alert.alert_id, m.seq, policy).await {
                     Ok(true) => Fate::Parked(e.to_string()),
-                    Ok(false) => retry(&ProcessError::Itsm(e)),
-                    Err(store) => retry(&store),
+                    Ok(false) => retry(&ProcessError::Itsm(e)).await,
+                    Err(store) => retry(&store).await,
                 }
             }
-            Err(e) => retry(&e),
+            Err(e) => retry(&e).await,
         }
     }
 
@@ -222,6 +241,21 @@ impl Delivery {
         })
         .await?;
         Ok(park)
+    }
+
+    /// Records notification `seq` as parked (unless an earlier one is), so
+    /// that its alert's later notifications park behind it.
+    async fn park(&self, alert_id: &str, seq: u64) -> Result<(), ProcessError> {
+        let now = (self.clock)();
+        self.update(alert_id, |r| {
+            if r.parked_before(seq, now, PARKED_HORIZON_SECS) || r.delivered_seq >= seq {
+                return None;
+            }
+            r.queue.parked_seq = seq;
+            r.queue.parked_at = now;
+            Some(())
+        })
+        .await
     }
 
     /// Applies `change` to the alert's record (nothing when it returns

@@ -249,4 +249,52 @@ async fn refusals_decide_a_park_and_a_redrive_ends_the_alert_right() {
     assert_eq!(calls, ["find", "create", "resolve"]);
 }
 
+/// SQS's own redrive policy would move a message still failing after
+/// maxReceiveCount receives without the record knowing, and the alert's
+/// later notifications would then go past it: the worker parks it itself.
+#[tokio::test]
+async fn the_last_receive_parks_in_the_record_so_later_ones_wait_behind() {
+    let r = rig();
+    let policy = WorkerPolicy {
+        max_receives: Some(10),
+        ..WorkerPolicy::default()
+    };
+    r.itsm.down.store(true, Ordering::SeqCst);
+    let (fired, fired_body) = alert("a", MonitorCondition::Fired);
+    let (resolved, resolved_body) = alert("a", MonitorCondition::Resolved);
+    r.delivery.accept(&fired, &fired_body).await.unwrap();
+    r.now.fetch_add(60, Ordering::SeqCst);
+    r.delivery.accept(&resolved, &resolved_body).await.unwrap();
+    let fate = r
+        .delivery
+        .deliver_queued(&received(&fired, 1, 9), &policy)
+        .await;
+    assert!(matches!(fate, Fate::Retry { .. }), "{fate:?}");
+    let fate = r
+        .delivery
+        .deliver_queued(&received(&fired, 1, 10), &policy)
+        .await;
+    assert!(
+        matches!(fate, Fate::Parked(ref why) if why.contains("10 receives")),
+        "{fate:?}"
+    );
+    r.itsm.down.store(false, Ordering::SeqCst);
+    let fate = r
+        .delivery
+        .deliver_queued(&received(&resolved, 2, 1), &policy)
+        .await;
+    assert!(
+        matches!(fate, Fate::Parked(_)),
+        "behind the parked Fired: {fate:?}"
+    );
+    for (alert, seq) in [(&fired, 1), (&resolved, 2)] {
+        let fate = r
+            .delivery
+            .deliver_queued(&received(alert, seq, 1), &policy)
+            .await;
+        assert!(matches!(fate, Fate::Delivered(_)), "{seq}: {fate:?}");
+    }
+    assert_eq!(r.record("a").await.state, RecordState::Resolved);
+}
+
 mod lag;
