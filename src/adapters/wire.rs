@@ -8,7 +8,11 @@ use serde_json::Value;
 
 use crate::domain::correlation::IncidentRef;
 use crate::domain::mapping::{IncidentDraft, Resolution};
-use crate::domain::ports::{ChangePage, IncidentChange, ItsmError};
+use crate::domain::ports::ItsmError;
+
+mod feed;
+
+pub use feed::{FeedCursor, change_page};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ItsmRequest {
@@ -107,45 +111,6 @@ pub fn checked_id<'a>(itsm: &str, id: &'a str) -> Result<&'a str, ItsmError> {
     }
 }
 
-/// A page cursor: the update time the page starts at, and how many
-/// incidents of that very second the pages before already held.
-pub fn cursor(c: Option<&str>, since: i64) -> (i64, usize) {
-    c.and_then(|c| c.split_once(':'))
-        .and_then(|(t, n)| Some((t.parse().ok()?, n.parse().ok()?)))
-        .unwrap_or((since, 0))
-}
-
-/// The cursor after a full page whose update times are `times`, oldest
-/// first: keyset by time, an offset only within one second, so that an
-/// incident updated meanwhile shifts nothing before it.
-pub fn next_cursor(start: (i64, usize), times: &[i64]) -> String {
-    let last = *times.last().expect("a full page is not empty");
-    let same = times.iter().rev().take_while(|t| **t == last).count();
-    if last == start.0 {
-        format!("{last}:{}", start.1 + same)
-    } else {
-        format!("{last}:{same}")
-    }
-}
-
-/// One page of an ITSM's change feed from its `records`, read from
-/// cursor `from`: each record's update time and change, and the cursor
-/// after it when the page came full.
-pub fn change_page<T>(
-    records: &[T],
-    from: (i64, usize),
-    page_size: usize,
-    updated: impl Fn(&T) -> Option<i64>,
-    change: impl Fn(&T) -> Option<IncidentChange>,
-) -> ChangePage {
-    let times: Vec<i64> = records.iter().filter_map(updated).collect();
-    let full = records.len() >= page_size && !times.is_empty();
-    ChangePage {
-        changes: records.iter().filter_map(change).collect(),
-        next: full.then(|| next_cursor(from, &times)),
-    }
-}
-
 /// Unix seconds of a time written `2026-12-01T17:00:00.000+0000`, as BMC's
 /// AR REST and Jira answer (RFC 3339 but for the offset's missing colon).
 pub fn compact_offset_time(s: &str) -> Option<i64> {
@@ -155,18 +120,4 @@ pub fn compact_offset_time(s: &str) -> Option<i64> {
     time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
         .ok()
         .map(|t| t.unix_timestamp())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_walk_by_time_and_count_within_a_second() {
-        assert_eq!(cursor(None, 50), (50, 0));
-        assert_eq!(next_cursor((50, 0), &[50, 51, 52, 52]), "52:2");
-        // A whole page in the second it started in: skip further into it.
-        assert_eq!(next_cursor((52, 2), &[52, 52, 52]), "52:5");
-        assert_eq!(cursor(Some("52:5"), 50), (52, 5));
-    }
 }

@@ -8,7 +8,7 @@
 use serde_json::{Value, json};
 use wiremock::{Request, ResponseTemplate};
 
-use crate::fakes::{FakeState, body, query};
+use crate::fakes::{FakeState, body};
 use crate::helpers::{JIRA_EMAIL, JIRA_PAT, JIRA_TOKEN};
 
 const PRIORITIES: [&str; 5] = ["Highest", "High", "Medium", "Low", "Lowest"];
@@ -23,7 +23,7 @@ fn field_error(field: &str, message: &str) -> ResponseTemplate {
 }
 
 pub fn time_text(unix: i64) -> String {
-    crate::fakes::ar_time(unix)
+    crate::fake_changes::ar_time(unix)
 }
 
 /// The workflow: Open (new) → In Progress (indeterminate) → Resolved (done) → Open.
@@ -110,8 +110,8 @@ pub fn jira(state: &mut FakeState, req: &Request) -> ResponseTemplate {
     };
     match (req.method.as_str(), path.as_str()) {
         ("POST", "/issue") => create(state, &body(req), now, v2),
-        ("GET", "/search/jql") if !v2 => search(state, req, false),
-        ("GET", "/search") if v2 => search(state, req, true),
+        ("GET", "/search/jql") if !v2 => crate::fake_changes::jira(state, req, false),
+        ("GET", "/search") if v2 => crate::fake_changes::jira(state, req, true),
         ("GET", "/search") | ("POST", "/search") => error(
             410,
             &[
@@ -269,69 +269,7 @@ fn transition(issue: &mut Value, b: &Value, now: i64, v2: bool) -> ResponseTempl
     ResponseTemplate::new(204)
 }
 
-/// `labels = "K" [AND updated >= "-Nm"] ORDER BY …`, paged by a token.
-fn search(state: &FakeState, req: &Request, v2: bool) -> ResponseTemplate {
-    let jql = query(req, "jql").unwrap_or_default();
-    let Some(rest) = jql.strip_prefix("labels = \"") else {
-        return error(400, &[&format!("Error in the JQL Query: {jql}")], json!({}));
-    };
-    let Some((label, rest)) = rest.split_once('"') else {
-        return error(
-            400,
-            &["Error in the JQL Query: unterminated string"],
-            json!({}),
-        );
-    };
-    let since = rest
-        .split_once("updated >= \"-")
-        .and_then(|(_, r)| r.split_once("m\""))
-        .and_then(|(m, _)| m.parse::<i64>().ok())
-        .map(|m| crate::helpers::now() - m * 60);
-    let unix = |i: &Value| crate::fakes::ar_unix(&i["fields"]["updated"]);
-    let mut found: Vec<&Value> = state
-        .incidents
-        .iter()
-        .filter(|i| {
-            i["fields"]["labels"]
-                .as_array()
-                .is_some_and(|l| l.iter().any(|l| l == label))
-        })
-        .filter(|i| since.is_none_or(|s| unix(i) >= s))
-        .filter(|i| i["indexed_at_ms"].as_u64().is_none_or(|t| t <= now_ms()))
-        .collect();
-    if rest.contains("ORDER BY updated") {
-        found.sort_by_key(|i| unix(i));
-    }
-    let size: usize = query(req, "maxResults")
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(50);
-    let from: usize = query(req, if v2 { "startAt" } else { "nextPageToken" })
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(0);
-    let page: Vec<Value> = found
-        .iter()
-        .skip(from)
-        .take(size)
-        .map(|i| {
-            json!({"id": i["id"], "key": i["key"], "fields": {
-            "labels": i["fields"]["labels"], "status": i["fields"]["status"],
-            "updated": i["fields"]["updated"]}})
-        })
-        .collect();
-    if v2 {
-        return ResponseTemplate::new(200).set_body_json(
-            json!({"startAt": from, "maxResults": size, "total": found.len(), "issues": page}),
-        );
-    }
-    let last = from + size >= found.len();
-    let mut answer = json!({"issues": page, "isLast": last});
-    if !last {
-        answer["nextPageToken"] = json!((from + size).to_string());
-    }
-    ResponseTemplate::new(200).set_body_json(answer)
-}
-
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

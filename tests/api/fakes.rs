@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+use crate::fake_changes::{Touch, ar_time, sn_time};
 use crate::helpers::{BMC_PASSWORD, BMC_USER, SN_PASSWORD, SN_USER};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +46,12 @@ pub(crate) struct FakeState {
     late: Option<Duration>,
     /// How long a new issue stays out of search results (Jira's index).
     pub(crate) index_lag: Duration,
+    /// Change queries answered so far.
+    pub(crate) change_pages: usize,
+    /// A record to update right after a change page is answered.
+    pub(crate) touch: Option<Touch>,
+    /// The rows touched so far, as the page showed them.
+    pub(crate) touched: Vec<Value>,
 }
 
 impl Fake {
@@ -126,6 +133,23 @@ impl Fake {
     /// The next request takes effect, but its answer comes after `delay`.
     pub fn answer_next_late(&self, delay: Duration) {
         self.state.lock().unwrap().late = Some(delay);
+    }
+
+    /// Right after answering change page `page` (1 for the first), the
+    /// record at `index` of that page is updated: a person editing it
+    /// while a sync round pages.
+    pub fn touch_after_page(&self, page: usize, index: usize) {
+        self.state.lock().unwrap().touch = Some(Touch { page, index });
+    }
+
+    /// The rows `touch_after_page` updated, as their page showed them.
+    pub fn touched(&self) -> Vec<Value> {
+        self.state.lock().unwrap().touched.clone()
+    }
+
+    /// Change queries answered so far.
+    pub fn change_pages(&self) -> usize {
+        self.state.lock().unwrap().change_pages
     }
 
     pub fn fail_next(&self, answer: ResponseTemplate) {
@@ -229,7 +253,7 @@ fn servicenow(state: &mut FakeState, req: &Request) -> ResponseTemplate {
             if query(req, "sysparm_query")
                 .is_some_and(|q| q.starts_with("correlation_idSTARTSWITH")) =>
         {
-            sn_changes(state, req)
+            crate::fake_changes::servicenow(state, req)
         }
         ("GET", None) => {
             let q = query(req, "sysparm_query").unwrap_or_default();
@@ -320,7 +344,7 @@ fn bmc(state: &mut FakeState, req: &Request) -> ResponseTemplate {
         ("GET", "/api/arsys/v1/entry/HPD:IncidentInterface")
             if query(req, "q").is_some_and(|q| q.contains(" LIKE ")) =>
         {
-            bmc_changes(state, req)
+            crate::fake_changes::bmc(state, req)
         }
         ("GET", "/api/arsys/v1/entry/HPD:IncidentInterface") => {
             // Only the `'Field' = "value"` qualifications the client sends.
@@ -366,114 +390,4 @@ fn bmc(state: &mut FakeState, req: &Request) -> ResponseTemplate {
         }
         _ => error(400, "Invalid request", 0),
     }
-}
-
-/// ServiceNow's `sys_updated_on`: UTC, `YYYY-MM-DD HH:MM:SS`.
-pub fn sn_time(unix: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(unix).unwrap();
-    t.format(time::macros::format_description!(
-        "[year]-[month]-[day] [hour]:[minute]:[second]"
-    ))
-    .unwrap()
-}
-
-fn sn_unix(text: &str) -> i64 {
-    time::PrimitiveDateTime::parse(
-        text,
-        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
-    )
-    .unwrap()
-    .assume_utc()
-    .unix_timestamp()
-}
-
-/// AR System's date answer: `2026-12-01T17:00:00.000+0000`.
-pub fn ar_time(unix: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(unix).unwrap();
-    t.format(time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].000+0000"
-    ))
-    .unwrap()
-}
-
-fn page<'a>(mut found: Vec<&'a Value>, req: &Request, limit: &str, offset: &str) -> Vec<&'a Value> {
-    let limit: usize = query(req, limit)
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(10_000);
-    let offset: usize = query(req, offset).and_then(|o| o.parse().ok()).unwrap_or(0);
-    found.drain(..offset.min(found.len()));
-    found.truncate(limit);
-    found
-}
-
-/// The Table API's change query as the sync role sends it: only the
-/// conditions it uses, ordered by update time and sys_id, paged.
-fn sn_changes(state: &FakeState, req: &Request) -> ResponseTemplate {
-    let q = query(req, "sysparm_query").unwrap();
-    let mut prefix = "";
-    let (mut since, mut until) = (i64::MIN, i64::MAX);
-    for part in q.split('^') {
-        if let Some(p) = part.strip_prefix("correlation_idSTARTSWITH") {
-            prefix = p;
-        } else if let Some(t) = part.strip_prefix("sys_updated_on>=") {
-            since = sn_unix(t);
-        } else if let Some(t) = part.strip_prefix("sys_updated_on<") {
-            until = sn_unix(t);
-        } else if !part.starts_with("ORDERBY") {
-            // An unknown condition: ServiceNow would ignore it silently.
-            panic!("unexpected condition {part:?}");
-        }
-    }
-    let mut found: Vec<&Value> = state
-        .incidents
-        .iter()
-        .filter(|i| {
-            i["correlation_id"]
-                .as_str()
-                .is_some_and(|c| c.starts_with(prefix))
-        })
-        .filter(|i| {
-            let t = sn_unix(i["sys_updated_on"].as_str().unwrap());
-            t >= since && t < until
-        })
-        .collect();
-    found.sort_by_key(|i| {
-        (
-            sn_unix(i["sys_updated_on"].as_str().unwrap()),
-            i["sys_id"].as_str().unwrap().to_string(),
-        )
-    });
-    let found = page(found, req, "sysparm_limit", "sysparm_offset");
-    ResponseTemplate::new(200).set_body_json(json!({"result": found}))
-}
-
-/// The AR REST change query as the sync role sends it.
-fn bmc_changes(state: &FakeState, req: &Request) -> ResponseTemplate {
-    let q = query(req, "q").unwrap();
-    let bound = |op: &str| -> i64 {
-        let marker = format!("'Last Modified Date' {op} ");
-        let rest = &q[q.find(&marker).expect("date bound") + marker.len()..];
-        rest.split_whitespace().next().unwrap().parse().unwrap()
-    };
-    let (since, until) = (bound(">="), bound("<"));
-    let field = q[1..q.find("' LIKE ").unwrap()].to_string();
-    let unix = |i: &Value| ar_unix(&i["values"]["Last Modified Date"]);
-    let mut found: Vec<&Value> = state
-        .incidents
-        .iter()
-        .filter(|i| {
-            i["values"][&field]
-                .as_str()
-                .is_some_and(|c| c.starts_with("azmon-"))
-        })
-        .filter(|i| unix(i) >= since && unix(i) < until)
-        .collect();
-    found.sort_by_key(|i| unix(i));
-    let found = page(found, req, "limit", "offset");
-    ResponseTemplate::new(200).set_body_json(json!({"entries": found, "_links": {}}))
-}
-
-/// Unix seconds of an `ar_time` value.
-pub fn ar_unix(v: &Value) -> i64 {
-    itsm_bridge::adapters::wire::compact_offset_time(v.as_str().unwrap()).unwrap()
 }

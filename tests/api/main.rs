@@ -6,6 +6,7 @@ mod binary_logs;
 mod bmc;
 mod edge;
 mod fake_azure;
+mod fake_changes;
 mod fake_jira;
 mod fakes;
 mod faults;

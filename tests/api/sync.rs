@@ -16,6 +16,7 @@ use crate::fakes::{Fake, Vendor};
 use crate::helpers::*;
 
 mod credentials;
+mod feeds;
 mod skip;
 
 struct World {

@@ -1,20 +1,29 @@
 //! BMC Helix's change feed for the sync role: `HPD:IncidentInterface`
 //! entries whose correlation field holds a bridge key, by `Last Modified
-//! Date`, in pages. Dates go into the qualification as Unix seconds, which
-//! AR System reads as UTC whatever the server's time zone.
+//! Date`, in pages that cannot skip an entry updated between two reads
+//! ([`FeedCursor`]): qualifications of ANDed terms only, from an update
+//! second sorted by `Last Modified Date` then `Incident Number`
+//! (`sort=A.asc,B.asc`), or within one second by `'Incident Number' >
+//! "…"` (a character field: compared as text; numbers are `INC` and a
+//! fixed count of digits, so text order is number order). No `offset`.
+//! Dates go into the qualification as Unix seconds, which AR System reads
+//! as UTC whatever the server's time zone.
 
 use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{BmcClient, entries, value};
 use crate::adapters::bmc::format::INCIDENT_FORM;
-use crate::adapters::wire::{ItsmRequest, change_page, checked_key, compact_offset_time, cursor};
+use crate::adapters::wire::{
+    FeedCursor, ItsmRequest, change_page, checked_key, compact_offset_time,
+};
 use crate::domain::correlation::IncidentRef;
 use crate::domain::ports::{
     ChangePage, ChangeWindow, IncidentChange, IncidentChanges, IncidentStatus, ItsmError,
 };
 
 const MODIFIED: &str = "Last Modified Date";
+const NUMBER: &str = "Incident Number";
 
 fn status(label: &str) -> IncidentStatus {
     match label {
@@ -33,26 +42,41 @@ fn unix(v: &Value) -> Option<i64> {
 }
 
 impl BmcClient {
-    fn changes_request(&self, window: ChangeWindow, from: (i64, usize)) -> ItsmRequest {
+    fn changes_request(&self, window: ChangeWindow, from: &FeedCursor) -> ItsmRequest {
         let field = &self.format.fields.correlation_field;
+        let keys = format!("'{field}' LIKE \"azmon-%\"");
+        let (q, sort) = match from {
+            FeedCursor::From(t) => (
+                format!(
+                    "{keys} AND '{MODIFIED}' >= {t} AND '{MODIFIED}' < {}",
+                    window.until
+                ),
+                format!("{MODIFIED}.asc,{NUMBER}.asc"),
+            ),
+            FeedCursor::Within { second, after } => {
+                let after = after
+                    .as_ref()
+                    .map_or(String::new(), |n| format!(" AND '{NUMBER}' > \"{n}\""));
+                (
+                    format!(
+                        "{keys} AND '{MODIFIED}' >= {second} AND '{MODIFIED}' < {}{after}",
+                        second + 1
+                    ),
+                    format!("{NUMBER}.asc"),
+                )
+            }
+        };
         ItsmRequest::new(
             "GET",
             &format!("/api/arsys/v1/entry/{INCIDENT_FORM}"),
             &[
-                (
-                    "q",
-                    &format!(
-                        "'{field}' LIKE \"azmon-%\" AND '{MODIFIED}' >= {} AND '{MODIFIED}' < {}",
-                        from.0, window.until
-                    ),
-                ),
+                ("q", &q),
                 (
                     "fields",
-                    &format!("values(Incident Number,Status,{field},{MODIFIED},Last Modified By)"),
+                    &format!("values({NUMBER},Status,{field},{MODIFIED},Last Modified By)"),
                 ),
-                ("sort", &format!("{MODIFIED}.asc")),
+                ("sort", &sort),
                 ("limit", &window.page_size.to_string()),
-                ("offset", &from.1.to_string()),
             ],
             None,
         )
@@ -62,7 +86,7 @@ impl BmcClient {
         let key = value(entry, &self.format.fields.correlation_field)
             .filter(|k| k.starts_with("azmon-"))?;
         checked_key(&key).ok()?;
-        let number = value(entry, "Incident Number")?;
+        let number = value(entry, NUMBER)?;
         let label = value(entry, "Status").unwrap_or_default();
         Some(IncidentChange {
             correlation_key: key,
@@ -89,16 +113,19 @@ impl IncidentChanges for BmcClient {
         window: ChangeWindow,
         cursor_text: Option<&str>,
     ) -> Result<ChangePage, ItsmError> {
-        let from = cursor(cursor_text, window.since);
-        let answer = self.send(self.changes_request(window, from)).await?;
+        let from = FeedCursor::read(cursor_text, window)?;
+        let answer = self.send(self.changes_request(window, &from)).await?;
         let all = entries(&answer.body);
-        Ok(change_page(
+        // A page as long as asked for may have more after it.
+        let more = all.len() >= window.page_size;
+        change_page(
             &all,
-            from,
-            window.page_size,
-            |e| unix(&e["values"][MODIFIED]),
+            &from,
+            more,
+            window,
+            |e| Some((unix(&e["values"][MODIFIED])?, value(e, NUMBER)?)),
             |e| self.change(e),
-        ))
+        )
     }
 }
 

@@ -1,38 +1,62 @@
 //! Jira's change feed for the sync role: issues with the bridge's label
-//! updated within the window, oldest first, by JQL (Cloud's enhanced search
-//! pages by `nextPageToken`, Data Center's `/search` by `startAt`). JQL dates have minute precision and are read in
-//! the account's time zone, so the query asks relative to Jira's own clock
-//! (`updated >= "-Nm"`, a minute wider than the window) and the window is
-//! applied here to each issue's `updated` time.
+//! updated within the window, in pages that cannot skip an issue updated
+//! between two reads ([`FeedCursor`]). Neither Jira pages safely by
+//! itself: Data Center's `startAt` is an offset into a result that moves,
+//! and Cloud does not promise what its `nextPageToken` holds to, so every
+//! page is a fresh search, ordered `updated ASC, key ASC` from an update
+//! second, or `key ASC` after a key within one second (`key >` compares
+//! issue numbers within a project; the bridge opens issues in one). The
+//! tokens and offsets are only read to learn whether more came.
+//!
+//! JQL date strings have minute precision and are read in the account's
+//! time zone; a bare number is milliseconds since the epoch instead, exact
+//! and zone-free, so the bounds are written that way.
 
 use async_trait::async_trait;
 use serde_json::Value;
 
 use super::JiraClient;
 use crate::adapters::jira::format::{BRIDGE_LABEL, Deployment};
-use crate::adapters::wire::{ItsmRequest, checked_id, checked_key, compact_offset_time};
+use crate::adapters::wire::{
+    FeedCursor, ItsmRequest, change_page, checked_id, checked_key, compact_offset_time,
+};
 use crate::domain::correlation::IncidentRef;
 use crate::domain::ports::{
     ChangePage, ChangeWindow, IncidentChange, IncidentChanges, IncidentStatus, ItsmError,
 };
 
-fn request(search: &str, cloud: bool, window: ChangeWindow, cursor: Option<&str>) -> ItsmRequest {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let minutes = (now - window.since).max(0) / 60 + 2;
-    let jql =
-        format!("labels = \"{BRIDGE_LABEL}\" AND updated >= \"-{minutes}m\" ORDER BY updated ASC");
+fn request(search: &str, window: ChangeWindow, from: &FeedCursor) -> ItsmRequest {
+    let ms = |t: i64| t * 1000;
+    let jql = match from {
+        FeedCursor::From(t) => format!(
+            "labels = \"{BRIDGE_LABEL}\" AND updated >= {} AND updated < {} \
+             ORDER BY updated ASC, key ASC",
+            ms(*t),
+            ms(window.until)
+        ),
+        FeedCursor::Within { second, after } => {
+            let after = after
+                .as_ref()
+                .map_or(String::new(), |k| format!(" AND key > \"{k}\""));
+            format!(
+                "labels = \"{BRIDGE_LABEL}\" AND updated >= {} AND updated < {}{after} \
+                 ORDER BY key ASC",
+                ms(*second),
+                ms(second + 1)
+            )
+        }
+    };
     let size = window.page_size.to_string();
-    let mut query = vec![
-        ("jql", jql.as_str()),
-        ("fields", "labels,status,updated"),
-        ("maxResults", size.as_str()),
-    ];
-    if let Some(token) = cursor {
-        query.push((if cloud { "nextPageToken" } else { "startAt" }, token));
-    }
-    ItsmRequest::new("GET", search, &query, None)
+    ItsmRequest::new(
+        "GET",
+        search,
+        &[
+            ("jql", jql.as_str()),
+            ("fields", "labels,status,updated"),
+            ("maxResults", size.as_str()),
+        ],
+        None,
+    )
 }
 
 fn change(issue: &Value, window: ChangeWindow) -> Option<IncidentChange> {
@@ -78,24 +102,32 @@ impl IncidentChanges for JiraClient {
         window: ChangeWindow,
         cursor: Option<&str>,
     ) -> Result<ChangePage, ItsmError> {
-        let cloud = self.format.fields.deployment == Deployment::Cloud;
+        let from = FeedCursor::read(cursor, window)?;
         let search = self.format.search_path();
-        let answer = self.send(request(search, cloud, window, cursor)).await?;
+        let answer = self.send(request(search, window, &from)).await?;
         let body = &answer.body;
         let issues = body["issues"].as_array().cloned().unwrap_or_default();
-        let next = if cloud {
-            body["nextPageToken"]
-                .as_str()
-                .filter(|_| body["isLast"] != true)
-                .map(str::to_string)
-        } else {
-            // startAt + what came, while short of the total.
-            let at = body["startAt"].as_u64().unwrap_or(0) + issues.len() as u64;
-            (!issues.is_empty() && at < body["total"].as_u64().unwrap_or(0)).then(|| at.to_string())
+        // Whether more came after this page; Cloud may answer fewer than
+        // asked for and still have more.
+        let more = match self.format.fields.deployment {
+            Deployment::Cloud => body["isLast"]
+                .as_bool()
+                .map_or(body["nextPageToken"].is_string(), |last| !last),
+            Deployment::DataCenter => {
+                let at = body["startAt"].as_u64().unwrap_or(0) + issues.len() as u64;
+                at < body["total"].as_u64().unwrap_or(0)
+            }
         };
-        Ok(ChangePage {
-            changes: issues.iter().filter_map(|i| change(i, window)).collect(),
-            next,
-        })
+        change_page(
+            &issues,
+            &from,
+            more,
+            window,
+            |i| {
+                let updated = compact_offset_time(i["fields"]["updated"].as_str()?)?;
+                Some((updated, i["key"].as_str()?.to_string()))
+            },
+            |i| change(i, window),
+        )
     }
 }

@@ -1,6 +1,11 @@
 //! ServiceNow's change feed for the sync role: incidents whose
-//! `correlation_id` is a bridge key, by `sys_updated_on`, in pages. Date
-//! literals in an encoded query are read as UTC (values inside
+//! `correlation_id` is a bridge key, by `sys_updated_on`, in pages that
+//! cannot skip an incident updated between two reads ([`FeedCursor`]):
+//! each page is an encoded query of ANDed conditions only, from an update
+//! second ordered by `sys_updated_on` then `sys_id`, or within one second
+//! by `sys_id>` (a string comparison; `sys_id`s are 32 lowercase hex
+//! digits, so ServiceNow's order and ours agree). No `sysparm_offset`.
+//! Date literals in an encoded query are read as UTC (values inside
 //! `javascript:` would be the user's time zone), and answers come in UTC.
 
 use async_trait::async_trait;
@@ -9,7 +14,7 @@ use time::PrimitiveDateTime;
 use time::macros::format_description;
 
 use super::{ServiceNowClient, field, incident};
-use crate::adapters::wire::{ItsmRequest, change_page, checked_key, cursor};
+use crate::adapters::wire::{FeedCursor, ItsmRequest, change_page, checked_key};
 use crate::domain::ports::{
     ChangePage, ChangeWindow, IncidentChange, IncidentChanges, IncidentStatus, ItsmError,
 };
@@ -29,26 +34,35 @@ fn from_text(s: &str) -> Option<i64> {
         .map(|t| t.assume_utc().unix_timestamp())
 }
 
-fn changes_request(window: ChangeWindow, from: (i64, usize)) -> ItsmRequest {
+fn changes_request(window: ChangeWindow, from: &FeedCursor) -> ItsmRequest {
+    let keys = "correlation_idSTARTSWITHazmon-";
+    let query = match from {
+        FeedCursor::From(t) => format!(
+            "{keys}^sys_updated_on>={}^sys_updated_on<{}^ORDERBYsys_updated_on^ORDERBYsys_id",
+            to_text(*t),
+            to_text(window.until)
+        ),
+        FeedCursor::Within { second, after } => {
+            let after = after
+                .as_ref()
+                .map_or(String::new(), |id| format!("^sys_id>{id}"));
+            format!(
+                "{keys}^sys_updated_on>={}^sys_updated_on<{}{after}^ORDERBYsys_id",
+                to_text(*second),
+                to_text(*second + 1)
+            )
+        }
+    };
     ItsmRequest::new(
         "GET",
         "/api/now/table/incident",
         &[
-            (
-                "sysparm_query",
-                &format!(
-                    "correlation_idSTARTSWITHazmon-^sys_updated_on>={}^sys_updated_on<{}\
-                     ^ORDERBYsys_updated_on^ORDERBYsys_id",
-                    to_text(from.0),
-                    to_text(window.until)
-                ),
-            ),
+            ("sysparm_query", &query),
             (
                 "sysparm_fields",
                 "sys_id,number,state,correlation_id,sys_updated_on,sys_updated_by",
             ),
             ("sysparm_limit", &window.page_size.to_string()),
-            ("sysparm_offset", &from.1.to_string()),
         ],
         None,
     )
@@ -91,21 +105,29 @@ impl IncidentChanges for ServiceNowClient {
         window: ChangeWindow,
         cursor_text: Option<&str>,
     ) -> Result<ChangePage, ItsmError> {
-        let from = cursor(cursor_text, window.since);
-        let answer = self.send(changes_request(window, from)).await?;
+        let from = FeedCursor::read(cursor_text, window)?;
+        let answer = self.send(changes_request(window, &from)).await?;
         let records = answer
             .body
             .get("result")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        Ok(change_page(
+        // A page as long as asked for may have more after it.
+        let more = records.len() >= window.page_size;
+        change_page(
             &records,
-            from,
-            window.page_size,
-            |r| from_text(&field(r, "sys_updated_on")?),
+            &from,
+            more,
+            window,
+            |r| {
+                Some((
+                    from_text(&field(r, "sys_updated_on")?)?,
+                    field(r, "sys_id")?,
+                ))
+            },
             change,
-        ))
+        )
     }
 }
 
