@@ -79,12 +79,12 @@ impl ItsmClient for DryRun {
     }
 
     async fn reopen(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
-        self.show_all(self.format.reopen(incident, note));
+        self.show_all(self.format.reopen(incident, note)?);
         Ok(())
     }
 
     async fn note(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
-        self.show_all(self.format.note(incident, note));
+        self.show_all(self.format.note(incident, note)?);
         Ok(())
     }
 
@@ -93,7 +93,7 @@ impl ItsmClient for DryRun {
         incident: &IncidentRef,
         resolution: &Resolution,
     ) -> Result<ResolveOutcome, ItsmError> {
-        self.show_all(self.format.resolve(incident, resolution));
+        self.show_all(self.format.resolve(incident, resolution)?);
         Ok(ResolveOutcome::Resolved)
     }
 }

@@ -125,6 +125,11 @@ impl Fake {
         }
     }
 
+    /// Changes the incidents kept as `f` says (an ITSM answering oddly).
+    pub fn edit(&self, f: impl FnOnce(&mut Vec<Value>)) {
+        f(&mut self.state.lock().unwrap().incidents);
+    }
+
     /// New issues stay out of search results this long (Jira).
     pub fn index_lag(&self, lag: Duration) {
         self.state.lock().unwrap().index_lag = lag;

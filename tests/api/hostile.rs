@@ -1,12 +1,27 @@
 //! Hostile or broken input: every request gets a clear 4xx, nothing from a
-//! payload reaches a query, and oversized text is cut to the ITSM's limits.
+//! payload reaches a query, oversized text is cut to the ITSM's limits, and
+//! no record id that is not one reaches a request path.
+
+use std::time::Duration;
 
 use base64::Engine;
+use itsm_bridge::adapters::bmc::{BmcClient, BmcConfig, BmcFields, BmcLogin};
+use itsm_bridge::adapters::dryrun::DryRun;
+use itsm_bridge::adapters::jira::{Deployment, JiraAuth, JiraClient, JiraConfig, JiraFields};
+use itsm_bridge::adapters::secrets::CredentialSource;
+use itsm_bridge::adapters::servicenow::{
+    Credentials, IncidentFields, ServiceNowClient, ServiceNowConfig, ServiceNowFormat,
+};
+use itsm_bridge::domain::correlation::{IncidentRef, correlation_key};
+use itsm_bridge::domain::mapping::Resolution;
+use itsm_bridge::domain::ports::{ItsmClient, ItsmError};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
+use crate::fakes::{Fake, Vendor};
 use crate::helpers::*;
+use crate::itsm_contract::draft;
 
 /// A Resolved for an unknown alert, as `edit` bends it.
 async fn send_edited(t: &TestApp, edit: impl FnOnce(&mut Value)) -> Reply {
@@ -179,4 +194,124 @@ async fn nothing_from_the_payload_reaches_a_servicenow_query() {
         )
     );
     assert!(!q.contains('^'));
+}
+
+/// Record ids no ITSM path may be built from: dot segments, a way out of
+/// the segment, an encoded dot segment, nothing, too long.
+fn hostile_ids() -> Vec<String> {
+    ["..", "../x", "%2e%2e", "", "a/b", "x".repeat(65).as_str()]
+        .map(String::from)
+        .to_vec()
+}
+
+fn refused(result: Result<impl std::fmt::Debug, ItsmError>, itsm: &str, id: &str) {
+    match result {
+        Err(ItsmError::Rejected { status: 0, message }) => assert!(
+            message.contains(itsm) && message.contains("record id"),
+            "{id:?}: {message}"
+        ),
+        other => panic!("{id:?} must be refused before any request: {other:?}"),
+    }
+}
+
+fn resolution() -> Resolution {
+    Resolution {
+        notes: "resolved".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_bmc_request_id_that_is_not_an_id_never_reaches_a_path() {
+    let (server, fake) = Fake::serve(Vendor::Bmc).await;
+    let config = BmcConfig {
+        url: server.uri().parse().unwrap(),
+        fields: BmcFields::default(),
+        timeout: Duration::from_secs(2),
+    };
+    let login = BmcLogin {
+        username: BMC_USER.into(),
+        password: BMC_PASSWORD.into(),
+    };
+    let bmc = BmcClient::new(config, CredentialSource::Fixed(login), None).unwrap();
+    let incident = bmc
+        .create(&draft(&correlation_key("/alerts/hostile-bmc")))
+        .await
+        .unwrap();
+    for id in hostile_ids() {
+        fake.edit(|all| all[0]["values"]["Request ID"] = json!(id));
+        let before = server.received_requests().await.unwrap().len();
+        refused(
+            bmc.resolve(&incident, &resolution()).await,
+            "BMC Helix",
+            &id,
+        );
+        refused(bmc.reopen(&incident, "again").await, "BMC Helix", &id);
+        let sent = server.received_requests().await.unwrap();
+        for r in &sent[before..] {
+            assert_eq!(
+                (r.method.as_str(), r.url.path()),
+                ("GET", "/api/arsys/v1/entry/HPD:IncidentInterface"),
+                "{id:?}: only the lookup of the entry went out"
+            );
+        }
+        assert_eq!(sent.len() - before, 2, "{id:?}: one lookup each");
+    }
+    assert_eq!(fake.incidents()[0]["values"]["Status"], "New");
+}
+
+#[tokio::test]
+async fn servicenow_and_jira_ids_that_are_not_ids_never_reach_a_path() {
+    let (sn_server, _sn) = Fake::serve(Vendor::ServiceNow).await;
+    let sn = ServiceNowClient::new(
+        ServiceNowConfig {
+            instance_url: sn_server.uri().parse().unwrap(),
+            fields: IncidentFields::default(),
+            timeout: Duration::from_secs(2),
+        },
+        CredentialSource::Fixed(Credentials::Basic {
+            username: SN_USER.into(),
+            password: SN_PASSWORD.into(),
+        }),
+        None,
+    )
+    .unwrap();
+    let (jira_server, _jira) = Fake::serve(Vendor::Jira).await;
+    let jira = |deployment| {
+        let config = JiraConfig {
+            url: jira_server.uri().parse().unwrap(),
+            fields: JiraFields {
+                deployment,
+                ..JiraFields::default()
+            },
+            timeout: Duration::from_secs(2),
+        };
+        let auth = JiraAuth::Cloud {
+            email: JIRA_EMAIL.into(),
+            api_token: JIRA_TOKEN.into(),
+        };
+        JiraClient::new(config, CredentialSource::Fixed(auth), None).unwrap()
+    };
+    let dry_run = DryRun::new(Box::new(ServiceNowFormat::default()), None);
+    let clients: Vec<(&dyn ItsmClient, &str)> = vec![(&sn, "ServiceNow"), (&dry_run, "ServiceNow")];
+    let (cloud, dc) = (jira(Deployment::Cloud), jira(Deployment::DataCenter));
+    let jiras: Vec<(&dyn ItsmClient, &str)> = vec![(&cloud, "Jira"), (&dc, "Jira")];
+    for id in hostile_ids() {
+        // ServiceNow puts the sys_id into paths, Jira the issue key.
+        let as_sys_id = IncidentRef {
+            id: id.clone(),
+            number: "INC0010001".into(),
+        };
+        let as_key = IncidentRef {
+            id: "10001".into(),
+            number: id.clone(),
+        };
+        for (itsm, name) in clients.iter().chain(&jiras) {
+            let incident = if *name == "Jira" { &as_key } else { &as_sys_id };
+            refused(itsm.resolve(incident, &resolution()).await, name, &id);
+            refused(itsm.reopen(incident, "again").await, name, &id);
+            refused(itsm.note(incident, "a note").await, name, &id);
+        }
+    }
+    assert!(sn_server.received_requests().await.unwrap().is_empty());
+    assert!(jira_server.received_requests().await.unwrap().is_empty());
 }

@@ -26,7 +26,7 @@ use crate::helpers::{
     BMC_PASSWORD, BMC_USER, JIRA_EMAIL, JIRA_PAT, JIRA_TOKEN, SN_PASSWORD, SN_USER,
 };
 
-fn draft(key: &str) -> IncidentDraft {
+pub(crate) fn draft(key: &str) -> IncidentDraft {
     IncidentDraft {
         correlation_key: key.into(),
         correlation_label: "Azure Monitor cpu-high a1".into(),

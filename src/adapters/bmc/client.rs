@@ -13,7 +13,7 @@ use url::Url;
 use super::format::{BmcFields, BmcFormat, CREATE_FORM};
 use crate::adapters::itsm_http::{HttpClientError, describe, failure};
 use crate::adapters::secrets::{CredentialSource, SecretError};
-use crate::adapters::wire::{ItsmRequest, RequestLog, checked_id, checked_key};
+use crate::adapters::wire::{ItsmRequest, PathId, RequestLog, checked_key};
 use crate::domain::correlation::IncidentRef;
 use crate::domain::mapping::{IncidentDraft, Resolution};
 use crate::domain::ports::{ItsmClient, ItsmError, ResolveOutcome};
@@ -126,6 +126,13 @@ fn safe(value: &str) -> Result<&str, ItsmError> {
     Ok(value)
 }
 
+/// The `Request ID` of an interface entry, which the update goes to: an
+/// entry without one, or with one that is not an id, is refused.
+fn request_id(entry: &Value) -> Result<PathId, ItsmError> {
+    let id = entry["values"]["Request ID"].as_str().unwrap_or_default();
+    PathId::new("BMC Helix", id)
+}
+
 fn entries(body: &Value) -> Vec<Value> {
     body["entries"].as_array().cloned().unwrap_or_default()
 }
@@ -160,7 +167,7 @@ impl BmcClient {
     /// The id of the entry a create's `Location` names. The URL is not
     /// followed: only an id of the create form on the configured host is
     /// taken, and the request is rebuilt on the configured base from it.
-    fn created_id(&self, location: &str) -> Result<String, ItsmError> {
+    fn created_id(&self, location: &str) -> Result<PathId, ItsmError> {
         let refuse = |why: &str| ItsmError::Rejected {
             status: 0,
             message: format!(
@@ -180,8 +187,7 @@ impl BmcClient {
             .next()
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default();
-        checked_id("BMC Helix", &id).map_err(|_| refuse("not an entry id"))?;
-        Ok(id)
+        PathId::new("BMC Helix", &id).map_err(|_| refuse("not an entry id"))
     }
 
     /// One token per container, renewed before it expires or after a 401.
@@ -343,14 +349,8 @@ impl ItsmClient for BmcClient {
                 status: 404,
                 message: format!("BMC has no incident {}", incident.number),
             })?;
-        let request_id = value(&entry, "Request ID").ok_or_else(|| {
-            ItsmError::Unavailable(format!(
-                "BMC returned {} without a Request ID",
-                incident.number
-            ))
-        })?;
-        checked_id("BMC Helix", &request_id)?;
-        self.send(self.format.reopen_request(&request_id)).await?;
+        self.send(self.format.reopen_request(&request_id(&entry)?))
+            .await?;
         self.note(incident, note).await
     }
 
@@ -375,14 +375,11 @@ impl ItsmClient for BmcClient {
             // A person got there first: nothing to change.
             return Ok(ResolveOutcome::AlreadyClosed);
         }
-        let request_id = value(&entry, "Request ID").ok_or_else(|| {
-            ItsmError::Unavailable(format!(
-                "BMC returned {} without a Request ID",
-                incident.number
-            ))
-        })?;
         let answer = self
-            .send(self.format.resolve_request(&request_id, resolution))
+            .send(
+                self.format
+                    .resolve_request(&request_id(&entry)?, resolution),
+            )
             .await?;
         Ok(if answer.status == 404 {
             ResolveOutcome::NotFound

@@ -2,9 +2,10 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::adapters::wire::{ItsmRequest, WireFormat, segment};
+use crate::adapters::wire::{ItsmRequest, PathId, WireFormat};
 use crate::domain::correlation::IncidentRef;
 use crate::domain::mapping::{IncidentDraft, Resolution};
+use crate::domain::ports::ItsmError;
 use crate::domain::text::clean;
 
 pub const CREATE_FORM: &str = "HPD:IncidentInterface_Create";
@@ -131,12 +132,11 @@ impl BmcFormat {
         )
     }
 
-    /// Reads the created entry when the create answer had no body.
-    /// Reads back the entry a create made, by its (checked) id.
-    pub fn read_created(&self, id: &str) -> ItsmRequest {
+    /// Reads back the entry a create made, when its answer had no body.
+    pub fn read_created(&self, id: &PathId) -> ItsmRequest {
         ItsmRequest::new(
             "GET",
-            &format!("{}/{}", entry_path(CREATE_FORM), segment(id)),
+            &format!("{}/{id}", entry_path(CREATE_FORM)),
             &[("fields", "values(Incident Number)")],
             None,
         )
@@ -168,11 +168,11 @@ impl BmcFormat {
         )
     }
 
-    /// `request_id` may look like `id|id`: it is encoded as one path segment.
-    pub fn resolve_request(&self, request_id: &str, resolution: &Resolution) -> ItsmRequest {
+    /// `request_id` may look like `id|id`: it is one path segment.
+    pub fn resolve_request(&self, request_id: &PathId, resolution: &Resolution) -> ItsmRequest {
         ItsmRequest::new(
             "PUT",
-            &format!("{}/{}", entry_path(INCIDENT_FORM), segment(request_id)),
+            &format!("{}/{request_id}", entry_path(INCIDENT_FORM)),
             &[],
             Some(json!({"values": {
                 "Status": "Resolved",
@@ -184,10 +184,10 @@ impl BmcFormat {
 }
 
 impl BmcFormat {
-    pub fn reopen_request(&self, request_id: &str) -> ItsmRequest {
+    pub fn reopen_request(&self, request_id: &PathId) -> ItsmRequest {
         ItsmRequest::new(
             "PUT",
-            &format!("{}/{}", entry_path(INCIDENT_FORM), segment(request_id)),
+            &format!("{}/{request_id}", entry_path(INCIDENT_FORM)),
             &[],
             Some(json!({"values": {"Status": "In Progress"}})),
         )
@@ -222,23 +222,29 @@ impl WireFormat for BmcFormat {
         self.find_request(correlation_key)
     }
 
-    fn resolve(&self, incident: &IncidentRef, resolution: &Resolution) -> Vec<ItsmRequest> {
-        vec![
+    fn resolve(
+        &self,
+        incident: &IncidentRef,
+        resolution: &Resolution,
+    ) -> Result<Vec<ItsmRequest>, ItsmError> {
+        let entry = PathId::placeholder(&format!("Request ID of {}", incident.number));
+        Ok(vec![
             self.lookup_request(&incident.number),
-            self.resolve_request(&format!("<Request ID of {}>", incident.number), resolution),
-        ]
+            self.resolve_request(&entry, resolution),
+        ])
     }
 
-    fn reopen(&self, incident: &IncidentRef, note: &str) -> Vec<ItsmRequest> {
-        vec![
+    fn reopen(&self, incident: &IncidentRef, note: &str) -> Result<Vec<ItsmRequest>, ItsmError> {
+        let entry = PathId::placeholder(&format!("Request ID of {}", incident.number));
+        Ok(vec![
             self.lookup_request(&incident.number),
-            self.reopen_request(&format!("<Request ID of {}>", incident.number)),
+            self.reopen_request(&entry),
             self.work_log_request(&incident.number, note),
-        ]
+        ])
     }
 
-    fn note(&self, incident: &IncidentRef, note: &str) -> Vec<ItsmRequest> {
-        vec![self.work_log_request(&incident.number, note)]
+    fn note(&self, incident: &IncidentRef, note: &str) -> Result<Vec<ItsmRequest>, ItsmError> {
+        Ok(vec![self.work_log_request(&incident.number, note)])
     }
 }
 
@@ -282,10 +288,8 @@ mod tests {
 
     #[test]
     fn ids_with_a_bar_are_one_segment() {
-        let r = BmcFormat::default().resolve_request(
-            "INC000000000101|INC000000000101",
-            &Resolution { notes: "n".into() },
-        );
+        let id = PathId::new("BMC Helix", "INC000000000101|INC000000000101").unwrap();
+        let r = BmcFormat::default().resolve_request(&id, &Resolution { notes: "n".into() });
         assert!(
             r.path
                 .ends_with("/HPD:IncidentInterface/INC000000000101%7CINC000000000101"),

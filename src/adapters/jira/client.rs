@@ -12,10 +12,10 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use url::Url;
 
-use super::format::{JiraFields, JiraFormat};
+use super::format::{JiraFields, JiraFormat, issue_key};
 use crate::adapters::itsm_http::{HttpClientError, Raw, describe, failure, read_raw};
 use crate::adapters::secrets::{CredentialSource, SecretError};
-use crate::adapters::wire::{ItsmRequest, RequestLog, WireFormat, checked_id, checked_key};
+use crate::adapters::wire::{ItsmRequest, PathId, RequestLog, WireFormat, checked_id, checked_key};
 use crate::domain::correlation::IncidentRef;
 use crate::domain::mapping::{IncidentDraft, Resolution};
 use crate::domain::ports::{ItsmClient, ItsmError, ResolveOutcome};
@@ -187,9 +187,8 @@ impl JiraClient {
 
     /// The issue's status name and whether it is in the done category;
     /// `None` when the issue does not exist.
-    async fn status(&self, incident: &IncidentRef) -> Result<Option<(String, bool)>, ItsmError> {
-        checked_id("Jira", &incident.number)?;
-        let answer = self.send(self.format.status_request(incident)).await?;
+    async fn status(&self, key: &PathId) -> Result<Option<(String, bool)>, ItsmError> {
+        let answer = self.send(self.format.status_request(key)).await?;
         if answer.status == 404 {
             return Ok(None);
         }
@@ -203,7 +202,7 @@ impl JiraClient {
     /// `status`, cached; `fresh` looks it up again.
     async fn transition(
         &self,
-        incident: &IncidentRef,
+        issue: &PathId,
         status: &str,
         name: &str,
         fresh: bool,
@@ -212,7 +211,7 @@ impl JiraClient {
         if !fresh && let Some(t) = self.transitions.lock().await.get(&key) {
             return Ok(t.clone());
         }
-        let answer = self.send(self.format.transitions_request(incident)).await?;
+        let answer = self.send(self.format.transitions_request(issue)).await?;
         let all = answer.body["transitions"]
             .as_array()
             .cloned()
@@ -249,7 +248,7 @@ impl JiraClient {
     /// workflow changed) is looked up again once.
     async fn walk(
         &self,
-        incident: &IncidentRef,
+        issue: &PathId,
         status: &str,
         name: &str,
         resolution: Option<&str>,
@@ -257,16 +256,16 @@ impl JiraClient {
     ) -> Result<u16, ItsmError> {
         let request = |t: &Transition| {
             self.format.transition_request(
-                incident,
+                issue,
                 &t.id,
                 resolution.filter(|_| t.resolution),
                 comment,
             )
         };
-        let cached = self.transition(incident, status, name, false).await?;
+        let cached = self.transition(issue, status, name, false).await?;
         match self.send(request(&cached)).await {
             Err(ItsmError::Rejected { status: 400, .. }) => {
-                let fresh = self.transition(incident, status, name, true).await?;
+                let fresh = self.transition(issue, status, name, true).await?;
                 self.send(request(&fresh)).await.map(|a| a.status)
             }
             other => other.map(|a| a.status),
@@ -329,7 +328,8 @@ impl ItsmClient for JiraClient {
         incident: &IncidentRef,
         resolution: &Resolution,
     ) -> Result<ResolveOutcome, ItsmError> {
-        let Some((status, done)) = self.status(incident).await? else {
+        let key = issue_key(incident)?;
+        let Some((status, done)) = self.status(&key).await? else {
             return Ok(ResolveOutcome::NotFound);
         };
         if done {
@@ -338,7 +338,7 @@ impl ItsmClient for JiraClient {
         let f = &self.format.fields;
         let answered = self
             .walk(
-                incident,
+                &key,
                 &status,
                 &f.resolve_transition,
                 Some(&f.resolution),
@@ -353,12 +353,13 @@ impl ItsmClient for JiraClient {
     }
 
     async fn reopen(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
-        let Some((status, _)) = self.status(incident).await? else {
+        let key = issue_key(incident)?;
+        let Some((status, _)) = self.status(&key).await? else {
             return Err(gone(incident));
         };
         let f = &self.format.fields;
         match self
-            .walk(incident, &status, &f.reopen_transition, None, note)
+            .walk(&key, &status, &f.reopen_transition, None, note)
             .await?
         {
             404 => Err(gone(incident)),
@@ -367,10 +368,8 @@ impl ItsmClient for JiraClient {
     }
 
     async fn note(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
-        checked_id("Jira", &incident.number)?;
-        let answer = self
-            .send(self.format.note(incident, note).remove(0))
-            .await?;
+        let request = self.format.comment_request(&issue_key(incident)?, note);
+        let answer = self.send(request).await?;
         if answer.status == 404 {
             return Err(gone(incident));
         }

@@ -6,9 +6,10 @@
 use serde_json::{Map, Value, json};
 
 use super::adf;
-use crate::adapters::wire::{ItsmRequest, WireFormat, segment};
+use crate::adapters::wire::{ItsmRequest, PathId, WireFormat};
 use crate::domain::correlation::IncidentRef;
 use crate::domain::mapping::{IncidentDraft, Resolution};
+use crate::domain::ports::ItsmError;
 use crate::domain::text::clean_line;
 
 /// Where the bridge's Jira runs, which decides the API it speaks.
@@ -117,24 +118,24 @@ impl JiraFormat {
         }
     }
 
-    pub fn issue_path(&self, key: &str) -> String {
-        format!("{}/issue/{}", self.api(), segment(key))
+    pub fn issue_path(&self, key: &PathId) -> String {
+        format!("{}/issue/{key}", self.api())
     }
 
     /// The issue's status (and labels), to decide before transitioning.
-    pub fn status_request(&self, incident: &IncidentRef) -> ItsmRequest {
+    pub fn status_request(&self, key: &PathId) -> ItsmRequest {
         ItsmRequest::new(
             "GET",
-            &self.issue_path(&incident.number),
+            &self.issue_path(key),
             &[("fields", "status,labels")],
             None,
         )
     }
 
-    pub fn transitions_request(&self, incident: &IncidentRef) -> ItsmRequest {
+    pub fn transitions_request(&self, key: &PathId) -> ItsmRequest {
         ItsmRequest::new(
             "GET",
-            &format!("{}/transitions", self.issue_path(&incident.number)),
+            &format!("{}/transitions", self.issue_path(key)),
             &[("expand", "transitions.fields")],
             None,
         )
@@ -144,7 +145,7 @@ impl JiraFormat {
     /// transition's screen has that field, and `comment`.
     pub fn transition_request(
         &self,
-        incident: &IncidentRef,
+        key: &PathId,
         id: &str,
         resolution: Option<&str>,
         comment: &str,
@@ -158,20 +159,25 @@ impl JiraFormat {
         }
         ItsmRequest::new(
             "POST",
-            &format!("{}/transitions", self.issue_path(&incident.number)),
+            &format!("{}/transitions", self.issue_path(key)),
             &[],
             Some(body),
         )
     }
 
-    fn comment_request(&self, incident: &IncidentRef, note: &str) -> ItsmRequest {
+    pub fn comment_request(&self, key: &PathId, note: &str) -> ItsmRequest {
         ItsmRequest::new(
             "POST",
-            &format!("{}/comment", self.issue_path(&incident.number)),
+            &format!("{}/comment", self.issue_path(key)),
             &[],
             Some(json!({"body": self.rich(note, adf::lines)})),
         )
     }
+}
+
+/// The issue's key, checked for its place in a path.
+pub fn issue_key(incident: &IncidentRef) -> Result<PathId, ItsmError> {
+    PathId::new("Jira", &incident.number)
 }
 
 impl WireFormat for JiraFormat {
@@ -246,32 +252,38 @@ impl WireFormat for JiraFormat {
         )
     }
 
-    fn resolve(&self, incident: &IncidentRef, resolution: &Resolution) -> Vec<ItsmRequest> {
-        vec![
-            self.status_request(incident),
-            self.transitions_request(incident),
+    fn resolve(
+        &self,
+        incident: &IncidentRef,
+        resolution: &Resolution,
+    ) -> Result<Vec<ItsmRequest>, ItsmError> {
+        let key = issue_key(incident)?;
+        Ok(vec![
+            self.status_request(&key),
+            self.transitions_request(&key),
             self.transition_request(
-                incident,
+                &key,
                 &format!("<id of {:?}>", self.fields.resolve_transition),
                 Some(&self.fields.resolution),
                 &resolution.notes,
             ),
-        ]
+        ])
     }
 
-    fn reopen(&self, incident: &IncidentRef, note: &str) -> Vec<ItsmRequest> {
-        vec![
-            self.transitions_request(incident),
+    fn reopen(&self, incident: &IncidentRef, note: &str) -> Result<Vec<ItsmRequest>, ItsmError> {
+        let key = issue_key(incident)?;
+        Ok(vec![
+            self.transitions_request(&key),
             self.transition_request(
-                incident,
+                &key,
                 &format!("<id of {:?}>", self.fields.reopen_transition),
                 None,
                 note,
             ),
-        ]
+        ])
     }
 
-    fn note(&self, incident: &IncidentRef, note: &str) -> Vec<ItsmRequest> {
-        vec![self.comment_request(incident, note)]
+    fn note(&self, incident: &IncidentRef, note: &str) -> Result<Vec<ItsmRequest>, ItsmError> {
+        Ok(vec![self.comment_request(&issue_key(incident)?, note)])
     }
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::auth::{Authenticator, Credentials};
-use super::format::{IncidentFields, ServiceNowFormat};
+use super::format::{IncidentFields, ServiceNowFormat, sys_id};
 use crate::adapters::itsm_http::{HttpClientError, Raw, describe, failure, read_raw};
 use crate::adapters::secrets::CredentialSource;
 use crate::adapters::wire::{ItsmRequest, RequestLog, WireFormat, checked_id, checked_key};
@@ -218,15 +218,13 @@ impl ItsmClient for ServiceNowClient {
     }
 
     async fn reopen(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
-        checked_id("ServiceNow", &incident.id)?;
-        self.update(incident, self.format.reopen_request(incident, note))
-            .await
+        let request = self.format.reopen_request(&sys_id(incident)?, note);
+        self.update(incident, request).await
     }
 
     async fn note(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
-        checked_id("ServiceNow", &incident.id)?;
-        self.update(incident, self.format.note_request(incident, note))
-            .await
+        let request = self.format.note_request(&sys_id(incident)?, note);
+        self.update(incident, request).await
     }
 
     async fn resolve(
@@ -234,9 +232,9 @@ impl ItsmClient for ServiceNowClient {
         incident: &IncidentRef,
         resolution: &Resolution,
     ) -> Result<ResolveOutcome, ItsmError> {
-        checked_id("ServiceNow", &incident.id)?;
+        let id = sys_id(incident)?;
         match self
-            .send(self.format.resolve_request(incident, resolution))
+            .send(self.format.resolve_request(&id, resolution))
             .await
         {
             Ok(answer) if answer.status == 404 => Ok(ResolveOutcome::NotFound),
@@ -247,7 +245,7 @@ impl ItsmClient for ServiceNowClient {
             }) => {
                 // Closed incidents are read-only: if a person got there
                 // first, there is nothing to do and nothing went wrong.
-                let state = self.send(self.format.state_request(incident)).await?;
+                let state = self.send(self.format.state_request(&id)).await?;
                 if matches!(
                     field(&state.body["result"], "state").as_deref(),
                     Some("6" | "7" | "8")

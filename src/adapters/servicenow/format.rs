@@ -2,9 +2,10 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::adapters::wire::{ItsmRequest, WireFormat, segment};
+use crate::adapters::wire::{ItsmRequest, PathId, WireFormat};
 use crate::domain::correlation::IncidentRef;
 use crate::domain::mapping::{IncidentDraft, Resolution};
+use crate::domain::ports::ItsmError;
 
 pub const INCIDENT_PATH: &str = "/api/now/table/incident";
 
@@ -110,33 +111,42 @@ impl WireFormat for ServiceNowFormat {
         )
     }
 
-    fn resolve(&self, incident: &IncidentRef, resolution: &Resolution) -> Vec<ItsmRequest> {
-        vec![self.resolve_request(incident, resolution)]
+    fn resolve(
+        &self,
+        incident: &IncidentRef,
+        resolution: &Resolution,
+    ) -> Result<Vec<ItsmRequest>, ItsmError> {
+        Ok(vec![self.resolve_request(&sys_id(incident)?, resolution)])
     }
 
-    fn reopen(&self, incident: &IncidentRef, note: &str) -> Vec<ItsmRequest> {
-        vec![self.reopen_request(incident, note)]
+    fn reopen(&self, incident: &IncidentRef, note: &str) -> Result<Vec<ItsmRequest>, ItsmError> {
+        Ok(vec![self.reopen_request(&sys_id(incident)?, note)])
     }
 
-    fn note(&self, incident: &IncidentRef, note: &str) -> Vec<ItsmRequest> {
-        vec![self.note_request(incident, note)]
+    fn note(&self, incident: &IncidentRef, note: &str) -> Result<Vec<ItsmRequest>, ItsmError> {
+        Ok(vec![self.note_request(&sys_id(incident)?, note)])
     }
+}
+
+/// The incident's `sys_id`, checked for its place in a path.
+pub fn sys_id(incident: &IncidentRef) -> Result<PathId, ItsmError> {
+    PathId::new("ServiceNow", &incident.id)
 }
 
 impl ServiceNowFormat {
     /// Reads an incident's state (after a resolve was refused).
-    pub fn state_request(&self, incident: &IncidentRef) -> ItsmRequest {
+    pub fn state_request(&self, sys_id: &PathId) -> ItsmRequest {
         ItsmRequest::new(
             "GET",
-            &format!("{INCIDENT_PATH}/{}", segment(&incident.id)),
+            &format!("{INCIDENT_PATH}/{sys_id}"),
             &[("sysparm_fields", "sys_id,number,state")],
             None,
         )
     }
 
-    pub fn resolve_request(&self, incident: &IncidentRef, resolution: &Resolution) -> ItsmRequest {
+    pub fn resolve_request(&self, sys_id: &PathId, resolution: &Resolution) -> ItsmRequest {
         self.update_request(
-            incident,
+            sys_id,
             json!({
                 "state": "6",
                 "close_code": self.fields.close_code,
@@ -146,20 +156,20 @@ impl ServiceNowFormat {
     }
 
     /// Back to In Progress, with the reason in the journal.
-    pub fn reopen_request(&self, incident: &IncidentRef, note: &str) -> ItsmRequest {
-        self.update_request(incident, json!({"state": "2", "work_notes": note}))
+    pub fn reopen_request(&self, sys_id: &PathId, note: &str) -> ItsmRequest {
+        self.update_request(sys_id, json!({"state": "2", "work_notes": note}))
     }
 
     /// `work_notes` is a journal field: each write appends an entry.
-    pub fn note_request(&self, incident: &IncidentRef, note: &str) -> ItsmRequest {
-        self.update_request(incident, json!({"work_notes": note}))
+    pub fn note_request(&self, sys_id: &PathId, note: &str) -> ItsmRequest {
+        self.update_request(sys_id, json!({"work_notes": note}))
     }
 
     /// One PATCH of the incident.
-    pub fn update_request(&self, incident: &IncidentRef, body: Value) -> ItsmRequest {
+    pub fn update_request(&self, sys_id: &PathId, body: Value) -> ItsmRequest {
         ItsmRequest::new(
             "PATCH",
-            &format!("{INCIDENT_PATH}/{}", segment(&incident.id)),
+            &format!("{INCIDENT_PATH}/{sys_id}"),
             &[("sysparm_fields", "sys_id,number,state")],
             Some(body),
         )
