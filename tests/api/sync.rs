@@ -268,7 +268,7 @@ async fn jira_issues_close_their_alerts() {
 }
 
 #[tokio::test]
-async fn jira_data_center_pages_by_start_at() {
+async fn jira_data_center_pages_are_all_followed() {
     let spawn = Spawn::default()
         .var("ITSM_KIND", "jira")
         .var("JIRA_PROJECT", "OPS")
