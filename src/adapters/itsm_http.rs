@@ -54,6 +54,16 @@ pub(crate) fn request(
 }
 
 /// A reqwest error in a few words, without the request's URL.
+/// The error for a request that got no answer: never sent (could not
+/// connect) is plainly unavailable; anything later may have taken effect.
+pub(crate) fn unanswered(e: &reqwest::Error) -> ItsmError {
+    if e.is_connect() {
+        ItsmError::Unavailable(describe(e))
+    } else {
+        ItsmError::Unanswered(describe(e))
+    }
+}
+
 pub(crate) fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".into()
@@ -78,10 +88,7 @@ pub(crate) async fn read_raw(resp: reqwest::Response) -> Result<Raw, ItsmError> 
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let text = resp
-        .text()
-        .await
-        .map_err(|e| ItsmError::Unavailable(describe(&e)))?;
+    let text = resp.text().await.map_err(|e| unanswered(&e))?;
     Ok(Raw {
         status,
         retry_after,

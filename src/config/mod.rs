@@ -198,9 +198,29 @@ impl Config {
                 ),
                 ttl_secs,
                 queue_horizon_secs: worker::QUEUE_HORIZON_SECS,
+                create_settle_secs: create_settle_secs(env)?,
             },
         })
     }
+}
+
+/// `ITSM_CREATE_SETTLE_SECS`: how long an unanswered create may take to
+/// show in the ITSM's search, when the ITSM's own figure does not fit.
+fn create_settle_secs(env: &Env) -> Result<Option<i64>, ConfigError> {
+    if env.get("ITSM_CREATE_SETTLE_SECS").is_none() {
+        return Ok(None);
+    }
+    let secs = env.number("ITSM_CREATE_SETTLE_SECS", 0)?;
+    if secs > 3600 {
+        return Err(err(
+            "ITSM_CREATE_SETTLE_SECS",
+            format!(
+                "{secs} must be 0 to 3600: after a create that went unanswered, the alert waits \
+                 this long before an empty search counts as proof that nothing was created"
+            ),
+        ));
+    }
+    Ok(Some(secs as i64))
 }
 
 /// `ROUTING_RULES` (inline JSON) or `ROUTING_RULES_FILE` (a path); errors

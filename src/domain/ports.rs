@@ -65,6 +65,11 @@ pub enum ItsmError {
     /// side, or is hibernating. The same call may succeed later.
     #[error("ITSM unavailable: {0}")]
     Unavailable(String),
+    /// Transient, and the request may have taken effect: it went out and
+    /// no answer came (a time-out, a connection lost mid-request), or the
+    /// answer said success without what it should carry.
+    #[error("ITSM did not answer: {0}")]
+    Unanswered(String),
     /// Transient: the ITSM asked us to slow down, perhaps saying for how long.
     #[error("ITSM rate limiting: {message}")]
     Throttled {
@@ -105,11 +110,13 @@ pub trait ItsmClient: Send + Sync {
     /// `servicenow`, `bmc-helix`, …: stored with each record.
     fn kind(&self) -> &'static str;
 
-    /// How long (seconds) [`find`](ItsmClient::find) may lag behind a
-    /// create: an empty answer within this long of a create that may have
-    /// happened is no proof (Jira's search index). Zero for an ITSM whose
-    /// search reads its own writes.
-    fn search_lag_secs(&self) -> i64 {
+    /// How long (seconds) after a create that went unanswered
+    /// ([`ItsmError::Unanswered`]) the incident may still appear in
+    /// [`find`](ItsmClient::find): the ITSM may still be committing it
+    /// (ServiceNow finishes a request its client gave up on, within its
+    /// 60 s REST transaction quota), or its search may lag its writes
+    /// (Jira's index). An empty answer within this window is no proof.
+    fn create_settle_secs(&self) -> i64 {
         0
     }
 

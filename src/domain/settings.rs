@@ -24,6 +24,9 @@ pub struct Settings {
     /// How long queued work holds later notifications of its alert in the
     /// queue; longer than the queue keeps a message before dead-lettering it.
     pub queue_horizon_secs: i64,
+    /// `ITSM_CREATE_SETTLE_SECS`: overrides the ITSM's own figure of how
+    /// long an unanswered create may take to show in a search.
+    pub create_settle_secs: Option<i64>,
 }
 
 impl Settings {
@@ -81,6 +84,7 @@ impl Default for Settings {
             // Past a 4-day queue's messages; the configuration sets it past
             // the longest retention SQS allows (14 days).
             queue_horizon_secs: 5 * 24 * 3600,
+            create_settle_secs: None,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! | Claimed, lease expired    | take over, find, else create | take over, find and resolve     |
 //! | Open                      | duplicate                  | resolve, record Resolved          |
 //! | Resolved / Gone / Without | stale fired (no-op)        | already resolved (no-op)          |
+//! | any, for a Resolved of an earlier firing (`firedDateTime` before the record's) | — | already resolved (no-op) |
 //! | Queued (nothing sent yet) | claim, create, record Open | record ResolvedWithoutIncident    |
 //!
 //! With a delivery queue, `process_unless_queued` first checks the record
@@ -150,6 +151,9 @@ impl Bridge {
             (_, Some(r)) if r.state == Claimed && r.lease_until > now => {
                 Err(ProcessError::InProgress)
             }
+            (Resolved, Some(r)) if Self::resolves_an_earlier_firing(alert, &r) => {
+                Ok(Processed::new(Outcome::AlreadyResolved, r.incident))
+            }
             (Fired, Some(r)) if r.state == Claimed => {
                 let claim = self.claim(alert, Some(&r), now).await?;
                 self.open(alert, claim, Some(r.look_until), tally).await
@@ -182,7 +186,7 @@ impl Bridge {
                     Ok(Some(incident)) => self.resolve(alert, claim, incident, tally).await,
                     // A create moments ago may not show yet: no verdict now.
                     Ok(None) if (self.clock)() < r.look_until => {
-                        Err(self.release(claim, unsure_search()).await)
+                        Err(self.release(claim, unsure_search(), r.look_until).await)
                     }
                     Ok(None) => {
                         let rec =
@@ -190,7 +194,7 @@ impl Bridge {
                         self.store.put(&rec, Some(claim.version), now).await?;
                         Ok(Processed::new(Outcome::ResolvedWithoutIncident, None))
                     }
-                    Err(e) => Err(self.release(claim, e).await),
+                    Err(e) => Err(self.release(claim, e, r.look_until).await),
                 }
             }
             (Resolved, Some(r)) if r.state == Open => {
@@ -224,7 +228,7 @@ impl Bridge {
     /// created shows in a search by the lease's end plus the ITSM's lag.
     pub(super) fn lease(&self, rec: &mut CorrelationRecord, now: i64) {
         rec.lease_until = now + self.settings.lease_secs;
-        rec.look_until = rec.lease_until + self.itsm.search_lag_secs();
+        rec.look_until = rec.lease_until + self.settle_secs();
     }
 
     /// Opens the incident under a claim. After a takeover the ITSM is asked
@@ -240,7 +244,7 @@ impl Bridge {
         tally: &Tally,
     ) -> Result<Processed, ProcessError> {
         let draft = self.routed(alert, claim.correlation_key.clone()).1;
-        let lag = self.itsm.search_lag_secs();
+        let settle = self.settle_secs();
         // Until when this attempt's own failed creates may hide from a search.
         let own = AtomicI64::new(0);
         let attempt = self
@@ -261,8 +265,8 @@ impl Bridge {
                         }
                     }
                     let created = self.itsm.create(draft).await;
-                    if created.as_ref().is_err_and(ItsmError::is_transient) {
-                        own.store((self.clock)() + lag, Ordering::Relaxed);
+                    if let Err(ItsmError::Unanswered(_)) = &created {
+                        own.store((self.clock)() + settle, Ordering::Relaxed);
                     }
                     created.map(|i| (i, Outcome::Created))
                 }
@@ -270,7 +274,10 @@ impl Bridge {
             .await;
         let (incident, outcome) = match attempt {
             Ok(done) => done,
-            Err(e) => return Err(self.release(claim, e).await),
+            Err(e) => {
+                let look_until = taken_over.unwrap_or(0).max(own.load(Ordering::Relaxed));
+                return Err(self.release(claim, e, look_until).await);
+            }
         };
         let now = (self.clock)();
         let rec = self.next(
@@ -282,7 +289,7 @@ impl Bridge {
         );
         // If this fails the claim stays; the next attempt after the lease
         // finds the incident by its correlation key instead of creating another.
-        self.store.put(&rec, Some(claim.version), now).await?;
+        self.commit(&claim, rec).await?;
         Ok(Processed::new(outcome, Some(incident)))
     }
 
@@ -306,28 +313,35 @@ impl Bridge {
                 tracing::warn!(incident = %incident.number, "incident no longer exists in the ITSM; recorded as gone");
                 (RecordState::IncidentGone, Outcome::IncidentGone)
             }
+            // The incident was found: nothing of a create to wait for.
             Err(e) if prev.state == RecordState::Claimed => {
-                return Err(self.release(prev, e).await);
+                return Err(self.release(prev, e, 0).await);
             }
             Err(e) => return Err(e.into()),
         };
         let now = (self.clock)();
         let rec = self.next(Some(&prev), alert, state, Some(incident.clone()), now);
-        self.store.put(&rec, Some(prev.version), now).await?;
+        self.commit(&prev, rec).await?;
         Ok(Processed::new(outcome, Some(incident)))
     }
 
     /// After an ITSM failure, ends the claim's lease at once so that the
-    /// retry Azure sends takes over without waiting (and looks before creating).
-    async fn release(&self, claim: CorrelationRecord, cause: ItsmError) -> ProcessError {
+    /// retry Azure sends takes over without waiting (and looks before
+    /// creating, not trusting an empty search before `look_until`: the
+    /// attempt's own unanswered create, or the one before it).
+    async fn release(
+        &self,
+        claim: CorrelationRecord,
+        cause: ItsmError,
+        look_until: i64,
+    ) -> ProcessError {
         let now = (self.clock)();
         let mut rec = claim.clone();
         rec.lease_until = 0;
-        // Whatever this attempt created, it created before now.
-        rec.look_until = now + self.itsm.search_lag_secs();
+        rec.look_until = look_until;
         rec.version = claim.version + 1;
         rec.updated_at = now;
-        if let Err(e) = self.store.put(&rec, Some(claim.version), now).await {
+        if let Err(e) = self.commit(&claim, rec).await {
             // The lease then simply runs out; the retry waits for it.
             tracing::warn!(error = %e, "could not release the claim after an ITSM failure");
         }
@@ -384,6 +398,15 @@ impl Bridge {
     }
 }
 
+impl Bridge {
+    /// How long an unanswered create may take to show in a search.
+    fn settle_secs(&self) -> i64 {
+        self.settings
+            .create_settle_secs
+            .unwrap_or_else(|| self.itsm.create_settle_secs())
+    }
+}
+
 /// An empty search that cannot be trusted yet.
 fn unsure_search() -> ItsmError {
     ItsmError::Unavailable(
@@ -393,6 +416,7 @@ fn unsure_search() -> ItsmError {
     )
 }
 
+mod commit;
 mod refire;
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use super::format::{BmcFields, BmcFormat, CREATE_FORM};
-use crate::adapters::itsm_http::{HttpClientError, describe, failure};
+use crate::adapters::itsm_http::{HttpClientError, describe, failure, unanswered};
 use crate::adapters::secrets::{CredentialSource, SecretError};
 use crate::adapters::wire::{ItsmRequest, PathId, RequestLog, checked_key};
 use crate::domain::correlation::IncidentRef;
@@ -211,10 +211,7 @@ impl BmcClient {
             .await
             .map_err(|e| ItsmError::Unavailable(format!("BMC login: {}", describe(&e))))?;
         let status = resp.status().as_u16();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| ItsmError::Unavailable(describe(&e)))?;
+        let text = resp.text().await.map_err(|e| unanswered(&e))?;
         if !(200..300).contains(&status) {
             let message = serde_json::from_str(&text)
                 .ok()
@@ -239,10 +236,7 @@ impl BmcClient {
             attempt += 1;
             let rb = crate::adapters::itsm_http::request(&self.http, &self.base, &req)?
                 .header("authorization", format!("AR-JWT {}", self.token().await?));
-            let resp = rb
-                .send()
-                .await
-                .map_err(|e| ItsmError::Unavailable(describe(&e)))?;
+            let resp = rb.send().await.map_err(|e| unanswered(&e))?;
             // Tokens expire; a rotated secret needs reading again.
             if resp.status().as_u16() == 401 && attempt == 1 {
                 *self.token.lock().await = None;
@@ -264,10 +258,7 @@ impl BmcClient {
                 .map(str::to_string)
         };
         let (location, retry_after) = (header(LOCATION), header(RETRY_AFTER));
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| ItsmError::Unavailable(describe(&e)))?;
+        let text = resp.text().await.map_err(|e| unanswered(&e))?;
         let body: Value = if text.trim().is_empty() {
             Value::Null
         } else {
@@ -297,6 +288,13 @@ impl ItsmClient for BmcClient {
         "bmc-helix"
     }
 
+    /// AR System documents no server-side limit for a REST request it keeps
+    /// working on after its client left; the same minute as ServiceNow's
+    /// quota, plus a margin (`ITSM_CREATE_SETTLE_SECS` overrides it).
+    fn create_settle_secs(&self) -> i64 {
+        65
+    }
+
     async fn create(&self, draft: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
         let answer = self.send(self.format.create_request(draft)).await?;
         if answer.status == 404 {
@@ -318,7 +316,7 @@ impl ItsmClient for BmcClient {
             );
         }
         let number = number.ok_or_else(|| {
-            ItsmError::Unavailable("BMC's create answer carries no Incident Number".into())
+            ItsmError::Unanswered("BMC's create answer carries no Incident Number".into())
         })?;
         Ok(IncidentRef {
             id: number.clone(),

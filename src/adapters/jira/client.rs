@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 use url::Url;
 
 use super::format::{JiraFields, JiraFormat, issue_key};
-use crate::adapters::itsm_http::{HttpClientError, Raw, describe, failure, read_raw};
+use crate::adapters::itsm_http::{HttpClientError, Raw, failure, read_raw, unanswered};
 use crate::adapters::secrets::{CredentialSource, SecretError};
 use crate::adapters::wire::{ItsmRequest, PathId, RequestLog, WireFormat, checked_id, checked_key};
 use crate::domain::correlation::IncidentRef;
@@ -81,11 +81,12 @@ pub struct JiraConfig {
 const CREDENTIALS: &str = "JIRA_EMAIL and JIRA_API_TOKEN (or JIRA_PAT), or the ITSM secret, \
                            and the account's permissions in the project";
 
-/// Jira's search index can lag a create by seconds: within this long of a
-/// create whose answer was lost, an empty `find` proves nothing. The
-/// domain keeps that fact in the correlation record, so that every process
-/// taking the alert over honours it.
-const INDEX_LAG_SECS: i64 = 15;
+/// Jira's search index lags its writes "from a few seconds to minutes"
+/// (Atlassian, search after write): within this long of a create whose
+/// answer was lost, an empty `find` proves nothing. The domain keeps that
+/// fact in the correlation record, so that every process taking the alert
+/// over honours it; `ITSM_CREATE_SETTLE_SECS` overrides it.
+const INDEX_LAG_SECS: i64 = 180;
 
 /// A transition found by name, valid from one status.
 #[derive(Debug, Clone)]
@@ -157,7 +158,7 @@ impl JiraClient {
                 .header(AUTHORIZATION, auth.header())
                 .send()
                 .await
-                .map_err(|e| ItsmError::Unavailable(describe(&e)))?;
+                .map_err(|e| unanswered(&e))?;
             let status = resp.status().as_u16();
             // A rotated token: read the secret once more.
             if status == 401 && !fresh && self.auth.can_refresh() {
@@ -279,7 +280,7 @@ impl ItsmClient for JiraClient {
         "jira"
     }
 
-    fn search_lag_secs(&self) -> i64 {
+    fn create_settle_secs(&self) -> i64 {
         INDEX_LAG_SECS
     }
 
@@ -292,7 +293,7 @@ impl ItsmClient for JiraClient {
                 (Some(id), Some(key)) if checked_id("Jira", &key).is_ok() => {
                     Ok(IncidentRef { id, number: key })
                 }
-                _ => Err(ItsmError::Unavailable(format!(
+                _ => Err(ItsmError::Unanswered(format!(
                     "Jira answered HTTP {} without the new issue's id and key",
                     a.status
                 ))),

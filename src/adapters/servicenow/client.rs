@@ -11,7 +11,7 @@ use url::Url;
 
 use super::auth::{Authenticator, Credentials};
 use super::format::{IncidentFields, ServiceNowFormat, sys_id};
-use crate::adapters::itsm_http::{HttpClientError, Raw, describe, failure, read_raw};
+use crate::adapters::itsm_http::{HttpClientError, Raw, failure, read_raw, unanswered};
 use crate::adapters::secrets::CredentialSource;
 use crate::adapters::wire::{ItsmRequest, RequestLog, WireFormat, checked_id, checked_key};
 use crate::domain::correlation::IncidentRef;
@@ -79,10 +79,7 @@ impl ServiceNowClient {
             let rb = crate::adapters::itsm_http::request(&self.http, &self.base, &req)?
                 .header(ACCEPT, "application/json");
             let rb = self.auth.apply(&self.http, rb).await?;
-            let resp = rb
-                .send()
-                .await
-                .map_err(|e| ItsmError::Unavailable(describe(&e)))?;
+            let resp = rb.send().await.map_err(|e| unanswered(&e))?;
             // A token can be revoked and a secret rotated: try once more.
             if resp.status().as_u16() == 401
                 && attempt == 1
@@ -185,6 +182,12 @@ impl ItsmClient for ServiceNowClient {
         "servicenow"
     }
 
+    /// The instance finishes a request we gave up on within its "REST
+    /// Table API request timeout" quota rule (60 s by default), or cancels it.
+    fn create_settle_secs(&self) -> i64 {
+        65
+    }
+
     async fn create(&self, draft: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
         let answer = self.send(self.format.create(draft)).await?;
         if answer.status == 404 {
@@ -196,7 +199,7 @@ impl ItsmClient for ServiceNowClient {
             });
         }
         incident(&answer.body["result"]).ok_or_else(|| {
-            ItsmError::Unavailable("ServiceNow's create answer has no sys_id and number".into())
+            ItsmError::Unanswered("ServiceNow's create answer has no sys_id and number".into())
         })
     }
 

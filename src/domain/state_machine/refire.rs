@@ -14,6 +14,18 @@ impl Bridge {
             && alert.fired_at != r.fired_at
     }
 
+    /// A Resolved of a firing older than the one on record (Azure's late
+    /// or repeated delivery of it, queued after the refire): it says
+    /// nothing about the alert as it is now.
+    pub(super) fn resolves_an_earlier_firing(alert: &Alert, r: &CorrelationRecord) -> bool {
+        let at = |t: &Option<String>| {
+            t.as_deref().and_then(|t| {
+                time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+            })
+        };
+        matches!(at(&alert.fired_at).zip(at(&r.fired_at)), Some((a, b)) if a < b)
+    }
+
     pub(super) async fn refire(
         &self,
         alert: &Alert,
@@ -64,7 +76,8 @@ impl Bridge {
         if state == RecordState::Open {
             rec.resolved_at = None;
         }
-        self.store.put(&rec, Some(r.version), now).await?;
-        Ok(Processed::new(outcome, rec.incident))
+        let incident = rec.incident.clone();
+        self.commit(&r, rec).await?;
+        Ok(Processed::new(outcome, incident))
     }
 }

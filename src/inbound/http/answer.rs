@@ -49,7 +49,9 @@ impl Failure {
             Failure::Process(ProcessError::Queue(_)) => 503,
             Failure::Process(ProcessError::Behind(_)) => 503,
             Failure::Process(ProcessError::Store(_)) => 503,
-            Failure::Process(ProcessError::Itsm(ItsmError::Unavailable(_))) => 503,
+            Failure::Process(ProcessError::Itsm(
+                ItsmError::Unavailable(_) | ItsmError::Unanswered(_),
+            )) => 503,
             Failure::Process(ProcessError::Itsm(ItsmError::Throttled { .. })) => 503,
             // The ITSM refused; retrying will not help until the
             // configuration changes, so tell Azure not to retry.
@@ -77,7 +79,9 @@ impl Failure {
             Failure::Process(ProcessError::Store(StoreError::Unavailable(_))) => {
                 "store_unavailable"
             }
-            Failure::Process(ProcessError::Itsm(ItsmError::Unavailable(_))) => "itsm_unavailable",
+            Failure::Process(ProcessError::Itsm(
+                ItsmError::Unavailable(_) | ItsmError::Unanswered(_),
+            )) => "itsm_unavailable",
             Failure::Process(ProcessError::Itsm(ItsmError::Throttled { .. })) => "itsm_throttled",
             Failure::Process(ProcessError::Itsm(ItsmError::Rejected { .. })) => "itsm_rejected",
         }
@@ -90,9 +94,9 @@ impl Failure {
                 Some(status.to_string())
             }
             Failure::Process(ProcessError::Itsm(ItsmError::Throttled { .. })) => Some("429".into()),
-            Failure::Process(ProcessError::Itsm(ItsmError::Unavailable(_))) => {
-                Some("unavailable".into())
-            }
+            Failure::Process(ProcessError::Itsm(
+                ItsmError::Unavailable(_) | ItsmError::Unanswered(_),
+            )) => Some("unavailable".into()),
             _ => None,
         }
     }

@@ -20,14 +20,14 @@ impl ItsmClient for Laggy {
     fn kind(&self) -> &'static str {
         "laggy"
     }
-    fn search_lag_secs(&self) -> i64 {
+    fn create_settle_secs(&self) -> i64 {
         LAG
     }
     async fn create(&self, d: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
         let mut issues = self.issues.lock().unwrap();
         issues.push((d.correlation_key.clone(), self.now.load(Ordering::SeqCst)));
         if self.lose_next_answer.swap(false, Ordering::SeqCst) {
-            return Err(ItsmError::Unavailable("timed out".into()));
+            return Err(ItsmError::Unanswered("timed out".into()));
         }
         Ok(issue(issues.len()))
     }
