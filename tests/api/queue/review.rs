@@ -1,0 +1,113 @@
+//! A review's findings on SQS (moto): ignored so the branch stays green;
+//! run them with `cargo test --test api queue::review:: -- --ignored`.
+
+use super::*;
+
+/// Every message in the dead-letter queue, taken out of it: (body, reason).
+async fn take_dead_letters(t: &TestApp) -> Vec<(String, Option<String>)> {
+    let q = t.queues.as_ref().unwrap();
+    let mut out = Vec::new();
+    for _ in 0..5 {
+        let got = q
+            .client
+            .receive_message()
+            .queue_url(&q.dlq_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default();
+        if got.is_empty() {
+            break;
+        }
+        for m in got {
+            q.client
+                .delete_message()
+                .queue_url(&q.dlq_url)
+                .receipt_handle(m.receipt_handle.clone().unwrap())
+                .send()
+                .await
+                .unwrap();
+            let reason = m
+                .message_attributes
+                .as_ref()
+                .and_then(|a| a.get("reason"))
+                .and_then(|r| r.string_value().map(str::to_string));
+            out.push((m.body.unwrap(), reason));
+        }
+    }
+    out
+}
+
+/// The operator's redrive: the messages back to the queue, in their groups.
+async fn redrive(t: &TestApp, bodies: &[String]) {
+    let q = t.queues.as_ref().unwrap();
+    for (i, body) in bodies.iter().enumerate() {
+        let group = serde_json::from_str::<Value>(body).unwrap()["group"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        q.client
+            .send_message()
+            .queue_url(&q.url)
+            .message_group_id(group)
+            .message_deduplication_id(format!("review-redrive-{i}"))
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// Finding 2. The template dead-letters a message after
+/// `QueueMaxReceiveCount` (60) receives, about 27 hours of ITSM outage
+/// with the default backoff; here 3 receives stand for them. SQS moves the
+/// Fired to the dead-letter queue by itself: no `reason`, and the record
+/// does not know it is parked. The alert's Resolved, queued later in the
+/// outage (fewer receives), then goes past it as soon as the ITSM is back:
+/// `resolved_without_incident`, `delivered_seq` 2. The operator's redrive of
+/// the Fired is then "a copy of a delivered number" and is deleted
+/// unsent. An alert that fired for a day never had an incident; a
+/// notification answered 202 was neither delivered nor parked with a reason.
+#[tokio::test]
+#[ignore = "review finding 2"]
+async fn a_message_sqs_dead_letters_by_itself_is_not_overtaken_and_its_redrive_delivers_it() {
+    let (t, fake) = spawn(3).await;
+    let esm = Esm { t: &t };
+    fake.set_down(true);
+    let fired = metric_alert("sqs-dead-lettered", "Fired");
+    assert_eq!(t.post(&fired).await.outcome(), "queued");
+    // The outage: the worker receives the Fired again and again.
+    for _ in 0..3 {
+        esm.round().await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    // Late in the outage the alert resolves: queued behind its Fired.
+    let resolved = t.post(&metric_alert("sqs-dead-lettered", "Resolved")).await;
+    assert_eq!(resolved.outcome(), "queued", "{:?}", resolved.body);
+    // The ITSM is back.
+    fake.set_down(false);
+    esm.drain().await;
+    let dead = take_dead_letters(&t).await;
+    let without_reason = dead.iter().filter(|(_, r)| r.is_none()).count();
+    // The operator redrives what the dead-letter queue holds.
+    let bodies: Vec<String> = dead.into_iter().map(|(b, _)| b).collect();
+    redrive(&t, &bodies).await;
+    esm.drain().await;
+    let record = t.record(&alert_id(&fired)).await.unwrap();
+    let incidents = fake.incidents();
+    assert_eq!(
+        incidents.len(),
+        1,
+        "one incident for an alert that fired; the record ended {:?} with delivered_seq {}",
+        record.state,
+        record.delivered_seq
+    );
+    assert_eq!(incidents[0]["state"], "6", "resolved, as the alert is");
+    assert_eq!(
+        without_reason, 0,
+        "every dead-lettered notification carries its reason"
+    );
+}
