@@ -21,13 +21,13 @@ use crate::helpers::*;
 /// its client closes the connection (its own KB lists "HTTP 499: the client
 /// closed the connection before the instance finished responding").
 #[derive(Clone)]
-struct SlowInserts {
+pub(crate) struct SlowInserts {
     commit: Duration,
     incidents: Arc<Mutex<Vec<(Value, Instant)>>>,
 }
 
 impl SlowInserts {
-    async fn mount(commit: Duration, server: &MockServer) -> SlowInserts {
+    pub(crate) async fn mount(commit: Duration, server: &MockServer) -> SlowInserts {
         let sn = SlowInserts {
             commit,
             incidents: Arc::default(),
@@ -40,7 +40,7 @@ impl SlowInserts {
     }
 
     /// Incidents committed with `key`.
-    fn committed(&self, key: &str) -> usize {
+    pub(crate) fn committed(&self, key: &str) -> usize {
         let now = Instant::now();
         self.incidents
             .lock()
@@ -95,13 +95,13 @@ async fn a_create_still_being_processed_when_our_request_times_out_is_not_sent_a
         .var("ITSM_DEADLINE_MS", "3000")
         .start()
         .await;
-    let sn = SlowInserts::mount(Duration::from_millis(1000), &t.itsm).await;
+    let sn = SlowInserts::mount(Duration::from_millis(2000), &t.itsm).await;
     let fired = metric_alert("slow-insert", "Fired");
     let key = correlation_key(&alert_id(&fired));
     let first = t.post(&fired).await;
     // Let every create that was sent finish on the instance, then Azure's
     // retry (if it got no 2xx) comes.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     if first.status >= 500 {
         t.post(&fired).await;
     }

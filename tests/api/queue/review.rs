@@ -111,3 +111,32 @@ async fn a_message_sqs_dead_letters_by_itself_is_not_overtaken_and_its_redrive_d
         "every dead-lettered notification carries its reason"
     );
 }
+
+/// Finding 1, on the durable path with the template's shape: the inline
+/// create times out (`ITSM_TIMEOUT_MS`) while ServiceNow is still
+/// inserting, no second attempt fits the inline budget, the claim is
+/// released (`look_until` = now: ServiceNow's search lag is 0) and the
+/// notification is queued. The worker takes it at once, looks, finds
+/// nothing yet, and creates again.
+#[tokio::test]
+#[ignore = "review finding 1"]
+async fn the_worker_does_not_create_again_what_the_inline_attempt_is_still_creating() {
+    let t = Spawn::default()
+        .queue(50)
+        .var("ITSM_TIMEOUT_MS", "300")
+        .var("ITSM_DEADLINE_MS", "300")
+        .var("INLINE_BUDGET_MS", "500")
+        .var("WORKER_DEADLINE_MS", "1000")
+        .var("WORKER_BACKOFF_BASE_SECS", "1")
+        .var("WORKER_BACKOFF_MAX_SECS", "1")
+        .start()
+        .await;
+    let sn = crate::review::SlowInserts::mount(Duration::from_millis(2000), &t.itsm).await;
+    let fired = metric_alert("slow-insert-queued", "Fired");
+    let key = correlation_key(&alert_id(&fired));
+    let reply = t.post(&fired).await;
+    assert_eq!((reply.status, reply.outcome()), (202, "queued"));
+    Esm { t: &t }.drain().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(sn.committed(&key), 1, "one incident for one firing");
+}
