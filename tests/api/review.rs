@@ -114,7 +114,7 @@ async fn a_create_still_being_processed_when_our_request_times_out_is_not_sent_a
     );
 }
 
-/// Finding 3. Jira Cloud's search "doesn't provide read-after-write
+/// Finding 2. Jira Cloud's search "doesn't provide read-after-write
 /// consistency ... The delay might vary from a few seconds to minutes"
 /// (Atlassian, "Search after write with search and reconcile"). The bridge
 /// distrusts an empty search for a fixed 15 s (`INDEX_LAG_SECS`) after a
@@ -122,7 +122,7 @@ async fn a_create_still_being_processed_when_our_request_times_out_is_not_sent_a
 /// attempt (Azure's retry, the worker) finds nothing and creates a second
 /// issue. The bridge's clock is moved 20 s; the fake's index lags a minute.
 #[tokio::test]
-#[ignore = "review finding 3"]
+#[ignore = "review finding 2"]
 async fn a_jira_index_lagging_past_fifteen_seconds_does_not_make_a_second_issue() {
     let t = Spawn::default()
         .var("ITSM_TIMEOUT_MS", "300")
@@ -150,7 +150,7 @@ async fn a_jira_index_lagging_past_fifteen_seconds_does_not_make_a_second_issue(
     );
 }
 
-/// Finding 5. Locally (`replay --send`, `--drain`) a notification the ITSM
+/// Finding 4. Locally (`replay --send`, `--drain`) a notification the ITSM
 /// refused is parked in the state file, and there is no way to bring it
 /// back: `--drain` never looks at the parked table and nothing else reads
 /// it. The record says "parked" for 14 days, so after the fix every later
@@ -158,7 +158,7 @@ async fn a_jira_index_lagging_past_fifteen_seconds_does_not_make_a_second_issue(
 /// behind it ("redrive the dead-letter queue", which does not exist
 /// locally): the alert never reaches the ITSM.
 #[tokio::test]
-#[ignore = "review finding 5"]
+#[ignore = "review finding 4"]
 async fn locally_a_parked_alert_reaches_the_itsm_once_the_cause_is_fixed() {
     let (servicenow, fake) = Fake::serve(Vendor::ServiceNow).await;
     fake.set_down(true);
