@@ -20,6 +20,7 @@ mod moto;
 mod properties;
 mod queue;
 mod replay;
+mod review;
 mod samples;
 mod servicenow;
 mod store;

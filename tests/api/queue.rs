@@ -513,3 +513,4 @@ async fn a_rate_limited_itsm_is_drained_at_its_pace_without_loss() {
 }
 
 mod park;
+mod review;
