@@ -109,6 +109,34 @@ impl Outbox {
         .await
     }
 
+    /// Puts every parked entry back in the outbox under its own key, so
+    /// that it goes before whatever of its alert was queued after it (a
+    /// redrive); how many.
+    ///
+    /// # Errors
+    /// When the file cannot be written; then nothing moved.
+    pub async fn unpark(&self) -> Result<u64, QueueError> {
+        self.blocking(|db| {
+            let txn = db.begin_write().map_err(failed)?;
+            let moved = {
+                let mut parked = txn.open_table(PARKED).map_err(failed)?;
+                let mut outbox = txn.open_table(OUTBOX).map_err(failed)?;
+                let mut moved = 0;
+                while let Some((key, record)) = parked.pop_first().map_err(failed)? {
+                    let record: serde_json::Value =
+                        serde_json::from_str(record.value()).map_err(failed)?;
+                    let message = record["message"].as_str().unwrap_or_default();
+                    outbox.insert(key.value(), message).map_err(failed)?;
+                    moved += 1;
+                }
+                moved
+            };
+            txn.commit().map_err(failed)?;
+            Ok(moved)
+        })
+        .await
+    }
+
     /// How many entries are parked.
     ///
     /// # Errors

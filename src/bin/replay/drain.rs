@@ -25,6 +25,7 @@ enum Drained {
 pub async fn drain(
     app: &App,
     log: &RequestLog,
+    retry_parked: bool,
     as_json: bool,
     out: &mut impl Write,
 ) -> Result<bool, Halt> {
@@ -33,6 +34,12 @@ pub async fn drain(
             "--drain delivers the embedded store's outbox; it is not used with --store dynamodb or DELIVERY_QUEUE_URL".into(),
         ));
     };
+    if retry_parked {
+        let back = outbox.unpark().await.map_err(|e| e.to_string())?;
+        if !as_json {
+            writeln!(out, "{back} parked notification(s) back in the outbox")?;
+        }
+    }
     let entries = outbox.entries().await.map_err(|e| e.to_string())?;
     if entries.is_empty() {
         if !as_json {

@@ -73,6 +73,11 @@ struct Args {
     /// now (the ITSM is back): what the webhook queued while it failed.
     #[arg(long, conflicts_with = "print_event")]
     drain: bool,
+    /// With --drain: first put what earlier drains parked (the ITSM refused
+    /// it) back in the outbox at its place, as a dead-letter redrive does
+    /// on AWS, once the cause is fixed.
+    #[arg(long, requires = "drain")]
+    retry_parked: bool,
     /// Run one sync round: incidents people resolved in the ITSM (read for
     /// real, with its URL and credentials from the environment) close their
     /// Azure alerts. Shows the Azure requests it would send; with --send,
@@ -195,7 +200,7 @@ async fn run(args: Args) -> Result<bool, Halt> {
         return sync::round(&app, &config, args.send, &log, args.json, &mut out).await;
     }
     if args.drain {
-        let all_ok = drain::drain(&app, &log, args.json, &mut out).await?;
+        let all_ok = drain::drain(&app, &log, args.retry_parked, args.json, &mut out).await?;
         if args.files.is_empty() {
             return Ok(all_ok);
         }

@@ -131,7 +131,6 @@ async fn a_message_sqs_dead_letters_by_itself_is_not_overtaken_and_its_redrive_d
 /// notification is queued. The worker takes it at once, looks, finds
 /// nothing yet, and creates again.
 #[tokio::test]
-#[ignore = "review finding 1"]
 async fn the_worker_does_not_create_again_what_the_inline_attempt_is_still_creating() {
     let t = Spawn::default()
         .queue(50)

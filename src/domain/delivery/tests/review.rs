@@ -53,7 +53,6 @@ fn firing(condition: MonitorCondition, fired_at: &str) -> (Alert, Vec<u8>) {
 /// queue: the repeat is not the last queued notification, so its digest
 /// does not match and it is queued as number 4, behind the refire.
 #[tokio::test]
-#[ignore = "review finding 3"]
 async fn a_repeat_of_an_earlier_firings_resolved_does_not_resolve_the_refired_incident() {
     let r = rig_refiring(RefirePolicy::Reopen);
     r.itsm.down.store(true, Ordering::SeqCst);
@@ -153,7 +152,6 @@ impl ItsmClient for SlowResolve {
 /// the incident open (a duplicate), the Resolved resolves it. Azure said
 /// Resolved, then Fired again; the incident ends resolved.
 #[tokio::test]
-#[ignore = "review finding 3"]
 async fn a_refire_queued_during_an_inline_resolve_is_not_delivered_before_it() {
     let itsm = Arc::new(SlowResolve::default());
     let store = Arc::new(MemoryStore::new());
