@@ -157,10 +157,10 @@ impl DeliveryConfig {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn config(vars: &[(&str, &str)]) -> Result<DeliveryConfig, ConfigError> {
+    pub(in crate::config) fn config(vars: &[(&str, &str)]) -> Result<DeliveryConfig, ConfigError> {
         let vars: Vec<(String, String)> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -170,7 +170,7 @@ mod tests {
     }
 
     /// ServiceNow with basic credentials and the default request timeout.
-    const ATTEMPT: Attempt = Attempt {
+    pub(in crate::config) const ATTEMPT: Attempt = Attempt {
         timeout: Duration::from_secs(3),
         requests: 2,
         why: "find and create",

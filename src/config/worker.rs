@@ -147,23 +147,8 @@ impl DeliveryConfig {
 
 #[cfg(test)]
 mod tests {
+    use super::super::delivery::tests::config;
     use super::*;
-
-    fn config(vars: &[(&str, &str)]) -> Result<DeliveryConfig, ConfigError> {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let lookup = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        DeliveryConfig::from_env(&Env::new(&lookup), 60, &ATTEMPT)
-    }
-
-    /// ServiceNow with basic credentials and the default request timeout.
-    const ATTEMPT: Attempt = Attempt {
-        timeout: Duration::from_secs(3),
-        requests: 2,
-        why: "find and create",
-    };
 
     const FIFO: &str = "https://sqs.eu-west-1.amazonaws.com/123456789012/d.fifo";
 

@@ -13,6 +13,18 @@ fn received(alert: &Alert, seq: u64, receives: u32) -> Received {
     }
 }
 
+/// The webhook accepts `alert` and is killed while `SendMessage` hangs.
+async fn killed_while_sending(r: &Rig, alert: &Alert, body: &[u8]) {
+    r.queue.stall.store(true, Ordering::SeqCst);
+    let mut first = Box::pin(r.delivery.accept(alert, body));
+    tokio::select! {
+        done = &mut first => panic!("the send should hang: {done:?}"),
+        () = r.queue.entered.notified() => {}
+    }
+    drop(first);
+    r.queue.stall.store(false, Ordering::SeqCst);
+}
+
 fn sent_seqs(r: &Rig) -> Vec<u64> {
     r.queue
         .sent
@@ -68,13 +80,7 @@ async fn a_sender_killed_mid_send_leaves_a_number_that_the_retry_sends() {
     r.itsm.down.store(true, Ordering::SeqCst);
     r.queue.stall.store(true, Ordering::SeqCst);
     let (fired, body) = alert("a", MonitorCondition::Fired);
-    let mut first = Box::pin(r.delivery.accept(&fired, &body));
-    tokio::select! {
-        done = &mut first => panic!("the send should hang: {done:?}"),
-        () = r.queue.entered.notified() => {}
-    }
-    drop(first);
-    r.queue.stall.store(false, Ordering::SeqCst);
+    killed_while_sending(&r, &fired, &body).await;
     let early = r.delivery.accept(&fired, &body).await;
     assert!(matches!(early, Err(ProcessError::InProgress)), "{early:?}");
     assert!(sent_seqs(&r).is_empty());
@@ -93,13 +99,7 @@ async fn a_number_that_never_reached_the_queue_strands_nothing() {
     r.itsm.down.store(true, Ordering::SeqCst);
     r.queue.stall.store(true, Ordering::SeqCst);
     let (fired, body) = alert("a", MonitorCondition::Fired);
-    let mut first = Box::pin(r.delivery.accept(&fired, &body));
-    tokio::select! {
-        done = &mut first => panic!("the send should hang: {done:?}"),
-        () = r.queue.entered.notified() => {}
-    }
-    drop(first);
-    r.queue.stall.store(false, Ordering::SeqCst);
+    killed_while_sending(&r, &fired, &body).await;
     r.now.fetch_add(61, Ordering::SeqCst);
     let (resolved, body) = alert("a", MonitorCondition::Resolved);
     let behind = r.delivery.accept(&resolved, &body).await;
