@@ -194,18 +194,25 @@ impl World {
                         // The event source deletes what the batch did not report failed.
                         self.queue.delete(m.receipt);
                     }
-                    // Delivered before means delivered (by a batch that died
-                    // before it could say so).
-                    if let (Fate::Delivered(_) | Fate::AlreadyDelivered, Ok(msg)) =
-                        (fate, Message::decode(&m.body))
-                    {
-                        self.ledger.worker_delivered.push((
-                            now,
-                            m.group.clone(),
-                            msg.seq,
-                            msg.digest.clone(),
-                        ));
-                        self.ledger.delivered.entry(msg.digest).or_insert(now);
+                    match (fate, Message::decode(&m.body)) {
+                        (Fate::Delivered(_), Ok(msg)) => {
+                            self.ledger.worker_delivered.push((
+                                now,
+                                m.group.clone(),
+                                msg.seq,
+                                msg.digest.clone(),
+                            ));
+                            self.ledger.delivered.entry(msg.digest).or_insert(now);
+                        }
+                        // "Delivered before" is taken on the record's word;
+                        // the check asks whether a delivery of that very
+                        // number is what moved the record past it.
+                        (Fate::AlreadyDelivered, Ok(msg)) => {
+                            self.ledger
+                                .already
+                                .push((m.group.clone(), msg.seq, msg.digest));
+                        }
+                        _ => {}
                     }
                 }
             }

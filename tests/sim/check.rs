@@ -24,7 +24,7 @@
 use std::fmt;
 
 use itsm_bridge::adapters::queue::Message;
-use itsm_bridge::domain::correlation::AzureMark;
+use itsm_bridge::domain::correlation::{AzureMark, correlation_key};
 use itsm_bridge::domain::ports::{AlertState, IncidentStatus};
 use itsm_bridge::domain::sync::ActionOutcome;
 
@@ -74,13 +74,14 @@ pub fn check(w: &World, late: bool) -> Vec<Violation> {
         .collect();
     let now = w.now();
 
+    let delivered = delivered(w);
     for (i, n) in w.sc.notifications.iter().enumerate() {
         let alert = &w.sc.alerts[n.alert];
         if n.late && !late {
             continue;
         }
         if let Some(ok) = w.ledger.first_ok.get(&i)
-            && !w.ledger.delivered.contains_key(&n.digest)
+            && !delivered.contains(&n.digest)
             && !parked.contains(&n.digest)
         {
             let what = if n.fired { "Fired" } else { "Resolved" };
@@ -123,8 +124,15 @@ pub fn check(w: &World, late: bool) -> Vec<Violation> {
         let resolved = notif(false);
         let f_ok = w.ledger.first_ok.get(&fired).copied();
         let r_start = resolved.and_then(|r| w.ledger.first_start.get(&r).copied());
-        let r_ok = resolved.and_then(|r| w.ledger.first_ok.get(&r).copied());
+        // A notification still parked (with its reason) has not taken effect
+        // yet, by design: the operator's next redrive delivers it.
+        let waiting =
+            |n: Option<usize>| n.is_some_and(|n| parked.contains(&w.sc.notifications[n].digest));
+        let r_ok = resolved
+            .and_then(|r| w.ledger.first_ok.get(&r).copied())
+            .filter(|_| !waiting(resolved));
         if let Some(f) = f_ok
+            && !waiting(Some(fired))
             && r_start.is_none_or(|r| f < r)
             && incidents.is_empty()
         {
@@ -304,4 +312,27 @@ pub fn facts(w: &World) -> usize {
         + writes
         + w.ledger.worker_delivered.len()
         + 3
+}
+
+/// The digests that went through the state machine: processed inline,
+/// delivered by the worker, or deleted as "delivered before" where a
+/// delivery of that very number is what moved the record's
+/// `delivered_seq` to it (a batch that died before it could say so). A
+/// number the record skipped over was not delivered.
+fn delivered(w: &World) -> std::collections::BTreeSet<String> {
+    let mut out: std::collections::BTreeSet<String> = w.ledger.delivered.keys().cloned().collect();
+    let mut reached: std::collections::BTreeSet<(String, u64)> = Default::default();
+    let mut last: std::collections::BTreeMap<&str, u64> = Default::default();
+    for x in w.store.writes.lock().expect("writes").iter() {
+        let before = last.insert(&x.record.alert_id, x.record.delivered_seq);
+        if x.record.delivered_seq > before.unwrap_or(0) {
+            reached.insert((correlation_key(&x.record.alert_id), x.record.delivered_seq));
+        }
+    }
+    for (group, seq, digest) in &w.ledger.already {
+        if reached.contains(&(group.clone(), *seq)) {
+            out.insert(digest.clone());
+        }
+    }
+    out
 }

@@ -69,6 +69,7 @@ impl IncidentChanges for SimItsm {
                 let mut rows: Vec<Incident> = b
                     .incidents
                     .iter()
+                    .filter(|i| i.committed_at <= self.ctx.now())
                     .filter(|i| match &from {
                         FeedCursor::From(t) => i.updated_at >= *t && i.updated_at < window.until,
                         FeedCursor::Within { second, after } => {
@@ -112,9 +113,11 @@ impl IncidentChanges for SimItsm {
                 // The port's contract: a change that stays in the window is on
                 // some page of the reading.
                 let reading = (self.ctx.current(), window.since, window.until);
+                let now = self.ctx.now();
                 let in_window: BTreeMap<String, i64> = b
                     .incidents
                     .iter()
+                    .filter(|i| i.committed_at <= now)
                     .filter(|i| i.updated_at >= window.since && i.updated_at < window.until)
                     .map(|i| (i.id.clone(), i.updated_at))
                     .collect();
@@ -175,7 +178,10 @@ pub async fn person(ctx: Arc<Ctx>, backend: Arc<Mutex<Backend>>, n: usize) {
                     let open: Vec<usize> = {
                         let b = backend.lock().expect("itsm lock");
                         (0..b.incidents.len())
-                            .filter(|&i| b.incidents[i].status != IncidentStatus::Closed)
+                            .filter(|&i| {
+                                b.incidents[i].status != IncidentStatus::Closed
+                                    && b.incidents[i].committed_at <= now
+                            })
                             .collect()
                     };
                     if open.is_empty() {

@@ -34,8 +34,11 @@ pub struct Incident {
     pub first_closed_by: Option<Who>,
     pub updated_at: i64,
     pub updated_by: String,
-    /// Jira: when its search shows it.
+    /// When its search shows it: Jira's index lags a create; a
+    /// ServiceNow or BMC create its client gave up on commits late.
     pub searchable_at: i64,
+    /// When it exists for anyone at all (a late ServiceNow or BMC commit).
+    pub committed_at: i64,
     pub notes: u32,
     pub reopens: u32,
 }
@@ -87,8 +90,14 @@ pub struct SimItsm {
     pub(crate) ctx: Arc<Ctx>,
 }
 
-/// What `JiraClient` declares as its search's lag (`search_lag_secs`).
-const JIRA_SEARCH_LAG_SECS: i64 = 15;
+/// What the adapters declare as their create's settle time
+/// (`create_settle_secs`): Jira's index lag; ServiceNow's and BMC's REST
+/// transaction quota (a create its client gave up on may still commit
+/// within 60 s).
+const JIRA_SETTLE_SECS: i64 = 15;
+const SERVICENOW_BMC_SETTLE_SECS: i64 = 65;
+/// How long after its client gave up a ServiceNow or BMC create may commit.
+const LATE_COMMIT_SECS: i64 = 60;
 
 impl SimItsm {
     pub fn new(kind: &'static str, backend: Arc<Mutex<Backend>>, ctx: Arc<Ctx>) -> SimItsm {
@@ -137,6 +146,9 @@ impl SimItsm {
                     message: "simulated 429".into(),
                     retry_after: Some(Duration::from_secs(30)),
                 },
+                // The request went out and no answer came: it may have
+                // taken effect (as the real clients report a time-out).
+                Plan::Lost => ItsmError::Unanswered("simulated time-out".into()),
                 other => ItsmError::Unavailable(format!("simulated {other:?}")),
             })
     }
@@ -156,49 +168,70 @@ impl ItsmClient for SimItsm {
         self.kind
     }
 
-    fn search_lag_secs(&self) -> i64 {
+    fn create_settle_secs(&self) -> i64 {
         if self.kind == "jira" {
-            JIRA_SEARCH_LAG_SECS
+            JIRA_SETTLE_SECS
         } else {
-            0
+            SERVICENOW_BMC_SETTLE_SECS
         }
     }
 
     async fn create(&self, draft: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
         let key = draft.correlation_key.clone();
         let name = self.ctx.name(&key);
-        self.call(
-            ("itsm.create", &name),
-            true,
-            || {
-                let now = self.ctx.now();
-                let lag = if self.kind == "jira" {
-                    let max = self.backend().lag_max;
-                    self.ctx.rng(|r| r.range(0, max))
-                } else {
-                    0
-                };
-                let mut b = self.backend();
-                let n = b.incidents.len() + 1;
-                let (id, number) = self.number(n);
-                b.incidents.push(Incident {
-                    id: id.clone(),
-                    number: number.clone(),
-                    key: key.clone(),
-                    status: IncidentStatus::Open,
-                    closed_by: None,
-                    first_closed_by: None,
-                    updated_at: now,
-                    updated_by: "itsm-bridge".into(),
-                    searchable_at: now + lag,
-                    notes: 0,
-                    reopens: 0,
-                });
-                IncidentRef { id, number }
-            },
-            |i| i.number.clone(),
-        )
-        .await
+        let created = self
+            .call(
+                ("itsm.create", &name),
+                true,
+                || {
+                    let now = self.ctx.now();
+                    let lag = if self.kind == "jira" {
+                        let max = self.backend().lag_max;
+                        self.ctx.rng(|r| r.range(0, max))
+                    } else {
+                        0
+                    };
+                    let mut b = self.backend();
+                    let n = b.incidents.len() + 1;
+                    let (id, number) = self.number(n);
+                    b.incidents.push(Incident {
+                        id: id.clone(),
+                        number: number.clone(),
+                        key: key.clone(),
+                        status: IncidentStatus::Open,
+                        closed_by: None,
+                        first_closed_by: None,
+                        updated_at: now,
+                        updated_by: "itsm-bridge".into(),
+                        searchable_at: now + lag,
+                        committed_at: now,
+                        notes: 0,
+                        reopens: 0,
+                    });
+                    IncidentRef { id, number }
+                },
+                |i| i.number.clone(),
+            )
+            .await;
+        // A ServiceNow or BMC create whose client gave up may commit up to
+        // a minute later: until then nothing shows it. (This runs in the
+        // same poll as the create's effect: nothing comes between.)
+        if matches!(created, Err(ItsmError::Unanswered(_))) && self.kind != "jira" {
+            let late = self.ctx.rng(|r| r.range(0, LATE_COMMIT_SECS));
+            let now = self.ctx.now();
+            if let Some(i) = self
+                .backend()
+                .incidents
+                .iter_mut()
+                .rev()
+                .find(|i| i.key == key)
+            {
+                i.searchable_at = now + late;
+                i.committed_at = now + late;
+                i.updated_at = now + late;
+            }
+        }
+        created
     }
 
     async fn find(&self, correlation_key: &str) -> Result<Option<IncidentRef>, ItsmError> {

@@ -31,5 +31,8 @@ pub struct Ledger {
     pub webhook_tasks: BTreeMap<usize, usize>,
     /// Queued notifications the worker delivered: (time, group, seq, digest).
     pub worker_delivered: Vec<(i64, String, u64, String)>,
+    /// Queued notifications the worker deleted as delivered before:
+    /// (group, seq, digest).
+    pub already: Vec<(String, u64, String)>,
     pub reports: Vec<RoundReport>,
 }

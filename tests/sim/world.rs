@@ -209,8 +209,14 @@ impl World {
             world.at(START + 60, Event::Person);
         }
         world.at(START + crate::scenario::FAULT_PHASE, Event::FaultsOff);
-        world.at(START + crate::scenario::FAULT_PHASE + 300, Event::Redrive);
-        world.at(START + crate::scenario::FAULT_PHASE + 1500, Event::Redrive);
+        // Once the ITSM is fixed, an operator redrives the dead-letter queue
+        // every ten minutes for most of the quiet hour.
+        for minutes in [5, 15, 25, 35, 45] {
+            world.at(
+                START + crate::scenario::FAULT_PHASE + 60 * minutes,
+                Event::Redrive,
+            );
+        }
         world
     }
 
