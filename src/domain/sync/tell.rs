@@ -69,11 +69,20 @@ impl AlertSync {
             }
         };
         let id = record.alert_id.as_str();
-        let recovering = match self.needs(&record, change, target, now) {
+        let (record, recovering) = match self.needs(&record, change, target, now) {
             Need::Nothing => return Decision::Settled(None),
             Need::Wait(why) => return held(id, None, why.to_string()),
-            Need::Call { recovering } => recovering,
+            Need::Call { recovering } => (record, recovering),
+            Need::Adopt if self.settings.dry_run => (record, false),
+            Need::Adopt => match self.adopt(&record, change).await {
+                Ok(adopted) => (adopted, false),
+                Err(e) => {
+                    let why = format!("recording the incident an attempt left unrecorded: {e}");
+                    return held(id, None, why);
+                }
+            },
         };
+        let id = record.alert_id.as_str();
         if let Some(h) = halt.as_ref() {
             let (outcome, detail) = h.told();
             return held(id, action(id, outcome, Some(detail.clone())), detail);
@@ -146,6 +155,14 @@ impl AlertSync {
             RecordState::Claimed if record.lease_until > now => {
                 return Need::Wait("the webhook is still creating its incident");
             }
+            // An attempt created this incident and died (or failed) before
+            // recording it: the feed shows it under the claim's own key.
+            RecordState::Claimed
+                if record.incident.is_none()
+                    && record.correlation_key == change.correlation_key =>
+            {
+                return Need::Adopt;
+            }
             RecordState::Open if same_incident => {}
             // The bridge resolved it (its own resolve), the alert resolved
             // first, an earlier firing's incident: nothing to tell Azure.
@@ -192,7 +209,8 @@ impl AlertSync {
                         .await;
                 }
                 Ok(_) => {}
-                Err(e) => return self.failed(leased, e).await,
+                // Still unsure whether Azure has it: stay unsure.
+                Err(e) => return self.failed(leased, e, true).await,
             }
         }
         let comment = self.comment(change, target);
@@ -201,11 +219,39 @@ impl AlertSync {
                 self.finish(leased, mark_for(target), ActionOutcome::Sent, None)
                     .await
             }
-            Err(e) => self.failed(leased, e).await,
+            Err(e) => self.failed(leased, e, false).await,
         }
     }
 
-    async fn failed(&self, leased: CorrelationRecord, e: AzureError) -> Result<Done, Told> {
+    /// Records, under a claim left behind, the incident the feed shows
+    /// with the claim's key: what a takeover's search would find.
+    async fn adopt(
+        &self,
+        record: &CorrelationRecord,
+        change: &IncidentChange,
+    ) -> Result<CorrelationRecord, StoreError> {
+        let now = (self.clock)();
+        let adopted = CorrelationRecord {
+            state: RecordState::Open,
+            incident: Some(change.incident.clone()),
+            lease_until: 0,
+            version: record.version + 1,
+            updated_at: now,
+            ..record.clone()
+        };
+        self.store.put(&adopted, Some(record.version), now).await?;
+        tracing::info!(alert_id = ?record.alert_id, incident = %change.incident.number, "recorded the incident an attempt created and left unrecorded");
+        Ok(adopted)
+    }
+
+    /// After a failed call; `unsure`: an earlier call may have taken effect
+    /// (the check before calling again failed), so the next round asks too.
+    async fn failed(
+        &self,
+        leased: CorrelationRecord,
+        e: AzureError,
+        unsure: bool,
+    ) -> Result<Done, Told> {
         match e {
             AzureError::NotFound => {
                 tracing::info!(alert_id = ?leased.alert_id, "Azure no longer has the alert; recorded, not retried");
@@ -231,9 +277,10 @@ impl AlertSync {
                 self.release(leased, true).await;
                 Err(Told::Deferred(m))
             }
-            // Refused before anything changed: the next round calls again.
+            // Refused before anything changed: the next round calls again
+            // (asking first if an earlier call may have taken effect).
             other => {
-                self.release(leased, false).await;
+                self.release(leased, unsure).await;
                 Err(match other {
                     AzureError::Denied(m) => Told::Denied(m),
                     AzureError::Throttled { retry_after } => {
@@ -336,6 +383,9 @@ fn mark_for(target: AlertState) -> AzureMark {
 }
 
 enum Need {
+    /// The record is a claim left behind whose incident the feed shows:
+    /// record it (as the attempt taking over would, finding it), then call.
+    Adopt,
     Nothing,
     /// Not now, for this reason.
     Wait(&'static str),

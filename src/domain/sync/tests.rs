@@ -2,6 +2,7 @@
 //! scripted Azure: no HTTP (the adapters' wire formats are in tests/api/sync.rs).
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use super::*;
 use crate::domain::correlation::{AzureMark, AzureSync, RecordState};
@@ -286,4 +287,66 @@ async fn a_record_gets_its_expiry_back_once_azure_is_told_closed() {
     // Closed: nothing more is asked of it. Acknowledged: its alert lives on.
     assert_eq!(w.record(0).await.expires_at, NOW + ttl);
     assert_eq!(w.record(1).await.expires_at, NEVER);
+}
+
+/// Found by the simulation: after a lost change-state answer, the next
+/// round's check of Azure's state was throttled and the lease released as
+/// if nothing had happened, so the round after called again: closed twice.
+#[tokio::test]
+async fn a_failed_check_after_a_lost_answer_keeps_the_next_round_asking() {
+    let w = World::new(1, 100).await;
+    let sync = w.sync(SyncSettings::default());
+    w.person(0, IncidentStatus::Closed, "Resolved");
+    w.azure
+        .states
+        .lock()
+        .unwrap()
+        .insert(alert_id(0), AlertState::Closed);
+    w.azure
+        .fail
+        .lock()
+        .unwrap()
+        .push(AzureError::Unavailable("timed out".into()));
+    sync.round().await.unwrap();
+    // The check is throttled.
+    w.later(60);
+    w.azure
+        .fail_reads
+        .lock()
+        .unwrap()
+        .push(AzureError::Throttled {
+            retry_after: Some(Duration::from_secs(1)),
+        });
+    sync.round().await.unwrap();
+    w.later(60);
+    let third = sync.round().await.unwrap();
+    assert_eq!(third.count(ActionOutcome::AlreadySet), 1, "{third:?}");
+    assert!(
+        w.azure.calls().is_empty(),
+        "never a second change-state call"
+    );
+}
+
+/// Found by the simulation: an attempt created the incident and died
+/// before recording it; a person resolved it; the round took the record
+/// (`Claimed`, lease run out) for "nothing to do" and moved past it, so
+/// the alert was never closed.
+#[tokio::test]
+async fn a_persons_resolve_of_an_incident_left_unrecorded_closes_its_alert() {
+    let w = World::new(1, 100).await;
+    let sync = w.sync(SyncSettings::default());
+    let mut claim = w.record(0).await;
+    claim.state = RecordState::Claimed;
+    claim.incident = None;
+    claim.lease_until = w.now() - 1;
+    let v = claim.version;
+    claim.version += 1;
+    w.store.put(&claim, Some(v), w.now()).await.unwrap();
+    w.person(0, IncidentStatus::Closed, "Resolved");
+    let report = sync.round().await.unwrap();
+    assert_eq!(report.count(ActionOutcome::Sent), 1, "{report:?}");
+    let rec = w.record(0).await;
+    assert_eq!(rec.state, RecordState::Open, "the incident recorded");
+    assert_eq!(rec.incident.unwrap().number, "INC0000000");
+    assert_eq!(rec.azure.sent, Some(AzureMark::Closed));
 }

@@ -68,6 +68,8 @@ pub(super) struct Azure {
     /// Every alert id asked about or changed, refused or not.
     pub(super) asked: Mutex<Vec<String>>,
     pub(super) fail: Mutex<Vec<AzureError>>,
+    /// Failures of the next state reads.
+    pub(super) fail_reads: Mutex<Vec<AzureError>>,
     /// Failures of one alert's changes, every time.
     pub(super) fail_always: Mutex<std::collections::HashMap<String, AzureError>>,
     /// How long each change takes.
@@ -98,6 +100,9 @@ impl AlertStates for Azure {
     async fn current(&self, alert_id: &str) -> Result<AlertState, AzureError> {
         self.refuse(alert_id)?;
         self.reads.fetch_add(1, Ordering::SeqCst);
+        if let Some(e) = self.fail_reads.lock().unwrap().pop() {
+            return Err(e);
+        }
         let states = self.states.lock().unwrap();
         Ok(*states.get(alert_id).unwrap_or(&AlertState::New))
     }
