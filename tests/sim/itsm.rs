@@ -93,8 +93,8 @@ pub struct SimItsm {
 /// What the adapters declare as their create's settle time
 /// (`create_settle_secs`): Jira's index lag; ServiceNow's and BMC's REST
 /// transaction quota (a create its client gave up on may still commit
-/// within 60 s).
-const JIRA_SETTLE_SECS: i64 = 15;
+/// within 60 s). The same figures as the real clients.
+const JIRA_SETTLE_SECS: i64 = 180;
 const SERVICENOW_BMC_SETTLE_SECS: i64 = 65;
 /// How long after its client gave up a ServiceNow or BMC create may commit.
 const LATE_COMMIT_SECS: i64 = 60;

@@ -4,11 +4,10 @@
 //! Azure by a seeded scheduler (see `exec.rs`), with the promise checked as
 //! invariants after each run (`check.rs`).
 //!
-//! - `cargo test --test sim seeded -- --include-ignored` runs the seeds CI
-//!   runs (`SIM_SEEDS`, default 3,000, from `SIM_FIRST`, default 1; the test
-//!   is `#[ignore]` while docs/sim-findings.md lists open findings).
-//! - `SIM_SEED=N cargo test --test sim seeded -- --include-ignored
-//!   --nocapture` replays seed N exactly and prints its trace.
+//! - `cargo test --test sim seeded` runs the seeds CI runs (`SIM_SEEDS`,
+//!   default 3,000, from `SIM_FIRST`, default 1).
+//! - `SIM_SEED=N cargo test --test sim seeded -- --nocapture` replays seed
+//!   N exactly and prints its trace.
 //! - `cargo test --test sim -- --ignored long_search --nocapture`
 //!   runs seeds until ten million scheduler steps (`SIM_STEPS`) and prints
 //!   the figures docs/RELIABILITY.md quotes.
@@ -164,7 +163,7 @@ fn report(run: &Run) -> String {
         out.push_str(&format!("  {s}\n"));
     }
     out.push_str(&format!(
-        "replay: SIM_SEED={} cargo test --test sim seeded -- --include-ignored --nocapture\n",
+        "replay: SIM_SEED={} cargo test --test sim seeded -- --nocapture\n",
         run.seed
     ));
     out
@@ -214,7 +213,6 @@ fn sweep(first: u64, keep_going: impl Fn(&Tally) -> bool) -> (Tally, Option<Run>
 
 /// The seeds CI runs, or the one `SIM_SEED` names (with its trace).
 #[test]
-#[ignore = "finds what docs/sim-findings.md lists as open; run it with: cargo test --test sim seeded -- --include-ignored"]
 fn seeded_runs_keep_the_promise() {
     if let Some(seed) = env("SIM_SEED") {
         let r = run(seed);
