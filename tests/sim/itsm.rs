@@ -1,0 +1,321 @@
+//! The ITSM: one backend holding every incident (what was created,
+//! resolved, reopened, noted, and by whom), seen by each process through a
+//! client of its own with a fault at every call. ServiceNow and BMC find an
+//! incident the moment it is created; Jira's search lags its creates by a
+//! seeded few seconds. The change feed is in `feed.rs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use itsm_bridge::domain::correlation::IncidentRef;
+use itsm_bridge::domain::mapping::{IncidentDraft, Resolution};
+use itsm_bridge::domain::ports::{IncidentStatus, ItsmClient, ItsmError, ResolveOutcome};
+
+use crate::exec::{Class, Ctx, Plan};
+use crate::feed::Reading;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    Bridge,
+    Person,
+}
+
+#[derive(Debug, Clone)]
+pub struct Incident {
+    pub id: String,
+    pub number: String,
+    pub key: String,
+    pub status: IncidentStatus,
+    /// Who closed it first, while it is closed.
+    pub closed_by: Option<Who>,
+    /// Who closed it first, ever (a reopen does not forget it).
+    pub first_closed_by: Option<Who>,
+    pub updated_at: i64,
+    pub updated_by: String,
+    /// Jira: when its search shows it.
+    pub searchable_at: i64,
+    pub notes: u32,
+    pub reopens: u32,
+}
+
+#[derive(Default)]
+pub struct Backend {
+    pub incidents: Vec<Incident>,
+    /// Windows (from, until) in which every call fails (an outage).
+    pub down: Vec<(i64, i64)>,
+    /// Windows in which creates and resolves are refused (a
+    /// misconfiguration someone fixes at the window's end).
+    pub refusing: Vec<(i64, i64)>,
+    /// Outside those windows, the chance that one call is refused.
+    pub refuse_p: f64,
+    /// Jira: the longest a create stays out of search.
+    pub lag_max: i64,
+    /// Every (incident id, updated_at) a feed page returned.
+    pub seen: BTreeSet<(String, i64)>,
+    /// The reads in progress, by reading task and window: the incidents
+    /// in the window when the first page was read, and those seen since.
+    pub readings: BTreeMap<(usize, i64, i64), Reading>,
+    /// Incidents a round's pages skipped though they stayed in its window.
+    pub skipped: Vec<(usize, String, i64)>,
+}
+
+impl Backend {
+    fn within(windows: &[(i64, i64)], now: i64) -> bool {
+        windows.iter().any(|(a, b)| (*a..*b).contains(&now))
+    }
+
+    /// A person resolves (or takes into work) incident `i`.
+    pub fn person(&mut self, i: usize, resolve: bool, now: i64) {
+        let inc = &mut self.incidents[i];
+        if resolve {
+            inc.status = IncidentStatus::Closed;
+            inc.closed_by = Some(Who::Person);
+            inc.first_closed_by.get_or_insert(Who::Person);
+        } else {
+            inc.status = IncidentStatus::InProgress;
+        }
+        inc.updated_at = now;
+        inc.updated_by = "a.person".into();
+    }
+}
+
+pub struct SimItsm {
+    pub kind: &'static str,
+    pub(crate) backend: Arc<Mutex<Backend>>,
+    pub(crate) ctx: Arc<Ctx>,
+    /// Jira: keys whose create may have happened unanswered, and when: the
+    /// adapter's per-process index-lag guard (`JiraClient`), kept here as
+    /// long as the adapter keeps it.
+    uncertain: Mutex<BTreeMap<String, i64>>,
+}
+
+/// `JiraClient`'s guard: an empty search this soon after a lost create proves nothing.
+const JIRA_GUARD_SECS: i64 = 15;
+
+impl SimItsm {
+    pub fn new(kind: &'static str, backend: Arc<Mutex<Backend>>, ctx: Arc<Ctx>) -> SimItsm {
+        SimItsm {
+            kind,
+            backend,
+            ctx,
+            uncertain: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn backend(&self) -> std::sync::MutexGuard<'_, Backend> {
+        self.backend.lock().expect("itsm lock")
+    }
+
+    /// What this call meets beyond the dice: an outage, a refusal.
+    fn forced(&self, refusable: bool) -> Option<Plan> {
+        if !self.ctx.faults_on() {
+            return None;
+        }
+        let now = self.ctx.now();
+        let b = self.backend();
+        if Backend::within(&b.down, now) {
+            return Some(Plan::Fail);
+        }
+        let refuse_p = b.refuse_p;
+        let refusing = Backend::within(&b.refusing, now);
+        drop(b);
+        (refusable && (refusing || self.ctx.rng(|r| r.chance(refuse_p)))).then_some(Plan::Refuse)
+    }
+
+    pub(crate) async fn call<T>(
+        &self,
+        (op, subject): (&str, &str),
+        refusable: bool,
+        effect: impl FnOnce() -> T,
+        describe: impl Fn(&T) -> String,
+    ) -> Result<T, ItsmError> {
+        let forced = self.forced(refusable);
+        self.ctx
+            .call(Class::Itsm, (op, subject), forced, effect, |t| {
+                Some(describe(t))
+            })
+            .await
+            .map_err(|plan| match plan {
+                Plan::Refuse => ItsmError::Rejected {
+                    status: 400,
+                    message: "simulated refusal".into(),
+                },
+                Plan::Throttle => ItsmError::Throttled {
+                    message: "simulated 429".into(),
+                    retry_after: Some(Duration::from_secs(30)),
+                },
+                other => ItsmError::Unavailable(format!("simulated {other:?}")),
+            })
+    }
+
+    fn number(&self, n: usize) -> (String, String) {
+        match self.kind {
+            "jira" => (format!("{}", 10_000 + n), format!("OPS-{n}")),
+            "bmc-helix" => (format!("{:015}", n), format!("INC{:012}", n)),
+            _ => (format!("{:032x}", n + 0xabc0), format!("INC{:07}", n)),
+        }
+    }
+}
+
+#[async_trait]
+impl ItsmClient for SimItsm {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    async fn create(&self, draft: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
+        let key = draft.correlation_key.clone();
+        let name = self.ctx.name(&key);
+        let created = self
+            .call(
+                ("itsm.create", &name),
+                true,
+                || {
+                    let now = self.ctx.now();
+                    let lag = if self.kind == "jira" {
+                        let max = self.backend().lag_max;
+                        self.ctx.rng(|r| r.range(0, max))
+                    } else {
+                        0
+                    };
+                    let mut b = self.backend();
+                    let n = b.incidents.len() + 1;
+                    let (id, number) = self.number(n);
+                    b.incidents.push(Incident {
+                        id: id.clone(),
+                        number: number.clone(),
+                        key: key.clone(),
+                        status: IncidentStatus::Open,
+                        closed_by: None,
+                        first_closed_by: None,
+                        updated_at: now,
+                        updated_by: "itsm-bridge".into(),
+                        searchable_at: now + lag,
+                        notes: 0,
+                        reopens: 0,
+                    });
+                    IncidentRef { id, number }
+                },
+                |i| i.number.clone(),
+            )
+            .await;
+        if self.kind == "jira"
+            && let Err(e) = &created
+            && e.is_transient()
+        {
+            let now = self.ctx.now();
+            self.uncertain.lock().expect("guard").insert(key, now);
+        }
+        created
+    }
+
+    async fn find(&self, correlation_key: &str) -> Result<Option<IncidentRef>, ItsmError> {
+        let name = self.ctx.name(correlation_key);
+        let found = self
+            .call(
+                ("itsm.find", &name),
+                false,
+                || {
+                    let now = self.ctx.now();
+                    self.backend()
+                        .incidents
+                        .iter()
+                        .find(|i| i.key == correlation_key && i.searchable_at <= now)
+                        .map(|i| IncidentRef {
+                            id: i.id.clone(),
+                            number: i.number.clone(),
+                        })
+                },
+                |f| f.as_ref().map_or("none".into(), |i| i.number.clone()),
+            )
+            .await?;
+        if found.is_none() && self.kind == "jira" {
+            let now = self.ctx.now();
+            let mut uncertain = self.uncertain.lock().expect("guard");
+            uncertain.retain(|_, at| now - *at < JIRA_GUARD_SECS);
+            if uncertain.contains_key(correlation_key) {
+                return Err(ItsmError::Unavailable("index may lag a lost create".into()));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn resolve(
+        &self,
+        incident: &IncidentRef,
+        _resolution: &Resolution,
+    ) -> Result<ResolveOutcome, ItsmError> {
+        self.call(
+            ("itsm.resolve", &incident.number),
+            true,
+            || {
+                let now = self.ctx.now();
+                let mut b = self.backend();
+                let Some(inc) = b.incidents.iter_mut().find(|i| i.id == incident.id) else {
+                    return ResolveOutcome::NotFound;
+                };
+                if inc.status == IncidentStatus::Closed {
+                    return ResolveOutcome::AlreadyClosed;
+                }
+                inc.status = IncidentStatus::Closed;
+                inc.closed_by = Some(Who::Bridge);
+                inc.first_closed_by.get_or_insert(Who::Bridge);
+                inc.updated_at = now;
+                inc.updated_by = "itsm-bridge".into();
+                ResolveOutcome::Resolved
+            },
+            |o| format!("{o:?}"),
+        )
+        .await
+    }
+
+    async fn reopen(&self, incident: &IncidentRef, _note: &str) -> Result<(), ItsmError> {
+        self.call(
+            ("itsm.reopen", &incident.number),
+            true,
+            || {
+                let now = self.ctx.now();
+                let mut b = self.backend();
+                let Some(inc) = b.incidents.iter_mut().find(|i| i.id == incident.id) else {
+                    return Err(ItsmError::Rejected {
+                        status: 404,
+                        message: "no such incident".into(),
+                    });
+                };
+                inc.status = IncidentStatus::InProgress;
+                inc.closed_by = None;
+                inc.reopens += 1;
+                inc.notes += 1;
+                inc.updated_at = now;
+                inc.updated_by = "itsm-bridge".into();
+                Ok(())
+            },
+            |r| format!("{r:?}"),
+        )
+        .await?
+    }
+
+    async fn note(&self, incident: &IncidentRef, _note: &str) -> Result<(), ItsmError> {
+        self.call(
+            ("itsm.note", &incident.number),
+            true,
+            || {
+                let now = self.ctx.now();
+                let mut b = self.backend();
+                let Some(inc) = b.incidents.iter_mut().find(|i| i.id == incident.id) else {
+                    return Err(ItsmError::Rejected {
+                        status: 404,
+                        message: "no such incident".into(),
+                    });
+                };
+                inc.notes += 1;
+                inc.updated_at = now;
+                Ok(())
+            },
+            |r| format!("{r:?}"),
+        )
+        .await?
+    }
+}

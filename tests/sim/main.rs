@@ -1,0 +1,267 @@
+//! A deterministic simulation of the bridge under injected faults: the
+//! domain's `Delivery`, state machine, worker batch rules and sync round,
+//! run against in-memory doubles of the store, SQS FIFO, the ITSM and
+//! Azure by a seeded scheduler (see `exec.rs`), with the promise checked as
+//! invariants after each run (`check.rs`).
+//!
+//! - `cargo test --test sim` runs the seeds CI runs (`SIM_SEEDS`, default
+//!   2,000, from `SIM_FIRST`, default 1).
+//! - `SIM_SEED=N cargo test --test sim -- --nocapture` replays seed N
+//!   exactly and prints its trace.
+//! - `cargo test --release --test sim -- --ignored long_search --nocapture`
+//!   runs seeds until a million scheduler steps (`SIM_STEPS`) and prints
+//!   the figures docs/RELIABILITY.md quotes.
+//!
+//! A failing seed prints `seed N`, the invariants it broke and the trace of
+//! the alerts concerned; the whole trace goes to a file beside.
+
+mod actors;
+mod azure;
+mod check;
+mod exec;
+mod feed;
+mod itsm;
+mod queue;
+mod scenario;
+mod store;
+mod worker;
+mod world;
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use check::Violation;
+use exec::{Rng, Step};
+use scenario::{FAULT_PHASE, QUIET, START, Scenario, TTL_SECS};
+use world::{Event, World};
+
+/// What one seed did.
+pub struct Run {
+    pub seed: u64,
+    pub violations: Vec<Violation>,
+    pub trace: Vec<Step>,
+    pub steps: u64,
+    pub calls: u64,
+    pub injected: u64,
+}
+
+fn env(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+/// Runs seed `seed`: the fault phase, the quiet phase, its checks; then,
+/// if some alert resolves only months later, a jump past the records'
+/// lifetime, those notifications, and the checks again.
+pub fn run(seed: u64) -> Run {
+    let mut rng = Rng::new(seed ^ 0x5eed_5eed);
+    let lag = env("SIM_JIRA_LAG_MAX").unwrap_or(10) as i64;
+    let sc = Scenario::new(&mut rng, lag, &scenario::Without::from_env());
+    let mut w = World::new(seed, sc);
+    let end = START + FAULT_PHASE + QUIET;
+    let mut violations = Vec::new();
+    if let Err(e) = w.run(end) {
+        violations.push(Violation {
+            invariant: 6,
+            alerts: Vec::new(),
+            detail: e,
+        });
+    }
+    violations.extend(check::check(&w, false));
+    let late: Vec<usize> = (0..w.sc.notifications.len())
+        .filter(|&i| w.sc.notifications[i].late)
+        .collect();
+    if violations.is_empty() && !late.is_empty() {
+        let resume = START + FAULT_PHASE + QUIET + TTL_SECS + 24 * 3600;
+        w.jump(resume - 300);
+        for i in late {
+            for copy in 0..w.sc.notifications[i].copies {
+                w.at(
+                    resume,
+                    Event::Send {
+                        notif: i,
+                        copy,
+                        n: 0,
+                    },
+                );
+            }
+        }
+        if let Err(e) = w.run(resume + QUIET) {
+            violations.push(Violation {
+                invariant: 6,
+                alerts: Vec::new(),
+                detail: e,
+            });
+        }
+        violations.extend(check::check(&w, true));
+    }
+    let (calls, injected) = w.ctx.counts();
+    Run {
+        seed,
+        violations,
+        trace: w.ctx.trace(),
+        steps: w.steps,
+        calls,
+        injected,
+    }
+}
+
+/// The trace lines of the alerts a violation concerns: every line that
+/// names one, every line of a task started for one, and the world's own.
+fn relevant(run: &Run) -> Vec<&Step> {
+    let names: BTreeSet<&str> = run
+        .violations
+        .iter()
+        .flat_map(|v| v.alerts.iter().map(String::as_str))
+        .filter(|n| !n.is_empty())
+        .collect();
+    let names_it = |s: &str| {
+        s.split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|w| names.contains(w))
+    };
+    let tasks: BTreeSet<usize> = run
+        .trace
+        .iter()
+        .filter(|s| s.what.starts_with("start ") && names_it(&s.what))
+        .map(|s| s.task)
+        .collect();
+    run.trace
+        .iter()
+        .filter(|s| names.is_empty() || s.task == 0 || tasks.contains(&s.task) || names_it(&s.what))
+        .collect()
+}
+
+/// Prints a failing seed: its number, what it broke, its trace.
+fn report(run: &Run) -> String {
+    let mut out = format!("seed {}\n", run.seed);
+    for v in &run.violations {
+        out.push_str(&format!("  {v}\n"));
+    }
+    let path = format!("{}/sim-seed-{}.log", env!("CARGO_TARGET_TMPDIR"), run.seed);
+    let full: String = run.trace.iter().map(|s| format!("{s}\n")).collect();
+    let _ = std::fs::write(&path, &full);
+    out.push_str(&format!(
+        "trace of the alerts concerned (all {} steps in {path}):\n",
+        run.trace.len()
+    ));
+    for s in relevant(run) {
+        out.push_str(&format!("  {s}\n"));
+    }
+    out.push_str(&format!(
+        "replay: SIM_SEED={} cargo test --test sim -- --nocapture\n",
+        run.seed
+    ));
+    out
+}
+
+/// Figures of a batch of seeds.
+#[derive(Default)]
+struct Tally {
+    seeds: u64,
+    steps: u64,
+    calls: u64,
+    injected: u64,
+    failed: Vec<u64>,
+}
+
+fn sweep(first: u64, keep_going: impl Fn(&Tally) -> bool) -> (Tally, Option<Run>) {
+    let mut t = Tally::default();
+    let mut first_failure = None;
+    let mut seed = first;
+    while keep_going(&t) {
+        let r = run(seed);
+        t.seeds += 1;
+        t.steps += r.steps;
+        t.calls += r.calls;
+        t.injected += r.injected;
+        if !r.violations.is_empty() {
+            if env("SIM_VERBOSE").is_some() {
+                for v in &r.violations {
+                    eprintln!("seed {seed} steps {}: {v}", r.steps);
+                }
+                let _ = report(&r);
+            }
+            t.failed.push(seed);
+            if first_failure.is_none() {
+                first_failure = Some(r);
+            }
+        }
+        seed += 1;
+    }
+    (t, first_failure)
+}
+
+/// The seeds CI runs, or the one `SIM_SEED` names (with its trace).
+#[test]
+#[ignore = "finds holes 1-8 on main until their fixes land: enable with -- --ignored (see docs/sim-findings.md)"]
+fn seeded_runs_keep_the_promise() {
+    if let Some(seed) = env("SIM_SEED") {
+        let r = run(seed);
+        for s in &r.trace {
+            println!("{s}");
+        }
+        assert!(r.violations.is_empty(), "{}", report(&r));
+        return;
+    }
+    let count = env("SIM_SEEDS").unwrap_or(2000);
+    let first = env("SIM_FIRST").unwrap_or(1);
+    let started = Instant::now();
+    let (t, failure) = sweep(first, |t| t.seeds < count);
+    eprintln!(
+        "{} seeds, {} steps, {} port calls, {} faults injected, {:.1} s",
+        t.seeds,
+        t.steps,
+        t.calls,
+        t.injected,
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(r) = failure {
+        panic!(
+            "{} of {} seeds broke an invariant ({:?}…)\n{}",
+            t.failed.len(),
+            t.seeds,
+            &t.failed[..t.failed.len().min(20)],
+            report(&r)
+        );
+    }
+}
+
+/// The long search: seeds until `SIM_STEPS` (a million) scheduler steps.
+#[test]
+#[ignore = "the long search: cargo test --release --test sim -- --ignored long_search --nocapture"]
+fn long_search() {
+    let budget = env("SIM_STEPS").unwrap_or(1_000_000);
+    let first = env("SIM_FIRST").unwrap_or(1_000_000);
+    let started = Instant::now();
+    let (t, failure) = sweep(first, |t| t.steps < budget);
+    println!(
+        "seeds {}..{}: {} seeds, {} steps, {} port calls, {} faults injected, {} failed, {:.1} s",
+        first,
+        first + t.seeds,
+        t.seeds,
+        t.steps,
+        t.calls,
+        t.injected,
+        t.failed.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(r) = failure {
+        panic!("failing seeds {:?}\n{}", t.failed, report(&r));
+    }
+}
+
+/// The same seed twice gives the same run, step for step: what makes a
+/// failing seed worth printing.
+#[test]
+fn a_seed_replays_exactly() {
+    for seed in [3, 17, 4242] {
+        let a = run(seed);
+        let b = run(seed);
+        let text = |r: &Run| r.trace.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(text(&a), text(&b), "seed {seed} diverged");
+        assert_eq!(
+            (a.steps, a.calls, a.injected),
+            (b.steps, b.calls, b.injected)
+        );
+        assert!(a.steps > 100 && a.injected > 0, "seed {seed} hardly ran");
+    }
+}

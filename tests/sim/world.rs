@@ -1,0 +1,430 @@
+//! The world one seed runs in: the doubles, the processes (webhook and
+//! worker containers, each with its own `Delivery` and ITSM client, so
+//! in-memory state such as a cool-down is per process), the live tasks and
+//! the timed events, and the scheduler loop that interleaves them.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Duration;
+
+use itsm_bridge::config::DeliveryConfig;
+use itsm_bridge::domain::delivery::{Accepted, Delivery};
+use itsm_bridge::domain::outcome::ProcessError;
+use itsm_bridge::domain::ports::Clock;
+use itsm_bridge::domain::retry::RetryPolicy;
+use itsm_bridge::domain::settings::Settings;
+use itsm_bridge::domain::state_machine::Bridge;
+use itsm_bridge::domain::sync::{AlertSync, RoundReport, SyncError, SyncSettings};
+use itsm_bridge::inbound::worker::Fate;
+
+use crate::azure::SimAzure;
+use crate::exec::{Ctx, Task};
+use crate::itsm::{Backend, SimItsm};
+use crate::queue::{Fifo, Received};
+use crate::scenario::{START, Scenario, TTL_SECS};
+use crate::store::SimStore;
+
+/// The template's limits: the webhook's reserved concurrency, the worker's
+/// batch size and concurrency, the functions' time-outs, the sync schedule.
+pub const WEBHOOKS: usize = 20;
+pub const BATCH: u64 = 5;
+pub const WORKERS: usize = 2;
+pub const WEBHOOK_TIMEOUT: i64 = 15;
+pub const WORKER_TIMEOUT: i64 = 180;
+pub const SYNC_TIMEOUT: i64 = 120;
+pub const SYNC_EVERY: i64 = 120;
+/// Azure waits this long for an answer, and retries after these pauses.
+pub const AZURE_WAIT: i64 = 10;
+pub const AZURE_RETRIES: [i64; 5] = [5, 20, 5, 40, 5];
+
+/// One process: a webhook or worker container.
+pub struct Process {
+    pub id: usize,
+    pub delivery: Delivery,
+}
+
+pub enum Kind {
+    Webhook {
+        attempt: usize,
+        process: Arc<Process>,
+    },
+    Worker {
+        batch: Vec<Received>,
+        process: Arc<Process>,
+    },
+    Sync,
+    Person,
+}
+
+pub enum Done {
+    Webhook(Result<Accepted, ProcessError>),
+    Worker(Vec<Fate>),
+    Sync(Result<RoundReport, SyncError>),
+    Person,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Event {
+    /// Azure sends attempt `n` of copy `copy` of a notification.
+    Send {
+        notif: usize,
+        copy: u8,
+        n: usize,
+    },
+    AzureGivesUp {
+        attempt: usize,
+    },
+    Kill {
+        task: usize,
+    },
+    SyncTick,
+    Person,
+    Redrive,
+    FaultsOff,
+}
+
+/// One attempt Azure made to deliver a notification.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub notif: usize,
+    pub copy: u8,
+    pub n: usize,
+    pub answered: Option<(i64, u16)>,
+    pub gave_up: bool,
+    /// The invocation ended with a 2xx answer, whether or not Azure still
+    /// waited for it.
+    pub succeeded: bool,
+}
+
+/// What Azure saw and what reached the ITSM, per notification.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    pub attempts: Vec<Attempt>,
+    /// First attempt's start and first 2xx answer, per notification.
+    pub first_start: BTreeMap<usize, i64>,
+    pub first_ok: BTreeMap<usize, i64>,
+    /// Digests that went through the state machine (inline or worker).
+    pub delivered: BTreeMap<String, i64>,
+    /// The attempt each webhook task served.
+    pub webhook_tasks: BTreeMap<usize, usize>,
+    /// Queued notifications the worker delivered: (time, group, seq, digest).
+    pub worker_delivered: Vec<(i64, String, u64, String)>,
+    pub reports: Vec<RoundReport>,
+}
+
+pub struct World {
+    pub ctx: Arc<Ctx>,
+    pub sc: Scenario,
+    pub store: Arc<SimStore>,
+    pub backend: Arc<Mutex<Backend>>,
+    pub queue: Arc<Fifo>,
+    pub azure: Arc<SimAzure>,
+    pub sync: Arc<AlertSync>,
+    pub config: DeliveryConfig,
+    settings: Settings,
+    clock: Clock,
+    idle_webhooks: Vec<Arc<Process>>,
+    idle_workers: Vec<Arc<Process>>,
+    pub busy_webhooks: usize,
+    pub busy_workers: usize,
+    next_process: usize,
+    pub tasks: Vec<Task<Done>>,
+    pub kinds: BTreeMap<usize, Kind>,
+    next_task: usize,
+    events: BinaryHeap<Reverse<(i64, u64)>>,
+    payloads: BTreeMap<u64, Event>,
+    next_event: u64,
+    pub ledger: Ledger,
+    pub steps: u64,
+}
+
+impl World {
+    pub fn new(seed: u64, sc: Scenario) -> World {
+        let ctx = Arc::new(Ctx::new(seed, START));
+        for a in &sc.alerts {
+            ctx.name_as(&a.id, &a.name);
+            ctx.name_as(&a.key, &a.name);
+        }
+        for (class, rates) in &sc.rates {
+            ctx.set_rates(*class, *rates);
+        }
+        let backend = Arc::new(Mutex::new(Backend {
+            down: abs(&sc.down),
+            refusing: abs(&sc.refusing),
+            refuse_p: sc.refuse_p,
+            lag_max: sc.lag_max,
+            ..Backend::default()
+        }));
+        let c = ctx.clock.clone();
+        let clock: Clock = Arc::new(move || c.load(Ordering::SeqCst));
+        let store = Arc::new(SimStore::new(ctx.clone()));
+        let queue = Arc::new(Fifo::new(ctx.clone()));
+        let azure = Arc::new(SimAzure::new(ctx.clone()));
+        let sync = Arc::new(AlertSync::new(
+            Arc::new(SimItsm::new(sc.kind, backend.clone(), ctx.clone())),
+            store.clone(),
+            azure.clone(),
+            SyncSettings {
+                acknowledge: sc.acknowledge,
+                // Small pages, so that rounds cross many page boundaries.
+                page_size: sc.page_size,
+                ..SyncSettings::default()
+            },
+            clock.clone(),
+        ));
+        let settings = Settings {
+            // No second attempt ever fits: retries are Azure's and the
+            // worker's, never a sleep inside the process.
+            retry: RetryPolicy {
+                deadline: Duration::ZERO,
+                attempt: Duration::from_secs(1),
+                base: Duration::from_millis(200),
+            },
+            ttl_secs: TTL_SECS,
+            ..Settings::default()
+        };
+        let mut world = World {
+            ctx,
+            sc,
+            store,
+            backend,
+            queue,
+            azure,
+            sync,
+            config: DeliveryConfig::default(),
+            settings,
+            clock,
+            idle_webhooks: Vec::new(),
+            idle_workers: Vec::new(),
+            busy_webhooks: 0,
+            busy_workers: 0,
+            next_process: 0,
+            tasks: Vec::new(),
+            kinds: BTreeMap::new(),
+            next_task: 1,
+            events: BinaryHeap::new(),
+            payloads: BTreeMap::new(),
+            next_event: 0,
+            ledger: Ledger::default(),
+            steps: 0,
+        };
+        world.ctx.set_faults(true);
+        for (i, n) in world.sc.notifications.clone().iter().enumerate() {
+            if n.late {
+                continue;
+            }
+            for copy in 0..n.copies {
+                let jitter = world.ctx.rng(|r| r.range(0, 3)) * i64::from(copy);
+                world.at(
+                    START + n.send_at + jitter,
+                    Event::Send {
+                        notif: i,
+                        copy,
+                        n: 0,
+                    },
+                );
+            }
+        }
+        world.at(START, Event::SyncTick);
+        if world.sc.person {
+            world.at(START + 60, Event::Person);
+        }
+        world.at(START + crate::scenario::FAULT_PHASE, Event::FaultsOff);
+        world.at(START + crate::scenario::FAULT_PHASE + 300, Event::Redrive);
+        world.at(START + crate::scenario::FAULT_PHASE + 1500, Event::Redrive);
+        world
+    }
+
+    pub fn now(&self) -> i64 {
+        self.ctx.now()
+    }
+
+    pub fn at(&mut self, t: i64, event: Event) {
+        self.next_event += 1;
+        self.events.push(Reverse((t, self.next_event)));
+        self.payloads.insert(self.next_event, event);
+    }
+
+    /// Moves the clock to `to` with nothing happening in between: the
+    /// schedule's rounds in the gap are skipped (nothing changed), the next
+    /// one comes at `to`.
+    pub fn jump(&mut self, to: i64) {
+        let events = std::mem::take(&mut self.events);
+        for Reverse((t, id)) in events {
+            if matches!(self.payloads[&id], Event::SyncTick) {
+                self.payloads.remove(&id);
+            } else {
+                self.events.push(Reverse((t, id)));
+            }
+        }
+        self.ctx.set_now(to);
+        self.ctx.note(0, "months pass");
+        self.at(to, Event::SyncTick);
+    }
+
+    /// A process with its own `Delivery` and ITSM client.
+    pub fn process(&mut self, worker: bool) -> Arc<Process> {
+        let idle = if worker {
+            &mut self.idle_workers
+        } else {
+            &mut self.idle_webhooks
+        };
+        if let Some(p) = idle.pop() {
+            return p;
+        }
+        self.next_process += 1;
+        let itsm = Arc::new(SimItsm::new(
+            self.sc.kind,
+            self.backend.clone(),
+            self.ctx.clone(),
+        ));
+        let bridge = |s: &World| {
+            Bridge::new(
+                itsm.clone(),
+                s.store.clone(),
+                s.settings.clone(),
+                s.clock.clone(),
+            )
+        };
+        let delivery = Delivery::new(
+            bridge(self),
+            bridge(self),
+            self.queue.clone(),
+            self.config.cooldown_secs,
+            self.clock.clone(),
+        );
+        Arc::new(Process {
+            id: self.next_process,
+            delivery,
+        })
+    }
+
+    /// A process goes back to its pool (a crashed one never does: its
+    /// memory is gone with it).
+    pub fn release(&mut self, p: Arc<Process>, worker: bool) {
+        // Lambda retires idle containers now and then.
+        if self.ctx.rng(|r| r.chance(0.05)) {
+            return;
+        }
+        if worker {
+            self.idle_workers.push(p);
+        } else {
+            self.idle_webhooks.push(p);
+        }
+    }
+
+    pub fn spawn(
+        &mut self,
+        kind: Kind,
+        label: String,
+        timeout: i64,
+        fut: std::pin::Pin<Box<dyn std::future::Future<Output = Done>>>,
+    ) -> usize {
+        let id = self.next_task;
+        self.next_task += 1;
+        self.ctx.note(id, format!("start {label}"));
+        self.tasks.push(Task { id, fut });
+        self.kinds.insert(id, kind);
+        let now = self.now();
+        self.at(now + timeout, Event::Kill { task: id });
+        id
+    }
+
+    /// Runs until `until` (absolute) or until nothing is left to do.
+    pub fn run(&mut self, until: i64) -> Result<(), String> {
+        loop {
+            let now = self.now();
+            while let Some(&Reverse((t, id))) = self.events.peek() {
+                if t > now {
+                    break;
+                }
+                self.events.pop();
+                let event = self.payloads.remove(&id).expect("event");
+                self.handle(event);
+            }
+            self.poll_queue();
+            let ready: Vec<usize> = (0..self.tasks.len())
+                .filter(|&i| self.ctx.wake_at(self.tasks[i].id) <= now)
+                .collect();
+            if ready.is_empty() {
+                let next_event = self.events.peek().map(|Reverse((t, _))| *t);
+                let next_task = self.tasks.iter().map(|t| self.ctx.wake_at(t.id)).min();
+                let next_poll = (self.busy_workers < WORKERS)
+                    .then(|| self.queue.next_receivable(now))
+                    .flatten();
+                let next = [next_event, next_task, next_poll]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                match next {
+                    Some(t) if t <= until => self.ctx.set_now(t.max(now + 1)),
+                    _ => return Ok(()),
+                }
+                continue;
+            }
+            let pick = ready[self.ctx.rng(|r| r.below(ready.len() as u64)) as usize];
+            let id = self.tasks[pick].id;
+            self.ctx.set_current(id);
+            self.steps += 1;
+            if self.steps > 2_000_000 {
+                return Err("more than 2,000,000 steps: a livelock?".into());
+            }
+            let polled = self.tasks[pick].poll();
+            for crashed in self.ctx.take_crashed() {
+                self.kill(crashed, "crashed at a port call");
+            }
+            if let Poll::Ready(done) = polled
+                && let Some(i) = self.tasks.iter().position(|t| t.id == id)
+            {
+                self.tasks.remove(i);
+                self.ctx.forget(id);
+                let kind = self.kinds.remove(&id).expect("kind");
+                self.finish(id, kind, done);
+            }
+        }
+    }
+
+    /// Drops a live task between two awaits: whatever it wrote stays.
+    pub fn kill(&mut self, id: usize, why: &str) {
+        let Some(i) = self.tasks.iter().position(|t| t.id == id) else {
+            return;
+        };
+        self.tasks.remove(i);
+        self.ctx.forget(id);
+        self.ctx.note(id, format!("dies: {why}"));
+        match self.kinds.remove(&id).expect("kind") {
+            Kind::Webhook { .. } => self.busy_webhooks -= 1,
+            Kind::Worker { .. } => self.busy_workers -= 1,
+            Kind::Sync | Kind::Person => {}
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Send { notif, copy, n } => self.send(notif, copy, n),
+            Event::AzureGivesUp { attempt } => self.azure_gives_up(attempt),
+            Event::Kill { task } => self.kill(task, "function time-out"),
+            Event::SyncTick => self.sync_round(),
+            Event::Person => self.person(),
+            Event::Redrive => {
+                let n = self.queue.redrive();
+                self.ctx
+                    .note(0, format!("operator redrives {n} dead-lettered messages"));
+            }
+            Event::FaultsOff => {
+                self.ctx.set_faults(false);
+                self.ctx.note(0, "faults stop; the ITSM is fixed");
+            }
+        }
+    }
+}
+
+fn abs(windows: &[(i64, i64)]) -> Vec<(i64, i64)> {
+    windows
+        .iter()
+        .map(|(a, b)| (START + a, START + b))
+        .collect()
+}
