@@ -173,6 +173,9 @@ fn sweep(first: u64, keep_going: impl Fn(&Tally) -> bool) -> (Tally, Option<Run>
         t.steps += r.steps;
         t.calls += r.calls;
         t.injected += r.injected;
+        if r.violations.is_empty() && env("SIM_VERBOSE").is_some() {
+            eprintln!("seed {seed} steps {}: ok", r.steps);
+        }
         if !r.violations.is_empty() {
             if env("SIM_VERBOSE").is_some() {
                 for v in &r.violations {

@@ -239,12 +239,26 @@ impl DeliveryQueue for Fifo {
                             true
                         }
                     };
+                    // A higher number of the group already waiting: this one
+                    // lands behind it.
+                    let ahead = self
+                        .state()
+                        .msgs
+                        .iter()
+                        .filter(|m| m.group == n.group)
+                        .filter_map(|m| Message::decode(&m.body).ok().map(|m| m.seq))
+                        .filter(|s| *s > n.seq)
+                        .max();
                     if fresh {
                         self.push(n.group, body.clone());
                     }
-                    fresh
+                    (fresh, ahead)
                 },
-                |fresh| (!fresh).then(|| "a duplicate: dropped".into()),
+                |(fresh, ahead)| match (fresh, ahead) {
+                    (false, _) => Some("a duplicate: dropped".into()),
+                    (true, Some(seq)) => Some(format!("lands behind seq {seq}")),
+                    (true, None) => None,
+                },
             )
             .await
             .map(|_| ())

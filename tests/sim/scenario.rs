@@ -162,9 +162,10 @@ impl Scenario {
                 let late = rng.chance(0.1) && parts.has("late");
                 let resolved_at = if late {
                     FAULT_PHASE + QUIET + TTL_SECS + 24 * 3600
-                } else if rng.chance(0.25) {
-                    // Resolved moments after Fired: the two race.
-                    fired_at + rng.range(3, 90)
+                } else if rng.chance(0.3) {
+                    // Resolved moments after Fired (a flapping metric): the
+                    // two race.
+                    fired_at + rng.range(1, 30)
                 } else {
                     fired_at + rng.range(90, 2400)
                 };
@@ -218,7 +219,7 @@ impl Scenario {
                     fail: 0.03 * s,
                     lost: lost(0.01),
                     crash,
-                    slow: 0.03 * s,
+                    slow: 0.06 * s,
                     throttle: 0.0,
                 },
             ),
