@@ -5,9 +5,9 @@
 
 use itsm_bridge::adapters::queue::Message;
 use itsm_bridge::domain::delivery::Accepted;
+use itsm_bridge::domain::delivery::Fate;
 use itsm_bridge::inbound::common_schema;
 use itsm_bridge::inbound::http::Failure;
-use itsm_bridge::inbound::worker::Fate;
 
 use crate::scenario::{FAULT_PHASE, START};
 use crate::world::{
@@ -160,6 +160,7 @@ impl World {
                     let seq = Message::decode(&m.body).map_or(0, |x| x.seq);
                     let what = match fate {
                         Fate::Delivered(p) => format!("delivered ({})", p.outcome.as_str()),
+                        Fate::AlreadyDelivered => "delivered before: deleted".to_string(),
                         Fate::Parked(why) => format!("parked: {why}"),
                         Fate::Retry { after, why } => {
                             format!("retry in {}s: {why}", after.as_secs())
@@ -170,11 +171,15 @@ impl World {
                         task,
                         format!("{} seq {seq}: {what}", self.ctx.name(&m.group)),
                     );
-                    if matches!(fate, Fate::Delivered(_) | Fate::Parked(_)) {
+                    if fate.done() {
                         // The event source deletes what the batch did not report failed.
                         self.queue.delete(m.receipt);
                     }
-                    if let (Fate::Delivered(_), Ok(msg)) = (fate, Message::decode(&m.body)) {
+                    // Delivered before means delivered (by a batch that died
+                    // before it could say so).
+                    if let (Fate::Delivered(_) | Fate::AlreadyDelivered, Ok(msg)) =
+                        (fate, Message::decode(&m.body))
+                    {
                         self.ledger.worker_delivered.push((
                             now,
                             m.group.clone(),

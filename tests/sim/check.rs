@@ -24,6 +24,7 @@
 use std::fmt;
 
 use itsm_bridge::adapters::queue::Message;
+use itsm_bridge::domain::correlation::AzureMark;
 use itsm_bridge::domain::ports::{AlertState, IncidentStatus};
 use itsm_bridge::domain::sync::ActionOutcome;
 
@@ -184,12 +185,18 @@ pub fn check(w: &World, late: bool) -> Vec<Violation> {
             .iter()
             .filter(|i| i.closed_by == Some(Who::Person) && i.first_closed_by == Some(Who::Person))
         {
-            if r_ok.is_some() {
+            // Azure resolved the alert itself (it sent the Resolved): the
+            // bridge may have recorded the person's resolve first.
+            if r_start.is_some() {
                 continue;
             }
+            // Reported: a round said so, or (when that round died before
+            // its report) the record remembers what Azure could not be told.
             let reported = w.ledger.reports.iter().flat_map(|r| &r.actions).any(|x| {
                 x.alert_id == alert.id
                     && !matches!(x.outcome, ActionOutcome::Deferred | ActionOutcome::Denied)
+            }) || w.store.record(&alert.id).is_some_and(|r| {
+                matches!(r.azure.sent, Some(AzureMark::Skipped | AzureMark::Gone))
             });
             let closed = azure
                 .as_ref()

@@ -85,23 +85,14 @@ pub struct SimItsm {
     pub kind: &'static str,
     pub(crate) backend: Arc<Mutex<Backend>>,
     pub(crate) ctx: Arc<Ctx>,
-    /// Jira: keys whose create may have happened unanswered, and when: the
-    /// adapter's per-process index-lag guard (`JiraClient`), kept here as
-    /// long as the adapter keeps it.
-    uncertain: Mutex<BTreeMap<String, i64>>,
 }
 
-/// `JiraClient`'s guard: an empty search this soon after a lost create proves nothing.
-const JIRA_GUARD_SECS: i64 = 15;
+/// What `JiraClient` declares as its search's lag (`search_lag_secs`).
+const JIRA_SEARCH_LAG_SECS: i64 = 15;
 
 impl SimItsm {
     pub fn new(kind: &'static str, backend: Arc<Mutex<Backend>>, ctx: Arc<Ctx>) -> SimItsm {
-        SimItsm {
-            kind,
-            backend,
-            ctx,
-            uncertain: Mutex::default(),
-        }
+        SimItsm { kind, backend, ctx }
     }
 
     pub(crate) fn backend(&self) -> std::sync::MutexGuard<'_, Backend> {
@@ -165,81 +156,70 @@ impl ItsmClient for SimItsm {
         self.kind
     }
 
+    fn search_lag_secs(&self) -> i64 {
+        if self.kind == "jira" {
+            JIRA_SEARCH_LAG_SECS
+        } else {
+            0
+        }
+    }
+
     async fn create(&self, draft: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
         let key = draft.correlation_key.clone();
         let name = self.ctx.name(&key);
-        let created = self
-            .call(
-                ("itsm.create", &name),
-                true,
-                || {
-                    let now = self.ctx.now();
-                    let lag = if self.kind == "jira" {
-                        let max = self.backend().lag_max;
-                        self.ctx.rng(|r| r.range(0, max))
-                    } else {
-                        0
-                    };
-                    let mut b = self.backend();
-                    let n = b.incidents.len() + 1;
-                    let (id, number) = self.number(n);
-                    b.incidents.push(Incident {
-                        id: id.clone(),
-                        number: number.clone(),
-                        key: key.clone(),
-                        status: IncidentStatus::Open,
-                        closed_by: None,
-                        first_closed_by: None,
-                        updated_at: now,
-                        updated_by: "itsm-bridge".into(),
-                        searchable_at: now + lag,
-                        notes: 0,
-                        reopens: 0,
-                    });
-                    IncidentRef { id, number }
-                },
-                |i| i.number.clone(),
-            )
-            .await;
-        if self.kind == "jira"
-            && let Err(e) = &created
-            && e.is_transient()
-        {
-            let now = self.ctx.now();
-            self.uncertain.lock().expect("guard").insert(key, now);
-        }
-        created
+        self.call(
+            ("itsm.create", &name),
+            true,
+            || {
+                let now = self.ctx.now();
+                let lag = if self.kind == "jira" {
+                    let max = self.backend().lag_max;
+                    self.ctx.rng(|r| r.range(0, max))
+                } else {
+                    0
+                };
+                let mut b = self.backend();
+                let n = b.incidents.len() + 1;
+                let (id, number) = self.number(n);
+                b.incidents.push(Incident {
+                    id: id.clone(),
+                    number: number.clone(),
+                    key: key.clone(),
+                    status: IncidentStatus::Open,
+                    closed_by: None,
+                    first_closed_by: None,
+                    updated_at: now,
+                    updated_by: "itsm-bridge".into(),
+                    searchable_at: now + lag,
+                    notes: 0,
+                    reopens: 0,
+                });
+                IncidentRef { id, number }
+            },
+            |i| i.number.clone(),
+        )
+        .await
     }
 
     async fn find(&self, correlation_key: &str) -> Result<Option<IncidentRef>, ItsmError> {
         let name = self.ctx.name(correlation_key);
-        let found = self
-            .call(
-                ("itsm.find", &name),
-                false,
-                || {
-                    let now = self.ctx.now();
-                    self.backend()
-                        .incidents
-                        .iter()
-                        .find(|i| i.key == correlation_key && i.searchable_at <= now)
-                        .map(|i| IncidentRef {
-                            id: i.id.clone(),
-                            number: i.number.clone(),
-                        })
-                },
-                |f| f.as_ref().map_or("none".into(), |i| i.number.clone()),
-            )
-            .await?;
-        if found.is_none() && self.kind == "jira" {
-            let now = self.ctx.now();
-            let mut uncertain = self.uncertain.lock().expect("guard");
-            uncertain.retain(|_, at| now - *at < JIRA_GUARD_SECS);
-            if uncertain.contains_key(correlation_key) {
-                return Err(ItsmError::Unavailable("index may lag a lost create".into()));
-            }
-        }
-        Ok(found)
+        self.call(
+            ("itsm.find", &name),
+            false,
+            || {
+                let now = self.ctx.now();
+                self.backend()
+                    .incidents
+                    .iter()
+                    .find(|i| i.key == correlation_key && i.searchable_at <= now)
+                    .map(|i| IncidentRef {
+                        id: i.id.clone(),
+                        number: i.number.clone(),
+                    })
+            },
+            |f| f.as_ref().map_or("none".into(), |i| i.number.clone()),
+        )
+        .await
     }
 
     async fn resolve(

@@ -37,6 +37,14 @@ impl SimStore {
         }
     }
 
+    /// The record of `alert_id`, live or not, with no fault (for checks).
+    pub fn record(&self, alert_id: &str) -> Option<CorrelationRecord> {
+        self.inner
+            .snapshot()
+            .into_iter()
+            .find(|r| r.alert_id == alert_id)
+    }
+
     /// The sync watermark's `since`, with no fault (for checks).
     pub fn mark_since(&self, name: &str) -> Option<i64> {
         now_or_never(self.inner.watermark(name))

@@ -1,24 +1,17 @@
-//! The worker's batch rules, over the queue double. Until the rules move
-//! into the domain, they live in `src/inbound/worker.rs`, tied to
-//! `aws_lambda_events`' `SqsMessage` and the SQS client; this is the same
-//! logic line for line (batch order, a failed message holding its group's
-//! later ones back, `ORDER_PATIENCE`, parking past
-//! `WORKER_PERMANENT_ATTEMPTS`), calling the real `Delivery::deliver`.
-//! When the domain module lands it replaces this file.
+//! The worker role over the queue double: the domain's batch rules
+//! (`Delivery::deliver_batch`) decide what becomes of each message, and
+//! this carries it out as `src/inbound/worker.rs` does on SQS: a skip comes
+//! back at once, a retry after its backoff (the message's visibility), a
+//! park goes to the dead-letter queue with its reason, and a park that
+//! fails becomes a retry after the longest backoff.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use itsm_bridge::config::DeliveryConfig;
-use itsm_bridge::domain::delivery::Delivery;
-use itsm_bridge::domain::outcome::ProcessError;
-use itsm_bridge::domain::ports::ItsmError;
-use itsm_bridge::inbound::worker::{Fate, decode};
+use itsm_bridge::domain::delivery::{Delivery, Fate, Received as Item};
+use itsm_bridge::inbound::worker::decode;
 
 use crate::queue::{Fifo, Received};
-
-/// `src/inbound/worker.rs`'s `ORDER_PATIENCE`.
-const ORDER_PATIENCE: u32 = 10;
 
 pub async fn deliver_batch(
     delivery: &Delivery,
@@ -26,65 +19,50 @@ pub async fn deliver_batch(
     queue: &Fifo,
     batch: &[Received],
 ) -> Vec<Fate> {
-    let mut failed_groups: BTreeSet<&str> = BTreeSet::new();
-    let mut fates = Vec::with_capacity(batch.len());
-    for message in batch {
-        let group = message.group.as_str();
-        let fate = if failed_groups.contains(group) {
+    let items: Vec<Result<Item, String>> = batch
+        .iter()
+        .map(|m| {
+            decode(&m.body).map(|(msg, alert)| Item {
+                alert,
+                seq: msg.seq,
+                group: msg.group,
+                receives: m.receives,
+            })
+        })
+        .collect();
+    let fates = delivery
+        .deliver_batch(&items, &config.worker_policy())
+        .await;
+    let mut out = Vec::with_capacity(fates.len());
+    for (message, fate) in batch.iter().zip(fates) {
+        out.push(carry_out(config, queue, message, fate).await);
+    }
+    out
+}
+
+async fn carry_out(config: &DeliveryConfig, queue: &Fifo, message: &Received, fate: Fate) -> Fate {
+    let backoff_max = Duration::from_secs(config.backoff_max_secs);
+    match &fate {
+        Fate::Skipped => {
             let _ = queue.retry_later(message.receipt, 0).await;
-            Fate::Skipped
-        } else {
-            deliver(delivery, config, queue, message).await
-        };
-        if let Fate::Retry { after, .. } = &fate {
-            failed_groups.insert(group);
+        }
+        Fate::Retry { after, .. } => {
             let _ = queue
                 .retry_later(message.receipt, after.as_secs() as i64)
                 .await;
         }
-        fates.push(fate);
-    }
-    fates
-}
-
-async fn deliver(
-    delivery: &Delivery,
-    config: &DeliveryConfig,
-    queue: &Fifo,
-    message: &Received,
-) -> Fate {
-    let receives = message.receives;
-    let (m, alert) = match decode(&message.body) {
-        Ok(ok) => ok,
-        Err(why) => return park(config, queue, message, &why).await,
-    };
-    let in_order = receives < ORDER_PATIENCE;
-    match delivery.deliver(&alert, m.seq, in_order).await {
-        Ok(processed) => Fate::Delivered(processed),
-        Err(ProcessError::Itsm(e @ ItsmError::Rejected { .. }))
-            if receives >= config.permanent_attempts =>
-        {
-            park(config, queue, message, &e.to_string()).await
-        }
-        Err(e) => {
-            let retry_after = match &e {
-                ProcessError::Itsm(ItsmError::Throttled { retry_after, .. }) => *retry_after,
-                _ => None,
-            };
-            Fate::Retry {
-                after: config.backoff(receives, retry_after),
-                why: e.to_string(),
+        Fate::Parked(why) => {
+            if let Err(e) = queue.park(&message.body, &message.group, why).await {
+                let _ = queue
+                    .retry_later(message.receipt, backoff_max.as_secs() as i64)
+                    .await;
+                return Fate::Retry {
+                    after: backoff_max,
+                    why: format!("{why}; and parking failed: {e}"),
+                };
             }
         }
+        Fate::Delivered(_) | Fate::AlreadyDelivered => {}
     }
-}
-
-async fn park(config: &DeliveryConfig, queue: &Fifo, message: &Received, why: &str) -> Fate {
-    match queue.park(&message.body, &message.group, why).await {
-        Ok(()) => Fate::Parked(why.to_string()),
-        Err(e) => Fate::Retry {
-            after: Duration::from_secs(config.backoff_max_secs),
-            why: format!("{why}; and parking failed: {e}"),
-        },
-    }
+    fate
 }

@@ -11,6 +11,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use itsm_bridge::config::DeliveryConfig;
+use itsm_bridge::domain::delivery::Fate;
 use itsm_bridge::domain::delivery::{Accepted, Delivery};
 use itsm_bridge::domain::outcome::ProcessError;
 use itsm_bridge::domain::ports::Clock;
@@ -18,7 +19,6 @@ use itsm_bridge::domain::retry::RetryPolicy;
 use itsm_bridge::domain::settings::Settings;
 use itsm_bridge::domain::state_machine::Bridge;
 use itsm_bridge::domain::sync::{AlertSync, RoundReport, SyncError, SyncSettings};
-use itsm_bridge::inbound::worker::Fate;
 
 use crate::azure::SimAzure;
 use crate::exec::{Ctx, Task};
