@@ -10,6 +10,8 @@ use itsm_bridge::inbound::common_schema;
 use itsm_bridge::inbound::http::Failure;
 
 use crate::scenario::{FAULT_PHASE, START};
+use std::cmp::Reverse;
+
 use crate::world::{
     AZURE_RETRIES, AZURE_WAIT, Attempt, BATCH, Done, Event, Kind, SYNC_EVERY, SYNC_TIMEOUT,
     WEBHOOK_TIMEOUT, WEBHOOKS, WORKER_TIMEOUT, WORKERS, World,
@@ -21,6 +23,23 @@ fn retried(status: u16) -> bool {
 }
 
 impl World {
+    /// Moves the clock to `to` with nothing happening in between: the
+    /// schedule's rounds in the gap are skipped (nothing changed), the next
+    /// one comes at `to`.
+    pub fn jump(&mut self, to: i64) {
+        let events = std::mem::take(&mut self.events);
+        for Reverse((t, id)) in events {
+            if matches!(self.payloads[&id], Event::SyncTick) {
+                self.payloads.remove(&id);
+            } else {
+                self.events.push(Reverse((t, id)));
+            }
+        }
+        self.ctx.set_now(to);
+        self.ctx.note(0, "months pass");
+        self.at(to, Event::SyncTick);
+    }
+
     /// Azure sends attempt `n` of one copy of a notification.
     pub(crate) fn send(&mut self, notif: usize, copy: u8, n: usize) {
         let now = self.now();

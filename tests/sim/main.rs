@@ -21,6 +21,8 @@ mod check;
 mod exec;
 mod feed;
 mod itsm;
+mod ledger;
+mod order;
 mod queue;
 mod scenario;
 mod store;
@@ -43,6 +45,8 @@ pub struct Run {
     pub steps: u64,
     pub calls: u64,
     pub injected: u64,
+    /// Facts the invariants were checked against.
+    pub checked: usize,
 }
 
 fn env(name: &str) -> Option<u64> {
@@ -53,6 +57,20 @@ fn env(name: &str) -> Option<u64> {
 /// if some alert resolves only months later, a jump past the records'
 /// lifetime, those notifications, and the checks again.
 pub fn run(seed: u64) -> Run {
+    let (w, violations, checked) = simulate(seed);
+    let (calls, injected) = w.ctx.counts();
+    Run {
+        seed,
+        violations,
+        trace: w.ctx.trace(),
+        steps: w.steps,
+        calls,
+        injected,
+        checked,
+    }
+}
+
+fn simulate(seed: u64) -> (World, Vec<Violation>, usize) {
     let mut rng = Rng::new(seed ^ 0x5eed_5eed);
     let lag = env("SIM_JIRA_LAG_MAX").unwrap_or(10) as i64;
     let sc = Scenario::new(&mut rng, lag, &scenario::Without::from_env());
@@ -67,10 +85,11 @@ pub fn run(seed: u64) -> Run {
         });
     }
     violations.extend(check::check(&w, false));
+    let mut checked = check::facts(&w);
     let late: Vec<usize> = (0..w.sc.notifications.len())
         .filter(|&i| w.sc.notifications[i].late)
         .collect();
-    if violations.is_empty() && !late.is_empty() {
+    if !late.is_empty() {
         let resume = START + FAULT_PHASE + QUIET + TTL_SECS + 24 * 3600;
         w.jump(resume - 300);
         for i in late {
@@ -92,17 +111,14 @@ pub fn run(seed: u64) -> Run {
                 detail: e,
             });
         }
-        violations.extend(check::check(&w, true));
+        for v in check::check(&w, true) {
+            if !violations.iter().any(|seen| seen.detail == v.detail) {
+                violations.push(v);
+            }
+        }
+        checked += check::facts(&w);
     }
-    let (calls, injected) = w.ctx.counts();
-    Run {
-        seed,
-        violations,
-        trace: w.ctx.trace(),
-        steps: w.steps,
-        calls,
-        injected,
-    }
+    (w, violations, checked)
 }
 
 /// The trace lines of the alerts a violation concerns: every line that
@@ -160,6 +176,7 @@ struct Tally {
     steps: u64,
     calls: u64,
     injected: u64,
+    checked: usize,
     failed: Vec<u64>,
 }
 
@@ -172,6 +189,7 @@ fn sweep(first: u64, keep_going: impl Fn(&Tally) -> bool) -> (Tally, Option<Run>
         t.seeds += 1;
         t.steps += r.steps;
         t.calls += r.calls;
+        t.checked += r.checked;
         t.injected += r.injected;
         if r.violations.is_empty() && env("SIM_VERBOSE").is_some() {
             eprintln!("seed {seed} steps {}: ok", r.steps);
@@ -210,11 +228,12 @@ fn seeded_runs_keep_the_promise() {
     let started = Instant::now();
     let (t, failure) = sweep(first, |t| t.seeds < count);
     eprintln!(
-        "{} seeds, {} steps, {} port calls, {} faults injected, {:.1} s",
+        "{} seeds, {} steps, {} port calls, {} faults injected, {} facts checked, {:.1} s",
         t.seeds,
         t.steps,
         t.calls,
         t.injected,
+        t.checked,
         started.elapsed().as_secs_f64()
     );
     if let Some(r) = failure {
@@ -237,13 +256,14 @@ fn long_search() {
     let started = Instant::now();
     let (t, failure) = sweep(first, |t| t.steps < budget);
     println!(
-        "seeds {}..{}: {} seeds, {} steps, {} port calls, {} faults injected, {} failed, {:.1} s",
+        "seeds {}..{}: {} seeds, {} steps, {} port calls, {} faults injected, {} facts checked, {} failed, {:.1} s",
         first,
         first + t.seeds,
         t.seeds,
         t.steps,
         t.calls,
         t.injected,
+        t.checked,
         t.failed.len(),
         started.elapsed().as_secs_f64()
     );
@@ -267,4 +287,68 @@ fn a_seed_replays_exactly() {
         );
         assert!(a.steps > 100 && a.injected > 0, "seed {seed} hardly ran");
     }
+}
+
+/// The checks are not vacuous: a clean run with one fact broken at a time
+/// (a notification lost, a second incident, a second close, a message left
+/// waiting) breaks the invariant that says so.
+#[test]
+fn each_invariant_catches_what_it_is_for() {
+    let (mut w, clean, _) = (1..200)
+        .map(simulate)
+        .find(|(w, v, _)| {
+            v.is_empty()
+                && !w.ledger.first_ok.is_empty()
+                && !w.backend.lock().unwrap().incidents.is_empty()
+        })
+        .expect("a seed that keeps the promise and opens an incident");
+    assert!(clean.is_empty());
+    let broken = |w: &World| -> Vec<u8> {
+        let mut found: Vec<u8> = check::check(w, true).iter().map(|v| v.invariant).collect();
+        found.dedup();
+        found
+    };
+
+    let answered =
+        w.sc.notifications
+            .iter()
+            .enumerate()
+            .find(|(i, n)| {
+                w.ledger.first_ok.contains_key(i) && w.ledger.delivered.contains_key(&n.digest)
+            })
+            .map(|(_, n)| n.digest.clone())
+            .expect("a notification answered 2xx and delivered");
+    let at = w.ledger.delivered.remove(&answered).expect("delivered");
+    assert!(
+        broken(&w).contains(&1),
+        "a 2xx notification lost: invariant 1"
+    );
+    w.ledger.delivered.insert(answered, at);
+
+    let copy = w.backend.lock().unwrap().incidents[0].clone();
+    w.backend.lock().unwrap().incidents.push(itsm::Incident {
+        id: "second".into(),
+        ..copy
+    });
+    assert!(broken(&w).contains(&2), "a second incident: invariant 2");
+    w.backend.lock().unwrap().incidents.pop();
+
+    let id = w.sc.alerts[0].id.clone();
+    w.azure.raise(&id, START);
+    w.azure.alerts.lock().unwrap().get_mut(&id).unwrap().closes += 2;
+    assert!(
+        broken(&w).contains(&4),
+        "an alert closed twice: invariant 4"
+    );
+    w.azure.alerts.lock().unwrap().get_mut(&id).unwrap().closes -= 2;
+
+    w.queue.redrive_from(vec![queue::Dead {
+        body: "{}".into(),
+        group: w.sc.alerts[0].key.clone(),
+        reason: None,
+    }]);
+    assert!(
+        broken(&w).contains(&6),
+        "a message left waiting: invariant 6"
+    );
 }

@@ -208,6 +208,11 @@ impl Fifo {
     /// An operator's redrive: the dead-letter queue back into the queue.
     pub fn redrive(&self) -> usize {
         let dead = std::mem::take(&mut self.state().dead);
+        self.redrive_from(dead)
+    }
+
+    /// Puts `dead` messages (back) into the queue.
+    pub fn redrive_from(&self, dead: Vec<Dead>) -> usize {
         let n = dead.len();
         for d in dead {
             self.push(&d.group, d.body);

@@ -23,6 +23,7 @@ use itsm_bridge::domain::sync::{AlertSync, RoundReport, SyncError, SyncSettings}
 use crate::azure::SimAzure;
 use crate::exec::{Ctx, Task};
 use crate::itsm::{Backend, SimItsm};
+pub use crate::ledger::{Attempt, Ledger};
 use crate::queue::{Fifo, Received};
 use crate::scenario::{START, Scenario, TTL_SECS};
 use crate::store::SimStore;
@@ -86,35 +87,6 @@ pub enum Event {
     FaultsOff,
 }
 
-/// One attempt Azure made to deliver a notification.
-#[derive(Debug, Clone)]
-pub struct Attempt {
-    pub notif: usize,
-    pub copy: u8,
-    pub n: usize,
-    pub answered: Option<(i64, u16)>,
-    pub gave_up: bool,
-    /// The invocation ended with a 2xx answer, whether or not Azure still
-    /// waited for it.
-    pub succeeded: bool,
-}
-
-/// What Azure saw and what reached the ITSM, per notification.
-#[derive(Debug, Clone, Default)]
-pub struct Ledger {
-    pub attempts: Vec<Attempt>,
-    /// First attempt's start and first 2xx answer, per notification.
-    pub first_start: BTreeMap<usize, i64>,
-    pub first_ok: BTreeMap<usize, i64>,
-    /// Digests that went through the state machine (inline or worker).
-    pub delivered: BTreeMap<String, i64>,
-    /// The attempt each webhook task served.
-    pub webhook_tasks: BTreeMap<usize, usize>,
-    /// Queued notifications the worker delivered: (time, group, seq, digest).
-    pub worker_delivered: Vec<(i64, String, u64, String)>,
-    pub reports: Vec<RoundReport>,
-}
-
 pub struct World {
     pub ctx: Arc<Ctx>,
     pub sc: Scenario,
@@ -134,8 +106,8 @@ pub struct World {
     pub tasks: Vec<Task<Done>>,
     pub kinds: BTreeMap<usize, Kind>,
     next_task: usize,
-    events: BinaryHeap<Reverse<(i64, u64)>>,
-    payloads: BTreeMap<u64, Event>,
+    pub(crate) events: BinaryHeap<Reverse<(i64, u64)>>,
+    pub(crate) payloads: BTreeMap<u64, Event>,
     next_event: u64,
     pub ledger: Ledger,
     pub steps: u64,
@@ -194,7 +166,11 @@ impl World {
             queue,
             azure,
             sync,
-            config: DeliveryConfig::default(),
+            config: DeliveryConfig {
+                // The template's redrive policy, which the worker knows.
+                max_receives: Some(crate::queue::MAX_RECEIVES),
+                ..DeliveryConfig::default()
+            },
             settings,
             clock,
             idle_webhooks: Vec::new(),
@@ -246,23 +222,6 @@ impl World {
         self.next_event += 1;
         self.events.push(Reverse((t, self.next_event)));
         self.payloads.insert(self.next_event, event);
-    }
-
-    /// Moves the clock to `to` with nothing happening in between: the
-    /// schedule's rounds in the gap are skipped (nothing changed), the next
-    /// one comes at `to`.
-    pub fn jump(&mut self, to: i64) {
-        let events = std::mem::take(&mut self.events);
-        for Reverse((t, id)) in events {
-            if matches!(self.payloads[&id], Event::SyncTick) {
-                self.payloads.remove(&id);
-            } else {
-                self.events.push(Reverse((t, id)));
-            }
-        }
-        self.ctx.set_now(to);
-        self.ctx.note(0, "months pass");
-        self.at(to, Event::SyncTick);
     }
 
     /// A process with its own `Delivery` and ITSM client.
