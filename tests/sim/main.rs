@@ -5,11 +5,11 @@
 //! invariants after each run (`check.rs`).
 //!
 //! - `cargo test --test sim` runs the seeds CI runs (`SIM_SEEDS`, default
-//!   2,000, from `SIM_FIRST`, default 1).
+//!   3,000, from `SIM_FIRST`, default 1).
 //! - `SIM_SEED=N cargo test --test sim -- --nocapture` replays seed N
 //!   exactly and prints its trace.
 //! - `cargo test --release --test sim -- --ignored long_search --nocapture`
-//!   runs seeds until a million scheduler steps (`SIM_STEPS`) and prints
+//!   runs seeds until ten million scheduler steps (`SIM_STEPS`) and prints
 //!   the figures docs/RELIABILITY.md quotes.
 //!
 //! A failing seed prints `seed N`, the invariants it broke and the trace of
@@ -223,7 +223,7 @@ fn seeded_runs_keep_the_promise() {
         assert!(r.violations.is_empty(), "{}", report(&r));
         return;
     }
-    let count = env("SIM_SEEDS").unwrap_or(2000);
+    let count = env("SIM_SEEDS").unwrap_or(3000);
     let first = env("SIM_FIRST").unwrap_or(1);
     let started = Instant::now();
     let (t, failure) = sweep(first, |t| t.seeds < count);
@@ -247,11 +247,11 @@ fn seeded_runs_keep_the_promise() {
     }
 }
 
-/// The long search: seeds until `SIM_STEPS` (a million) scheduler steps.
+/// The long search: seeds until `SIM_STEPS` (ten million) scheduler steps.
 #[test]
 #[ignore = "the long search: cargo test --release --test sim -- --ignored long_search --nocapture"]
 fn long_search() {
-    let budget = env("SIM_STEPS").unwrap_or(1_000_000);
+    let budget = env("SIM_STEPS").unwrap_or(10_000_000);
     let first = env("SIM_FIRST").unwrap_or(1_000_000);
     let started = Instant::now();
     let (t, failure) = sweep(first, |t| t.steps < budget);
