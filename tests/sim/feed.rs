@@ -1,8 +1,8 @@
 //! The ITSM's change feed, as the sync role reads it, and a person
-//! working in the ITSM. The feed pages over (updated_at, id) exactly as
-//! ServiceNow's Table API answers the adapter's query, reading the cursor
-//! with the adapters' own `wire::cursor` and cutting pages with
-//! `wire::change_page`, so the round meets the real cursor logic. It also
+//! working in the ITSM. The feed answers the adapter's query exactly as
+//! ServiceNow's Table API does, and reads and writes the cursor with the
+//! adapters' own `wire::FeedCursor` and `wire::change_page`, so the round
+//! meets the real paging logic. It also
 //! holds each reading to the port's contract: a change that stays in the
 //! window while a round reads is on one of its pages.
 
@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use itsm_bridge::adapters::wire::{change_page, cursor};
+use itsm_bridge::adapters::wire::{FeedCursor, change_page};
 use itsm_bridge::domain::correlation::IncidentRef;
 use itsm_bridge::domain::ports::{
     ChangePage, ChangeWindow, IncidentChange, IncidentChanges, IncidentStatus, ItsmError,
@@ -42,9 +42,11 @@ impl IncidentChanges for SimItsm {
         self.kind
     }
 
-    /// `sys_updated_on >= cursor time ^ sys_updated_on < until ^ ORDERBY
-    /// sys_updated_on ^ ORDERBY sys_id`, `sysparm_offset` = the cursor's
-    /// count, `sysparm_limit` = the page size: the adapter's query.
+    /// The ServiceNow adapter's query: from a second, `sys_updated_on >=
+    /// t ^ sys_updated_on < until ^ ORDERBY sys_updated_on ^ ORDERBY
+    /// sys_id`; within one second, `sys_id > after ^ ORDERBY sys_id`;
+    /// `sysparm_limit` the page size; the cursor read and written by the
+    /// adapters' own `FeedCursor`.
     async fn changed(
         &self,
         window: ChangeWindow,
@@ -60,25 +62,36 @@ impl IncidentChanges for SimItsm {
             ("itsm.changed", &subject),
             false,
             || {
-                let from = cursor(cursor_text, window.since);
+                let from = FeedCursor::read(cursor_text, window)?;
                 let mut b = self.backend();
+                // The adapter's encoded query: from a second by
+                // (sys_updated_on, sys_id), or within one second by sys_id.
                 let mut rows: Vec<Incident> = b
                     .incidents
                     .iter()
-                    .filter(|i| i.updated_at >= from.0 && i.updated_at < window.until)
+                    .filter(|i| match &from {
+                        FeedCursor::From(t) => i.updated_at >= *t && i.updated_at < window.until,
+                        FeedCursor::Within { second, after } => {
+                            i.updated_at == *second
+                                && after.as_ref().is_none_or(|a| i.id.as_str() > a.as_str())
+                        }
+                    })
                     .cloned()
                     .collect();
-                rows.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id)));
-                let rows: Vec<Incident> = rows
-                    .into_iter()
-                    .skip(from.1)
-                    .take(window.page_size)
-                    .collect();
+                match &from {
+                    FeedCursor::From(_) => {
+                        rows.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id)))
+                    }
+                    FeedCursor::Within { .. } => rows.sort_by(|a, b| a.id.cmp(&b.id)),
+                }
+                rows.truncate(window.page_size);
+                let more = rows.len() >= window.page_size;
                 let page = change_page(
                     &rows,
-                    from,
-                    window.page_size,
-                    |i| Some(i.updated_at),
+                    &from,
+                    more,
+                    window,
+                    |i| Some((i.updated_at, i.id.clone())),
                     |i| {
                         Some(IncidentChange {
                             correlation_key: i.key.clone(),
@@ -92,7 +105,7 @@ impl IncidentChanges for SimItsm {
                             updated_by: Some(i.updated_by.clone()),
                         })
                     },
-                );
+                )?;
                 for i in &rows {
                     b.seen.insert((i.id.clone(), i.updated_at));
                 }
@@ -122,9 +135,12 @@ impl IncidentChanges for SimItsm {
                         }
                     }
                 }
-                page
+                Ok(page)
             },
-            |p| {
+            |p: &Result<ChangePage, ItsmError>| {
+                let Ok(p) = p else {
+                    return "refused".into();
+                };
                 let shown: Vec<String> = p
                     .changes
                     .iter()
@@ -140,7 +156,7 @@ impl IncidentChanges for SimItsm {
                 format!("[{}] next {:?}", shown.join(", "), p.next)
             },
         )
-        .await
+        .await?
     }
 }
 

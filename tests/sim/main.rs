@@ -213,7 +213,7 @@ fn sweep(first: u64, keep_going: impl Fn(&Tally) -> bool) -> (Tally, Option<Run>
 
 /// The seeds CI runs, or the one `SIM_SEED` names (with its trace).
 #[test]
-#[ignore = "finds holes 1-8 on main until their fixes land: enable with -- --ignored (see docs/sim-findings.md)"]
+#[ignore = "finds what docs/sim-findings.md lists as open; run it with: cargo test --test sim -- --ignored seeded"]
 fn seeded_runs_keep_the_promise() {
     if let Some(seed) = env("SIM_SEED") {
         let r = run(seed);

@@ -60,14 +60,22 @@ fn failed(plan: Plan) -> StoreError {
 
 /// What a write sets, in a few words, for the trace.
 fn shape(r: &CorrelationRecord) -> String {
-    format!(
+    let mut s = format!(
         "v{} {:?} lease {} q{}/d{}",
         r.version,
         r.state,
         r.lease_until % 1000,
         r.queued_seq,
         r.delivered_seq
-    )
+    );
+    if r.azure != Default::default() {
+        s.push_str(&format!(
+            " azure {:?} lease {}",
+            r.azure.sent,
+            r.azure.lease_until % 1000
+        ));
+    }
+    s
 }
 
 /// Runs a store call whose own result may also fail (a conditional write).
