@@ -243,12 +243,20 @@ impl Ctx {
         let rates = i.rates.get(&class).copied().unwrap_or_default();
         let faults = i.faults;
         let rng = &mut i.rng;
-        // Most calls answer within the second; some take one more.
-        let mut delay = i64::from(rng.chance(0.3));
+        // A store call answers within the second; SQS and Azure now and
+        // then take one more; an ITSM call takes up to two (a ServiceNow
+        // create is typically 1-3 s).
+        let mut delay = match class {
+            Class::Store | Class::Person => i64::from(rng.chance(0.1)),
+            Class::Queue | Class::Azure => i64::from(rng.chance(0.3)),
+            Class::Itsm => rng.range(0, 2),
+        };
         let mut plan = Plan::Ok;
+        let mut slow = false;
         if faults {
             if rng.chance(rates.slow) {
                 delay += rng.range(2, 14);
+                slow = true;
             }
             let roll = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
             let mut edge = rates.fail;
@@ -279,11 +287,11 @@ impl Ctx {
         {
             plan = f;
         }
-        if plan != Plan::Ok || delay > 1 {
+        if plan != Plan::Ok || slow {
             i.injected += 1;
         }
         i.wake.insert(task, now + delay);
-        let what = if delay > 1 {
+        let what = if slow {
             format!("{op} {subject} -> {plan:?} (slow {delay}s)")
         } else {
             format!("{op} {subject} -> {plan:?}")

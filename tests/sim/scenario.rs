@@ -162,7 +162,7 @@ impl Scenario {
                 let late = rng.chance(0.1) && parts.has("late");
                 let resolved_at = if late {
                     FAULT_PHASE + QUIET + TTL_SECS + 24 * 3600
-                } else if rng.chance(0.3) {
+                } else if rng.chance(0.45) {
                     // Resolved moments after Fired (a flapping metric): the
                     // two race.
                     fired_at + rng.range(1, 30)
