@@ -224,13 +224,6 @@ impl Bridge {
         Ok(rec)
     }
 
-    /// Leases `rec` to this attempt. Should the attempt die, whatever it
-    /// created shows in a search by the lease's end plus the ITSM's lag.
-    pub(super) fn lease(&self, rec: &mut CorrelationRecord, now: i64) {
-        rec.lease_until = now + self.settings.lease_secs;
-        rec.look_until = rec.lease_until + self.settle_secs();
-    }
-
     /// Opens the incident under a claim. After a takeover the ITSM is asked
     /// first, since the previous attempt may have created it; an empty
     /// answer is not trusted before `taken_over`'s time (the previous
@@ -325,29 +318,6 @@ impl Bridge {
         Ok(Processed::new(outcome, Some(incident)))
     }
 
-    /// After an ITSM failure, ends the claim's lease at once so that the
-    /// retry Azure sends takes over without waiting (and looks before
-    /// creating, not trusting an empty search before `look_until`: the
-    /// attempt's own unanswered create, or the one before it).
-    async fn release(
-        &self,
-        claim: CorrelationRecord,
-        cause: ItsmError,
-        look_until: i64,
-    ) -> ProcessError {
-        let now = (self.clock)();
-        let mut rec = claim.clone();
-        rec.lease_until = 0;
-        rec.look_until = look_until;
-        rec.version = claim.version + 1;
-        rec.updated_at = now;
-        if let Err(e) = self.commit(&claim, rec).await {
-            // The lease then simply runs out; the retry waits for it.
-            tracing::warn!(error = %e, "could not release the claim after an ITSM failure");
-        }
-        cause.into()
-    }
-
     /// The record that follows `prev` for `alert` in `state`.
     pub(crate) fn next(
         &self,
@@ -398,25 +368,9 @@ impl Bridge {
     }
 }
 
-impl Bridge {
-    /// How long an unanswered create may take to show in a search.
-    fn settle_secs(&self) -> i64 {
-        self.settings
-            .create_settle_secs
-            .unwrap_or_else(|| self.itsm.create_settle_secs())
-    }
-}
-
-/// An empty search that cannot be trusted yet.
-fn unsure_search() -> ItsmError {
-    ItsmError::Unavailable(
-        "the incident may have been created moments ago and the ITSM's search can lag behind \
-         its writes; looking again later"
-            .into(),
-    )
-}
-
 mod commit;
+mod lease;
 mod refire;
+use lease::unsure_search;
 #[cfg(test)]
 mod tests;

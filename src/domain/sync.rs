@@ -371,6 +371,7 @@ impl AlertSync {
     }
 }
 
+mod comment;
 mod tell;
 use tell::{Decision, Halt};
 

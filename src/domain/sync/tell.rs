@@ -6,7 +6,6 @@ use std::time::Duration;
 use super::{Action, ActionOutcome, AlertSync};
 use crate::domain::correlation::{AzureMark, AzureSync, CorrelationRecord, RecordState};
 use crate::domain::ports::{AlertState, AzureError, IncidentChange, IncidentStatus, StoreError};
-use crate::domain::text::clean_line;
 
 /// What became of one change.
 pub(super) enum Decision {
@@ -346,32 +345,6 @@ impl AlertSync {
         };
         self.store.put(&next, Some(prev.version), now).await?;
         Ok(next)
-    }
-
-    /// The comment in the alert's history: the incident, its status and
-    /// who set it, one line (ITSM text is cleaned like alert text).
-    fn comment(&self, change: &IncidentChange, target: AlertState) -> String {
-        let itsm = match self.itsm.kind() {
-            "servicenow" => "ServiceNow",
-            "bmc-helix" => "BMC Helix",
-            "jira" => "Jira",
-            other => other,
-        };
-        let noun = if itsm == "Jira" { "issue" } else { "incident" };
-        let who = change
-            .updated_by
-            .as_deref()
-            .map(|w| format!(" by {}", clean_line(w, 100)))
-            .unwrap_or_default();
-        let verb = match target {
-            AlertState::Closed => "closed",
-            _ => "acknowledged",
-        };
-        format!(
-            "{itsm} {noun} {} set to {}{who}; {verb} by itsm-bridge",
-            clean_line(change.incident.number.as_str(), 40),
-            clean_line(change.status_label.as_str(), 40),
-        )
     }
 }
 
