@@ -139,9 +139,11 @@ pub struct QueueProgress {
     /// The notification the ITSM refused last, and how many times in a row.
     pub refused_seq: u64,
     pub refusals: u32,
-    /// The first parked notification not delivered since (0: none), and
-    /// when it was parked. Later ones park behind it until it is redriven.
-    pub parked_seq: u64,
+    /// Every parked notification not delivered since, lowest first, and
+    /// when the last was parked. Later ones park behind the lowest until
+    /// it is redriven; a parked number is never taken for a copy of a
+    /// delivered one, whatever was delivered past it.
+    pub parked: Vec<u64>,
     pub parked_at: i64,
 }
 
@@ -185,9 +187,17 @@ impl CorrelationRecord {
     /// enough still to be there to redrive: past `horizon` it is gone).
     pub fn parked_before(&self, seq: u64, now: i64, horizon: i64) -> bool {
         let p = &self.queue;
-        p.parked_seq > self.delivered_seq
-            && p.parked_seq < seq
+        p.parked.first().is_some_and(|first| *first < seq)
             && now < p.parked_at.saturating_add(horizon)
+    }
+
+    /// Records notification `seq` as parked (kept in order, once).
+    pub fn park(&mut self, seq: u64, now: i64) {
+        let parked = &mut self.queue.parked;
+        if let Err(at) = parked.binary_search(&seq) {
+            parked.insert(at, seq);
+        }
+        self.queue.parked_at = now;
     }
 
     /// Whether number `queued_seq` may still be on its way to the queue:

@@ -149,7 +149,6 @@ fn to_item(r: &CorrelationRecord) -> Item {
         ("send_lease_until", r.queue.send_lease_until),
         ("refused_seq", r.queue.refused_seq as i64),
         ("refusals", i64::from(r.queue.refusals)),
-        ("parked_seq", r.queue.parked_seq as i64),
         ("parked_at", r.queue.parked_at),
         ("look_until", r.look_until),
     ] {
@@ -157,7 +156,12 @@ fn to_item(r: &CorrelationRecord) -> Item {
             item.insert(k.into(), n(v));
         }
     }
+    let parked = (!r.queue.parked.is_empty()).then(|| {
+        let numbers: Vec<String> = r.queue.parked.iter().map(u64::to_string).collect();
+        numbers.join(",")
+    });
     let optional = [
+        ("parked", parked.as_ref()),
         ("queued_digest", r.queued_digest.as_ref()),
         ("azure_sent", azure_sent.as_ref()),
         ("incident_id", r.incident.as_ref().map(|i| &i.id)),
@@ -214,7 +218,13 @@ fn from_item(item: &Item) -> Result<CorrelationRecord, StoreError> {
             send_lease_until: num("send_lease_until").unwrap_or(0),
             refused_seq: num("refused_seq").unwrap_or(0) as u64,
             refusals: num("refusals").unwrap_or(0) as u32,
-            parked_seq: num("parked_seq").unwrap_or(0) as u64,
+            parked: match text("parked") {
+                Some(list) => list
+                    .split(',')
+                    .map(|n| n.parse().map_err(|_| bad("parked")))
+                    .collect::<Result<_, _>>()?,
+                None => Vec::new(),
+            },
             parked_at: num("parked_at").unwrap_or(0),
         },
         look_until: num("look_until").unwrap_or(0),
@@ -470,7 +480,7 @@ mod tests {
                 send_lease_until: 16,
                 refused_seq: 3,
                 refusals: 2,
-                parked_seq: 3,
+                parked: vec![3, 5],
                 parked_at: 14,
             },
             look_until: 17,

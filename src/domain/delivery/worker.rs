@@ -162,11 +162,16 @@ impl Delivery {
         match self.deliver(&m.alert, m.seq).await {
             Ok(Some(processed)) => Fate::Delivered(processed),
             Ok(None) => Fate::AlreadyDelivered,
-            Err(ProcessError::Behind(r)) => Fate::Parked(format!(
-                "notification {} of this alert is parked; this one waits behind it \
-                 (redrive the dead-letter queue once its cause is fixed)",
-                r.queue.parked_seq
-            )),
+            Err(ProcessError::Behind(r)) => {
+                let first = r.queue.parked.first().copied().unwrap_or_default();
+                match self.park(&m.alert.alert_id, m.seq).await {
+                    Ok(()) => Fate::Parked(format!(
+                        "notification {first} of this alert is parked; this one waits behind it \
+                         (redrive the dead-letter queue once its cause is fixed)"
+                    )),
+                    Err(store) => retry(&store).await,
+                }
+            }
             Err(ProcessError::Itsm(e @ ItsmError::Rejected { .. })) => {
                 match self.refused(&m.alert.alert_id, m.seq, policy).await {
                     Ok(true) => Fate::Parked(e.to_string()),
@@ -192,7 +197,7 @@ impl Delivery {
     ) -> Result<Option<Processed>, ProcessError> {
         let now = (self.clock)();
         if let Some(record) = self.store.get(&alert.alert_id, now).await? {
-            if seq <= record.delivered_seq {
+            if seq <= record.delivered_seq && !record.queue.parked.contains(&seq) {
                 return Ok(None);
             }
             if record.parked_before(seq, now, PARKED_HORIZON_SECS) {
@@ -201,8 +206,10 @@ impl Delivery {
         }
         let processed = self.worker.process(alert).await?;
         self.update(&alert.alert_id, |r| {
-            (r.delivered_seq < seq).then(|| {
-                r.delivered_seq = seq;
+            let parked = r.queue.parked.contains(&seq);
+            (r.delivered_seq < seq || parked).then(|| {
+                r.delivered_seq = r.delivered_seq.max(seq);
+                r.queue.parked.retain(|p| *p != seq);
                 if r.queue.refused_seq <= seq {
                     r.queue.refusals = 0;
                 }
@@ -229,13 +236,10 @@ impl Delivery {
                 1
             };
             park = refusals >= policy.permanent_attempts;
-            let first_parked = !r.parked_before(seq, now, PARKED_HORIZON_SECS);
-            let q = &mut r.queue;
-            q.refused_seq = seq;
-            q.refusals = if park { 0 } else { refusals };
-            if park && first_parked {
-                q.parked_seq = seq;
-                q.parked_at = now;
+            r.queue.refused_seq = seq;
+            r.queue.refusals = if park { 0 } else { refusals };
+            if park {
+                r.park(seq, now);
             }
             Some(())
         })
@@ -243,16 +247,15 @@ impl Delivery {
         Ok(park)
     }
 
-    /// Records notification `seq` as parked (unless an earlier one is), so
-    /// that its alert's later notifications park behind it.
+    /// Records notification `seq` as parked, so that its alert's later
+    /// notifications park behind it and it is never taken for a copy.
     async fn park(&self, alert_id: &str, seq: u64) -> Result<(), ProcessError> {
         let now = (self.clock)();
         self.update(alert_id, |r| {
-            if r.parked_before(seq, now, PARKED_HORIZON_SECS) || r.delivered_seq >= seq {
+            if r.queue.parked.contains(&seq) {
                 return None;
             }
-            r.queue.parked_seq = seq;
-            r.queue.parked_at = now;
+            r.park(seq, now);
             Some(())
         })
         .await

@@ -297,4 +297,68 @@ async fn the_last_receive_parks_in_the_record_so_later_ones_wait_behind() {
     assert_eq!(r.record("a").await.state, RecordState::Resolved);
 }
 
+/// Found by the simulation (its finding 4): a Resolved parked behind its
+/// Fired whose dead-letter send failed stayed in the queue; after the
+/// redrive the Fired and a later copy were delivered in one batch past it,
+/// and the Resolved was then taken for a copy and deleted: the incident
+/// stayed open. Every parked number is now in the record.
+#[tokio::test]
+async fn a_parked_number_is_never_taken_for_a_copy_of_one_delivered_past_it() {
+    let r = rig();
+    let policy = WorkerPolicy {
+        permanent_attempts: 1,
+        ..WorkerPolicy::default()
+    };
+    r.itsm.down.store(true, Ordering::SeqCst);
+    let (fired, fired_body) = alert("a", MonitorCondition::Fired);
+    let (resolved, resolved_body) = alert("a", MonitorCondition::Resolved);
+    r.delivery.accept(&fired, &fired_body).await.unwrap();
+    r.now.fetch_add(60, Ordering::SeqCst);
+    r.delivery.accept(&resolved, &resolved_body).await.unwrap();
+    r.itsm.down.store(false, Ordering::SeqCst);
+    r.itsm.refuse.store(true, Ordering::SeqCst);
+    let fate = r
+        .delivery
+        .deliver_queued(&received(&fired, 1, 1), &policy)
+        .await;
+    assert!(matches!(fate, Fate::Parked(_)), "{fate:?}");
+    // The Resolved parks behind it (its dead-letter send then fails, so it
+    // stays in the queue), and Azure's later copy of the Fired, number 3, too.
+    let fate = r
+        .delivery
+        .deliver_queued(&received(&resolved, 2, 1), &policy)
+        .await;
+    assert!(matches!(fate, Fate::Parked(_)), "{fate:?}");
+    let (_, copy) = alert("a", MonitorCondition::Fired);
+    let queued3 = r
+        .delivery
+        .accept(&fired, &[copy, b" ".to_vec()].concat())
+        .await;
+    assert!(matches!(queued(&queued3), Some((3, _))), "{queued3:?}");
+    r.itsm.refuse.store(false, Ordering::SeqCst);
+    // The redrive puts 1 and 3 behind 2: one batch of 2, 1, 3.
+    let batch = [2, 1, 3].map(|seq| {
+        let alert = if seq == 2 { &resolved } else { &fired };
+        Ok(received(alert, seq, 1))
+    });
+    let fates = r.delivery.deliver_batch(&batch, &policy).await;
+    assert!(matches!(fates[0], Fate::Parked(_)), "{fates:?}");
+    assert!(matches!(fates[1], Fate::Delivered(_)), "{fates:?}");
+    assert!(
+        matches!(fates[2], Fate::Parked(_)),
+        "3 waits behind 2: {fates:?}"
+    );
+    // 2 comes back, then the redriven 3.
+    for (alert, seq) in [(&resolved, 2), (&fired, 3)] {
+        let fate = r
+            .delivery
+            .deliver_queued(&received(alert, seq, 1), &policy)
+            .await;
+        assert!(matches!(fate, Fate::Delivered(_)), "{seq}: {fate:?}");
+    }
+    let rec = r.record("a").await;
+    assert_eq!(rec.state, RecordState::Resolved, "the incident resolved");
+    assert!(rec.queue.parked.is_empty());
+}
+
 mod lag;
