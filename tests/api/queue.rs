@@ -512,5 +512,63 @@ async fn a_rate_limited_itsm_is_drained_at_its_pace_without_loss() {
     );
 }
 
+/// Every message in the dead-letter queue, taken out of it: (body, reason).
+async fn take_dead_letters(t: &TestApp) -> Vec<(String, Option<String>)> {
+    let q = t.queues.as_ref().unwrap();
+    let mut out = Vec::new();
+    for _ in 0..5 {
+        let got = q
+            .client
+            .receive_message()
+            .queue_url(&q.dlq_url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default();
+        if got.is_empty() {
+            break;
+        }
+        for m in got {
+            q.client
+                .delete_message()
+                .queue_url(&q.dlq_url)
+                .receipt_handle(m.receipt_handle.clone().unwrap())
+                .send()
+                .await
+                .unwrap();
+            let reason = m
+                .message_attributes
+                .as_ref()
+                .and_then(|a| a.get("reason"))
+                .and_then(|r| r.string_value().map(str::to_string));
+            out.push((m.body.unwrap(), reason));
+        }
+    }
+    out
+}
+
+/// The operator's redrive: the messages back to the queue, in their groups.
+async fn redrive(t: &TestApp, bodies: &[String]) {
+    let q = t.queues.as_ref().unwrap();
+    for (i, body) in bodies.iter().enumerate() {
+        let group = serde_json::from_str::<Value>(body).unwrap()["group"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        q.client
+            .send_message()
+            .queue_url(&q.url)
+            .message_group_id(group)
+            .message_deduplication_id(format!("redrive-{i}"))
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
 mod park;
 mod review;

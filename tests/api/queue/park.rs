@@ -37,30 +37,11 @@ async fn a_park_after_an_outage_holds_the_alert_and_its_redrive_ends_it_right() 
     }
     esm.drain().await;
     assert!(fake.incidents().is_empty());
-    let mut parked = Vec::new();
-    for _ in 0..20 {
-        let out = q
-            .client
-            .receive_message()
-            .queue_url(&q.dlq_url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        for m in out.messages.unwrap_or_default() {
-            q.client
-                .delete_message()
-                .queue_url(&q.dlq_url)
-                .receipt_handle(m.receipt_handle.clone().unwrap())
-                .send()
-                .await
-                .unwrap();
-            parked.push(m.body.unwrap());
-        }
-        if parked.len() == 2 {
-            break;
-        }
-    }
+    let parked: Vec<String> = take_dead_letters(&t)
+        .await
+        .into_iter()
+        .map(|(b, _)| b)
+        .collect();
     let seqs: Vec<u64> = parked
         .iter()
         .map(|b| {
@@ -75,21 +56,7 @@ async fn a_park_after_an_outage_holds_the_alert_and_its_redrive_ends_it_right() 
         "the Resolved parked behind its Fired, in order"
     );
     // The redrive: back to the queue in their group, in order.
-    for (i, body) in parked.iter().enumerate() {
-        let group = serde_json::from_str::<Value>(body).unwrap()["group"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        q.client
-            .send_message()
-            .queue_url(&q.url)
-            .message_group_id(group)
-            .message_deduplication_id(format!("redrive-{i}"))
-            .message_body(body)
-            .send()
-            .await
-            .unwrap();
-    }
+    redrive(&t, &parked).await;
     esm.drain().await;
     let incidents = fake.incidents();
     assert_eq!(incidents.len(), 1, "one incident");

@@ -25,6 +25,18 @@ async fn killed_while_sending(r: &Rig, alert: &Alert, body: &[u8]) {
     r.queue.stall.store(false, Ordering::SeqCst);
 }
 
+/// Alert "a" fires and resolves while the ITSM is down (it stays down):
+/// notifications 1 and 2 are queued.
+async fn fired_and_resolved_in_an_outage(r: &Rig) -> (Alert, Alert) {
+    r.itsm.down.store(true, Ordering::SeqCst);
+    let (fired, fired_body) = alert("a", MonitorCondition::Fired);
+    let (resolved, resolved_body) = alert("a", MonitorCondition::Resolved);
+    r.delivery.accept(&fired, &fired_body).await.unwrap();
+    r.now.fetch_add(60, Ordering::SeqCst);
+    r.delivery.accept(&resolved, &resolved_body).await.unwrap();
+    (fired, resolved)
+}
+
 fn sent_seqs(r: &Rig) -> Vec<u64> {
     r.queue
         .sent
@@ -178,12 +190,7 @@ async fn two_queuings_of_one_alert_at_once_reach_the_queue_in_number_order() {
 async fn refusals_decide_a_park_and_a_redrive_ends_the_alert_right() {
     let r = rig();
     let policy = WorkerPolicy::default();
-    r.itsm.down.store(true, Ordering::SeqCst);
-    let (fired, fired_body) = alert("a", MonitorCondition::Fired);
-    let (resolved, resolved_body) = alert("a", MonitorCondition::Resolved);
-    r.delivery.accept(&fired, &fired_body).await.unwrap();
-    r.now.fetch_add(60, Ordering::SeqCst);
-    r.delivery.accept(&resolved, &resolved_body).await.unwrap();
+    let (fired, resolved) = fired_and_resolved_in_an_outage(&r).await;
     // A long outage: 40 receives of the Fired.
     let fate = r
         .delivery
@@ -259,12 +266,7 @@ async fn the_last_receive_parks_in_the_record_so_later_ones_wait_behind() {
         max_receives: Some(10),
         ..WorkerPolicy::default()
     };
-    r.itsm.down.store(true, Ordering::SeqCst);
-    let (fired, fired_body) = alert("a", MonitorCondition::Fired);
-    let (resolved, resolved_body) = alert("a", MonitorCondition::Resolved);
-    r.delivery.accept(&fired, &fired_body).await.unwrap();
-    r.now.fetch_add(60, Ordering::SeqCst);
-    r.delivery.accept(&resolved, &resolved_body).await.unwrap();
+    let (fired, resolved) = fired_and_resolved_in_an_outage(&r).await;
     let fate = r
         .delivery
         .deliver_queued(&received(&fired, 1, 9), &policy)
@@ -309,12 +311,7 @@ async fn a_parked_number_is_never_taken_for_a_copy_of_one_delivered_past_it() {
         permanent_attempts: 1,
         ..WorkerPolicy::default()
     };
-    r.itsm.down.store(true, Ordering::SeqCst);
-    let (fired, fired_body) = alert("a", MonitorCondition::Fired);
-    let (resolved, resolved_body) = alert("a", MonitorCondition::Resolved);
-    r.delivery.accept(&fired, &fired_body).await.unwrap();
-    r.now.fetch_add(60, Ordering::SeqCst);
-    r.delivery.accept(&resolved, &resolved_body).await.unwrap();
+    let (fired, resolved) = fired_and_resolved_in_an_outage(&r).await;
     r.itsm.down.store(false, Ordering::SeqCst);
     r.itsm.refuse.store(true, Ordering::SeqCst);
     let fate = r
