@@ -8,10 +8,12 @@
 //!   the sync role's change feed, store side and Azure alert states;
 //! - `retry`, `settings`, `outcome`: retry policy, configuration, results;
 //! - `state_machine`: the `Bridge`, one notification in, one outcome out;
+//! - `breaker`: whether the ITSM is down, shared by every role, and its probe;
 //! - `delivery`: store and forward around it (inline first, else the delivery queue);
 //! - `sync`: the scheduled round that tells Azure what people did in the ITSM.
 
 pub mod alert;
+pub mod breaker;
 pub mod correlation;
 pub mod delivery;
 pub mod mapping;

@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use super::correlation::{CorrelationRecord, IncidentRef};
 use super::mapping::{IncidentDraft, Resolution};
 
+mod breaker;
 mod sync;
+pub use breaker::*;
 pub use sync::*;
 
 /// Unix seconds now. Only compared with times the same clock produced

@@ -6,7 +6,8 @@
 //! record from its correlation key through a keys-only global secondary
 //! index (DynamoDB keeps it; the webhook's writes stay one request each),
 //! and keeps its watermark in an item of its own (`alert_id` = `sync-watermark#<itsm>`,
-//! no alert id starts so; without `correlation_key` it is not indexed).
+//! no alert id starts so; without `correlation_key` it is not indexed), and
+//! the ITSM's breaker likewise (`alert_id` = `itsm-breaker#<itsm>`).
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -14,7 +15,9 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use crate::domain::correlation::CorrelationRecord;
-use crate::domain::ports::{CorrelationStore, StoreError, SyncStore, Watermark};
+use crate::domain::ports::{
+    BreakerState, BreakerStore, CorrelationStore, StoreError, SyncStore, Watermark,
+};
 
 mod item;
 use item::{from_item, n, s, to_item};
@@ -280,6 +283,78 @@ impl SyncStore for DynamoStore {
             .item("since", n(watermark.since))
             .item("azure_not_before", n(watermark.azure_not_before))
             .item("version", n(watermark.version));
+        req = match expected {
+            None => req.condition_expression("attribute_not_exists(alert_id)"),
+            Some(v) => req
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", n(v)),
+        };
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Err(StoreError::Conflict(None))
+            }
+            Err(e) => Err(unavailable("PutItem", &self.table, e)),
+        }
+    }
+}
+
+fn breaker_key(name: &str) -> AttributeValue {
+    s(&format!("itsm-breaker#{name}"))
+}
+
+#[async_trait]
+impl BreakerStore for DynamoStore {
+    async fn breaker(&self, name: &str) -> Result<Option<BreakerState>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("alert_id", breaker_key(name))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", &self.table, e))?;
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        let num = |k: &str| -> Result<i64, StoreError> {
+            item.get(k)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| StoreError::Unavailable(format!("breaker item has no valid {k}")))
+        };
+        Ok(Some(BreakerState {
+            name: name.to_string(),
+            down_since: num("down_since")?,
+            next_probe: num("next_probe")?,
+            probing_until: num("probing_until")?,
+            failures: num("failures")? as u32,
+            why: item
+                .get("why")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default(),
+            version: num("version")? as u64,
+        }))
+    }
+
+    async fn put_breaker(
+        &self,
+        state: &BreakerState,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("alert_id", breaker_key(&state.name))
+            .item("down_since", n(state.down_since))
+            .item("next_probe", n(state.next_probe))
+            .item("probing_until", n(state.probing_until))
+            .item("failures", n(state.failures))
+            .item("why", s(&state.why))
+            .item("version", n(state.version));
         req = match expected {
             None => req.condition_expression("attribute_not_exists(alert_id)"),
             Some(v) => req

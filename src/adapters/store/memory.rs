@@ -6,12 +6,15 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::domain::correlation::CorrelationRecord;
-use crate::domain::ports::{CorrelationStore, StoreError, SyncStore, Watermark};
+use crate::domain::ports::{
+    BreakerState, BreakerStore, CorrelationStore, StoreError, SyncStore, Watermark,
+};
 
 #[derive(Default)]
 pub struct MemoryStore {
     records: Mutex<HashMap<String, CorrelationRecord>>,
     watermarks: Mutex<HashMap<String, Watermark>>,
+    breakers: Mutex<HashMap<String, BreakerState>>,
 }
 
 impl MemoryStore {
@@ -86,6 +89,26 @@ impl SyncStore for MemoryStore {
             return Err(StoreError::Conflict(None));
         }
         marks.insert(watermark.name.clone(), watermark.clone());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BreakerStore for MemoryStore {
+    async fn breaker(&self, name: &str) -> Result<Option<BreakerState>, StoreError> {
+        Ok(self.breakers.lock().expect("store lock").get(name).cloned())
+    }
+
+    async fn put_breaker(
+        &self,
+        state: &BreakerState,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut breakers = self.breakers.lock().expect("store lock");
+        if breakers.get(&state.name).map(|b| b.version) != expected {
+            return Err(StoreError::Conflict(None));
+        }
+        breakers.insert(state.name.clone(), state.clone());
         Ok(())
     }
 }

@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::domain::correlation::CorrelationRecord;
-use crate::domain::ports::{CorrelationStore, StoreError, SyncStore, Watermark};
+use crate::domain::ports::{
+    BreakerState, BreakerStore, CorrelationStore, StoreError, SyncStore, Watermark,
+};
 
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("correlation");
 /// Correlation key → alert id, written with the record in one transaction
@@ -16,6 +18,8 @@ const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("correlation"
 const BY_KEY: TableDefinition<&str, &str> = TableDefinition::new("by_correlation_key");
 /// Sync watermarks by name: `[since, azure_not_before, version]` as JSON.
 const WATERMARKS: TableDefinition<&str, &[u8]> = TableDefinition::new("sync_watermark");
+/// The ITSM's breaker by ITSM kind, as JSON.
+const BREAKERS: TableDefinition<&str, &[u8]> = TableDefinition::new("itsm_breaker");
 
 #[derive(Clone)]
 pub struct RedbStore {
@@ -201,4 +205,53 @@ fn decode_watermark(name: &str, bytes: &[u8]) -> Result<Watermark, StoreError> {
         azure_not_before,
         version: version as u64,
     })
+}
+
+fn decode_breaker(bytes: &[u8]) -> Result<BreakerState, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| unavailable(format!("unreadable breaker: {e}")))
+}
+
+#[async_trait]
+impl BreakerStore for RedbStore {
+    async fn breaker(&self, name: &str) -> Result<Option<BreakerState>, StoreError> {
+        let name = name.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = match txn.open_table(BREAKERS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(unavailable(e)),
+            };
+            let found = table.get(name.as_str()).map_err(unavailable)?;
+            found.map(|v| decode_breaker(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn put_breaker(
+        &self,
+        state: &BreakerState,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let state = state.clone();
+        self.blocking(move |db| {
+            let bytes = serde_json::to_vec(&state).map_err(unavailable)?;
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = txn.open_table(BREAKERS).map_err(unavailable)?;
+                let current = match table.get(state.name.as_str()).map_err(unavailable)? {
+                    Some(v) => Some(decode_breaker(v.value())?.version),
+                    None => None,
+                };
+                if current != expected {
+                    return Err(StoreError::Conflict(None));
+                }
+                table
+                    .insert(state.name.as_str(), bytes.as_slice())
+                    .map_err(unavailable)?;
+            }
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
 }
