@@ -231,6 +231,7 @@ fn handler(c: &mut Criterion) {
         queue: itsm_bridge::inbound::QueueHandle::None,
         delivery_config: Default::default(),
         sync: None,
+        intake: None,
         sync_feed: None,
     };
     let template = fixture("test-metric-static-fired.json");

@@ -105,6 +105,7 @@ fn main() {
         queue: itsm_bridge::inbound::QueueHandle::None,
         delivery_config: Default::default(),
         sync: None,
+        intake: None,
         sync_feed: None,
     };
 

@@ -13,7 +13,7 @@ use crate::adapters::bmc::{BmcClient, BmcFormat, BmcLogin};
 use crate::adapters::dryrun::DryRun;
 use crate::adapters::entra::EntraVerifier;
 use crate::adapters::jira::{JiraAuth, JiraClient, JiraFormat};
-use crate::adapters::queue::SqsQueue;
+use crate::adapters::queue::{EventSourceIntake, SqsQueue};
 use crate::adapters::secrets::{CachedSecret, CredentialSource, SecretError, SecretReader};
 use crate::adapters::servicenow::{Credentials, ServiceNowClient, ServiceNowFormat};
 use crate::adapters::store::{DynamoStore, RedbStore};
@@ -21,9 +21,11 @@ use crate::adapters::wire::{RequestLog, WireFormat};
 use crate::config::{
     Config, CredentialsConfig, DryRunFormat, ItsmConfig, QueueConfig, StoreConfig,
 };
+use crate::domain::breaker::Breaker;
 use crate::domain::delivery::Delivery;
 use crate::domain::ports::{
-    Clock, CorrelationStore, DeliveryQueue, IncidentChanges, ItsmClient, StoreError, SyncStore,
+    BreakerStore, Clock, CorrelationStore, DeliveryQueue, IncidentChanges, Intake, ItsmClient,
+    StoreError, SyncStore,
 };
 use crate::domain::state_machine::Bridge;
 use crate::domain::sync::{AlertSync, SyncSettings};
@@ -177,21 +179,25 @@ pub fn build(
             (dry.clone(), dry)
         }
     };
-    let (store, sync_store, outbox): (Arc<dyn CorrelationStore>, Arc<dyn SyncStore>, _) =
-        match &config.store {
-            StoreConfig::Embedded(dir) => {
-                let redb = Arc::new(RedbStore::open(dir).map_err(StartError::Store)?);
-                let outbox = redb.outbox();
-                (redb.clone(), redb, Some(outbox))
-            }
-            StoreConfig::DynamoDb { table } => {
-                let client = aws_sdk_dynamodb::Client::new(
-                    aws.ok_or(StartError::AwsNotLoaded("CORRELATION_TABLE"))?,
-                );
-                let dynamo = Arc::new(DynamoStore::new(client, table));
-                (dynamo.clone(), dynamo, None)
-            }
-        };
+    type Stores = (
+        Arc<dyn CorrelationStore>,
+        Arc<dyn SyncStore>,
+        Arc<dyn BreakerStore>,
+    );
+    let ((store, sync_store, breakers), outbox): (Stores, _) = match &config.store {
+        StoreConfig::Embedded(dir) => {
+            let redb = Arc::new(RedbStore::open(dir).map_err(StartError::Store)?);
+            let outbox = redb.outbox();
+            ((redb.clone(), redb.clone(), redb), Some(outbox))
+        }
+        StoreConfig::DynamoDb { table } => {
+            let client = aws_sdk_dynamodb::Client::new(
+                aws.ok_or(StartError::AwsNotLoaded("CORRELATION_TABLE"))?,
+            );
+            let dynamo = Arc::new(DynamoStore::new(client, table));
+            ((dynamo.clone(), dynamo.clone(), dynamo), None)
+        }
+    };
     let sync_feed = SyncFeed {
         changes,
         store: sync_store,
@@ -216,6 +222,14 @@ pub fn build(
                 },
                 clock.clone(),
             ))
+        }
+    };
+    let intake: Option<Arc<dyn Intake>> = match &config.delivery.event_source_mapping {
+        None => None,
+        Some(uuid) => {
+            let aws = aws.ok_or(StartError::AwsNotLoaded("WORKER_EVENT_SOURCE_MAPPING"))?;
+            let client = aws_sdk_lambda::Client::new(aws);
+            Some(Arc::new(EventSourceIntake::new(client, uuid)))
         }
     };
     let queue = match &config.delivery.queue {
@@ -249,11 +263,12 @@ pub fn build(
         inline.retry.deadline = d.inline_budget;
         let mut worker = config.settings.clone();
         worker.retry.deadline = d.worker_deadline;
+        let breaker = Breaker::new(breakers.clone(), itsm.kind(), d.breaker, clock.clone());
         Delivery::new(
             Bridge::new(itsm.clone(), store.clone(), inline, clock.clone()),
             Bridge::new(itsm.clone(), store.clone(), worker, clock.clone()),
             queue,
-            d.cooldown_secs,
+            Arc::new(breaker),
             clock.clone(),
         )
     });
@@ -266,6 +281,7 @@ pub fn build(
         queue,
         delivery_config: config.delivery.clone(),
         sync,
+        intake,
         sync_feed: Some(sync_feed),
     })
 }

@@ -1,10 +1,11 @@
-//! Store and forward settings: the delivery queue, the inline budget and
-//! cool-down, and the worker's pacing.
+//! Store and forward settings: the delivery queue, the inline budget, the
+//! ITSM's breaker and the worker's pacing.
 
 use std::time::Duration;
 
 use super::limits::Attempt;
 use super::{ConfigError, Env, err};
+use crate::domain::breaker::BreakerPolicy;
 use crate::domain::delivery::WorkerPolicy;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,9 +27,12 @@ pub struct DeliveryConfig {
     pub queue: QueueConfig,
     /// `INLINE_BUDGET_MS`: how long the webhook tries the ITSM before queuing.
     pub inline_budget: Duration,
-    /// `INLINE_COOLDOWN_SECS`: after an inline failure, how long this
-    /// container queues at once instead of trying.
-    pub cooldown_secs: i64,
+    /// `BREAKER_PROBE_SECS`, `BREAKER_PROBE_MAX_SECS`: once the ITSM is
+    /// down, how often one probe asks whether it is back.
+    pub breaker: BreakerPolicy,
+    /// `WORKER_EVENT_SOURCE_MAPPING`: the UUID of the worker's SQS event
+    /// source mapping, which the scheduled round pauses while the ITSM is down.
+    pub event_source_mapping: Option<String>,
     /// `WORKER_DEADLINE_MS`: how long the worker tries one notification.
     pub worker_deadline: Duration,
     /// `WORKER_BACKOFF_BASE_SECS`, `WORKER_BACKOFF_MAX_SECS`: a failed
@@ -50,7 +54,8 @@ impl Default for DeliveryConfig {
         DeliveryConfig {
             queue: QueueConfig::None,
             inline_budget: Duration::from_millis(4000),
-            cooldown_secs: 30,
+            breaker: BreakerPolicy::default(),
+            event_source_mapping: None,
             worker_deadline: Duration::from_millis(20_000),
             backoff_base_secs: 30,
             backoff_max_secs: 1800,
@@ -122,7 +127,8 @@ impl DeliveryConfig {
         }
         let config = DeliveryConfig {
             inline_budget: Duration::from_millis(inline_budget),
-            cooldown_secs: env.number("INLINE_COOLDOWN_SECS", 30)? as i64,
+            breaker: breaker_policy(env)?,
+            event_source_mapping: event_source_mapping(env)?,
             worker_deadline: Duration::from_millis(worker_deadline),
             backoff_base_secs,
             backoff_max_secs,
@@ -214,4 +220,58 @@ pub(super) mod tests {
             "WORKER_DEADLINE_MS"
         );
     }
+}
+
+/// The breaker's probe interval: first, and most after failed probes doubled it.
+fn breaker_policy(env: &Env) -> Result<BreakerPolicy, ConfigError> {
+    if env.get("INLINE_COOLDOWN_SECS").is_some() {
+        tracing::warn!(
+            "INLINE_COOLDOWN_SECS is no longer read: the ITSM's breaker (BREAKER_PROBE_SECS) \
+             replaces the per-container cool-down"
+        );
+    }
+    let probe = env.number("BREAKER_PROBE_SECS", 60)?;
+    if !(5..=3600).contains(&probe) {
+        return Err(err(
+            "BREAKER_PROBE_SECS",
+            format!(
+                "{probe} must be 5 to 3600: the seconds between probes of a down ITSM \
+                 (the backlog starts flowing within one of them after it is back)"
+            ),
+        ));
+    }
+    let most = env.number("BREAKER_PROBE_MAX_SECS", probe)?;
+    if !(probe..=3600).contains(&most) {
+        return Err(err(
+            "BREAKER_PROBE_MAX_SECS",
+            format!(
+                "{most} must be BREAKER_PROBE_SECS ({probe}) to 3600: failed probes double \
+                 the interval up to this"
+            ),
+        ));
+    }
+    Ok(BreakerPolicy {
+        probe_secs: probe as i64,
+        probe_max_secs: most as i64,
+        ..BreakerPolicy::default()
+    })
+}
+
+/// The mapping's UUID: it goes into the Lambda API's request path.
+fn event_source_mapping(env: &Env) -> Result<Option<String>, ConfigError> {
+    let Some(uuid) = env.get("WORKER_EVENT_SOURCE_MAPPING") else {
+        return Ok(None);
+    };
+    let groups: Vec<usize> = uuid.split('-').map(str::len).collect();
+    let hex = uuid.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+    if !hex || groups != [8, 4, 4, 4, 12] {
+        return Err(err(
+            "WORKER_EVENT_SOURCE_MAPPING",
+            format!(
+                "{uuid:?} is not an event source mapping's UUID (8-4-4-4-12 hex digits, as \
+                 `aws lambda list-event-source-mappings` shows it)"
+            ),
+        ));
+    }
+    Ok(Some(uuid))
 }

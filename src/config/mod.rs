@@ -58,6 +58,7 @@ impl Config {
     pub fn uses_aws(&self) -> bool {
         matches!(self.store, StoreConfig::DynamoDb { .. })
             || matches!(self.delivery.queue, QueueConfig::Sqs { .. })
+            || self.delivery.event_source_mapping.is_some()
             || self.itsm.secret().is_some()
             || self
                 .sync

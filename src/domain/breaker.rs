@@ -217,6 +217,23 @@ impl Breaker {
         self.write(&current, current.probing(now)).await
     }
 
+    /// Gives back a probe taken but not used (the attempt made no ITSM
+    /// call: a copy, queued behind earlier work), so that the next caller
+    /// probes at once rather than after the probe's lease.
+    pub async fn release_probe(&self) {
+        let Ok(current) = self.read().await else {
+            return;
+        };
+        if current.is_open() && current.probing_until > (self.clock)() {
+            let next = BreakerState {
+                probing_until: 0,
+                version: current.version + 1,
+                ..current.clone()
+            };
+            self.write(&current, next).await;
+        }
+    }
+
     /// After a call that failed with `e`: a transient failure opens the
     /// breaker (or, while open, schedules the next probe).
     pub async fn failed(&self, e: &ItsmError) {

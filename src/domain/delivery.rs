@@ -11,9 +11,9 @@
 //! sees the queued work even before the queue does.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use super::alert::Alert;
+use super::breaker::{Breaker, Gate};
 use super::correlation::{CorrelationRecord, RecordState, body_digest, correlation_key};
 use super::outcome::{ProcessError, Processed};
 use super::ports::{Clock, CorrelationStore, DeliveryQueue, QueuedNotification, StoreError};
@@ -24,8 +24,8 @@ use super::state_machine::Bridge;
 pub enum QueueReason {
     /// The inline attempt failed (the ITSM is down, slow, throttling or refusing).
     ItsmFailed,
-    /// An inline attempt failed moments ago: not tried again until the cool-down ends.
-    CoolingDown,
+    /// The ITSM is down (its breaker is open): not tried until a probe finds it back.
+    ItsmDown,
     /// Earlier notifications of this alert are still queued.
     Behind,
     /// Azure delivered this notification again while it was still queued.
@@ -36,7 +36,7 @@ impl QueueReason {
     pub fn as_str(self) -> &'static str {
         match self {
             QueueReason::ItsmFailed => "itsm_failed",
-            QueueReason::CoolingDown => "cooling_down",
+            QueueReason::ItsmDown => "itsm_down",
             QueueReason::Behind => "behind_queued",
             QueueReason::AlreadyQueued => "already_queued",
         }
@@ -62,9 +62,8 @@ pub struct Delivery {
     queue: Arc<dyn DeliveryQueue>,
     store: Arc<dyn CorrelationStore>,
     clock: Clock,
-    cooldown_secs: i64,
-    /// Unix seconds until which this container skips inline attempts.
-    skip_inline_until: AtomicI64,
+    /// Whether the ITSM is down, as every role sees it.
+    breaker: Arc<Breaker>,
 }
 
 /// Rounds of conditional writes before contention is answered "retry later".
@@ -75,7 +74,7 @@ impl Delivery {
         inline: Bridge,
         worker: Bridge,
         queue: Arc<dyn DeliveryQueue>,
-        cooldown_secs: i64,
+        breaker: Arc<Breaker>,
         clock: Clock,
     ) -> Delivery {
         Delivery {
@@ -84,9 +83,13 @@ impl Delivery {
             worker,
             queue,
             clock,
-            cooldown_secs,
-            skip_inline_until: AtomicI64::new(0),
+            breaker,
         }
+    }
+
+    /// The ITSM's breaker, as this delivery sees it.
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
     }
 
     /// The webhook's way in: inline when it can be, else queued. A success
@@ -98,21 +101,42 @@ impl Delivery {
     /// another delivery of the alert holds it right now (queuing this one
     /// could put it ahead of that one).
     pub async fn accept(&self, alert: &Alert, body: &[u8]) -> Result<Accepted, ProcessError> {
-        if (self.clock)() < self.skip_inline_until.load(Ordering::Relaxed) {
-            return self
-                .enqueue(alert, body, None, QueueReason::CoolingDown)
-                .await;
+        // While the ITSM is down, queue at once; a due probe is taken by
+        // whoever comes first, this notification's inline attempt included.
+        let probing = match self.breaker.gate(false).await {
+            Gate::Closed => false,
+            Gate::ProbeDue if self.breaker.take_probe().await => true,
+            Gate::ProbeDue | Gate::Open { .. } => {
+                return self.enqueue(alert, body, None, QueueReason::ItsmDown).await;
+            }
+        };
+        let attempt = self.inline.process_unless_queued(alert).await;
+        let called = match &attempt {
+            Ok(processed) => processed.itsm_calls > 0,
+            Err(e) => matches!(e, ProcessError::Itsm(_)),
+        };
+        if probing && !called {
+            self.breaker.release_probe().await;
         }
-        match self.inline.process_unless_queued(alert).await {
-            Ok(processed) => Ok(Accepted::Processed(processed)),
+        match attempt {
+            Ok(processed) => {
+                if called {
+                    self.breaker.succeeded().await;
+                }
+                Ok(Accepted::Processed(processed))
+            }
             Err(ProcessError::Behind(record)) => {
                 self.enqueue(alert, body, Some(*record), QueueReason::Behind)
                     .await
             }
             Err(ProcessError::Itsm(e)) => {
-                let until = (self.clock)() + self.cooldown_secs;
-                self.skip_inline_until.fetch_max(until, Ordering::Relaxed);
-                tracing::warn!(error = %e, alert_id = ?alert.alert_id, cooldown_secs = self.cooldown_secs, "ITSM failed inline; queuing");
+                if e.is_transient() {
+                    self.breaker.failed(&e).await;
+                } else {
+                    // A refusal is an answer: the ITSM is up.
+                    self.breaker.succeeded().await;
+                }
+                tracing::warn!(error = %e, alert_id = ?alert.alert_id, "ITSM failed inline; queuing");
                 self.enqueue(alert, body, None, QueueReason::ItsmFailed)
                     .await
             }
@@ -273,7 +297,9 @@ impl Delivery {
     }
 }
 
+mod batch;
 mod worker;
+pub use batch::BatchRun;
 pub use worker::{Fate, Received, WorkerPolicy};
 
 #[cfg(test)]

@@ -72,6 +72,11 @@ impl Bridge {
         &self.settings
     }
 
+    /// The ITSM, for the breaker's probe.
+    pub fn itsm(&self) -> Arc<dyn ItsmClient> {
+        self.itsm.clone()
+    }
+
     /// The store, for tools and tests that inspect records.
     pub fn store(&self) -> Arc<dyn CorrelationStore> {
         self.store.clone()

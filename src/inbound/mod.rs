@@ -22,7 +22,7 @@ use std::sync::Arc;
 use crate::adapters::queue::{Outbox, SqsQueue};
 use crate::config::DeliveryConfig;
 use crate::domain::delivery::Delivery;
-use crate::domain::ports::{IncidentChanges, SyncStore, TokenVerifier};
+use crate::domain::ports::{IncidentChanges, Intake, SyncStore, TokenVerifier};
 use crate::domain::state_machine::Bridge;
 use crate::domain::sync::AlertSync;
 
@@ -41,6 +41,9 @@ pub struct App {
     pub delivery_config: DeliveryConfig,
     /// The sync role's round, when Azure credentials are configured.
     pub sync: Option<AlertSync>,
+    /// The worker's event source mapping, which the scheduled round pauses
+    /// while the ITSM is down (`WORKER_EVENT_SOURCE_MAPPING`).
+    pub intake: Option<Arc<dyn Intake>>,
     /// What a sync round reads, configured or not (`replay --sync` dry
     /// runs); `None` in apps assembled by hand.
     pub sync_feed: Option<SyncFeed>,

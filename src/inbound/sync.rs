@@ -1,7 +1,14 @@
-//! The sync role (`Handler: sync`): a schedule invokes it every minute or
-//! two; each invocation runs one round of `domain::sync` and answers what
-//! it did. A round that could not read the ITSM fails the invocation (the
-//! schedule's next one starts from the same watermark).
+//! The scheduled role (`Handler: sync`): a schedule invokes it every
+//! minute; each invocation runs one round and answers what it did:
+//!
+//! - with a delivery queue, the ITSM's breaker: the due probe, and the
+//!   worker's event source mapping paused while the ITSM is down and
+//!   resumed once it is back (`domain::breaker::round`); one log line when
+//!   something changed, one EMF line (`Outcome` = `breaker`: `ItsmDown` 0
+//!   or 1, `ItsmDownSecs`, `ItsmProbes`, `IntakePaused` 0 or 1);
+//! - with Azure configured, one round of `domain::sync`. A round that
+//!   could not read the ITSM fails the invocation (the schedule's next one
+//!   starts from the same watermark).
 //!
 //! Each round logs one line per alert it acted on, one line naming what
 //! holds the watermark (an error once it is held longer than
@@ -16,14 +23,16 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::{Value, json};
 
 use super::App;
+use crate::domain::breaker::{ProbeOutcome, ProbeReport};
 use crate::domain::sync::{ActionOutcome, RoundReport, SyncError};
 
 /// Serves scheduled invocations with `app` until the runtime stops.
 pub async fn run(app: Arc<App>) -> Result<(), lambda_runtime::Error> {
-    if app.sync.is_none() {
+    if app.sync.is_none() && app.delivery.is_none() {
         return Err(
-            "Handler sync needs the sync role configured: set AZURE_TENANT_ID, \
-             AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or AZURE_SECRET_ID)"
+            "Handler sync has nothing to do: set DELIVERY_QUEUE_URL (the ITSM's breaker and its \
+             probe), or AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or \
+             AZURE_SECRET_ID) for the sync of alert states"
                 .into(),
         );
     }
@@ -34,12 +43,27 @@ pub async fn run(app: Arc<App>) -> Result<(), lambda_runtime::Error> {
     .await
 }
 
-/// One round, logged and counted; the answer is its summary.
+/// One round, logged and counted; the answer is its summary (the sync's,
+/// with the breaker's under `breaker`).
 ///
 /// # Errors
-/// The round's [`SyncError`], logged.
+/// The sync round's [`SyncError`], logged.
 pub async fn round(app: &App) -> Result<Value, SyncError> {
-    let sync = app.sync.as_ref().expect("checked at start");
+    let breaker = match &app.delivery {
+        Some(delivery) => {
+            let itsm = delivery.worker().itsm();
+            let intake = app.intake.as_deref();
+            let report = delivery.breaker().round(itsm.as_ref(), intake).await;
+            if let Some(ns) = &app.metrics {
+                println!("{}", breaker_metrics(ns, &report));
+            }
+            breaker_summary(&report)
+        }
+        None => Value::Null,
+    };
+    let Some(sync) = app.sync.as_ref() else {
+        return Ok(json!({ "breaker": breaker }));
+    };
     let report = match sync.round().await {
         Ok(r) => r,
         Err(e) => {
@@ -51,7 +75,62 @@ pub async fn round(app: &App) -> Result<Value, SyncError> {
     if let Some(ns) = &app.metrics {
         println!("{}", metrics(ns, &report));
     }
-    Ok(summary(&report))
+    let mut answer = summary(&report);
+    answer["breaker"] = breaker;
+    Ok(answer)
+}
+
+/// What the round did about the breaker, as its answer shows it.
+pub fn breaker_summary(r: &ProbeReport) -> Value {
+    let (outcome, detail) = match &r.outcome {
+        ProbeOutcome::Up => ("up", Value::Null),
+        ProbeOutcome::NotDue { until } => ("down", json!({ "next_probe": until })),
+        ProbeOutcome::Recovered => ("recovered", Value::Null),
+        ProbeOutcome::StillDown(why) => ("still_down", json!({ "reason": why })),
+        ProbeOutcome::Unknown => ("unknown", Value::Null),
+    };
+    json!({"itsm": outcome, "detail": detail, "down_since": r.down_since,
+        "intake_paused": r.intake_paused})
+}
+
+/// The breaker's EMF line: `ItsmDown` 1 while the ITSM is down (an alarm's
+/// input), how long it has been, whether a probe was made, and whether
+/// the worker's event source mapping is paused.
+pub fn breaker_metrics(namespace: &str, r: &ProbeReport) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let down = !matches!(r.outcome, ProbeOutcome::Up | ProbeOutcome::Recovered);
+    let probed = matches!(
+        r.outcome,
+        ProbeOutcome::Recovered | ProbeOutcome::StillDown(_)
+    );
+    let down_secs = if r.down_since > 0 {
+        (now.as_secs() as i64 - r.down_since).max(0)
+    } else {
+        0
+    };
+    let values = [
+        ("ItsmDown", i64::from(down), "Count"),
+        ("ItsmDownSecs", down_secs, "Seconds"),
+        ("ItsmProbes", i64::from(probed), "Count"),
+        (
+            "IntakePaused",
+            i64::from(r.intake_paused == Some(true)),
+            "Count",
+        ),
+    ];
+    let mut doc = json!({"Outcome": "breaker"});
+    for (name, value, _) in values {
+        doc[name] = json!(value);
+    }
+    doc["_aws"] = json!({
+        "Timestamp": now.as_millis() as u64,
+        "CloudWatchMetrics": [{"Namespace": namespace, "Dimensions": [["Outcome"]],
+            "Metrics": values.iter().map(|(n, _, unit)| json!({"Name": n, "Unit": unit}))
+                .collect::<Vec<_>>()}],
+    });
+    doc
 }
 
 fn log(report: &RoundReport) {

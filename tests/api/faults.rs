@@ -49,6 +49,7 @@ fn app_with_store(t: &TestApp, store: Arc<dyn CorrelationStore>) -> App {
         queue: itsm_bridge::inbound::QueueHandle::None,
         delivery_config: Default::default(),
         sync: None,
+        intake: None,
         sync_feed: None,
     }
 }

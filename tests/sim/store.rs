@@ -1,6 +1,6 @@
 //! The correlation store: the crate's own in-memory store (conditional
 //! writes on versions, records expiring at `expires_at`, the sync side's
-//! reverse lookup and watermark), with a fault at every call. A lost answer
+//! reverse lookup and watermark, the ITSM's breaker), with a fault at every call. A lost answer
 //! is a write that happened while the caller heard an error, as DynamoDB's
 //! time-outs do.
 
@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use itsm_bridge::adapters::store::MemoryStore;
 use itsm_bridge::domain::correlation::CorrelationRecord;
-use itsm_bridge::domain::ports::{CorrelationStore, StoreError, SyncStore, Watermark};
+use itsm_bridge::domain::ports::{
+    BreakerState, BreakerStore, CorrelationStore, StoreError, SyncStore, Watermark,
+};
 
 use crate::exec::{Class, Ctx, Plan};
 
@@ -193,6 +195,40 @@ impl SyncStore for SimStore {
             "store.put_watermark",
             &subject,
             || now_or_never(self.inner.put_watermark(watermark, expected)),
+            |_| None,
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl BreakerStore for SimStore {
+    async fn breaker(&self, name: &str) -> Result<Option<BreakerState>, StoreError> {
+        attempt(
+            &self.ctx,
+            "store.breaker",
+            name,
+            || now_or_never(self.inner.breaker(name)),
+            |b| {
+                Some(b.as_ref().map_or("none".into(), |b| {
+                    format!("down_since={} next_probe={}", b.down_since, b.next_probe)
+                }))
+            },
+        )
+        .await
+    }
+
+    async fn put_breaker(
+        &self,
+        state: &BreakerState,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let subject = format!("{} open={}", state.name, state.is_open());
+        attempt(
+            &self.ctx,
+            "store.put_breaker",
+            &subject,
+            || now_or_never(self.inner.put_breaker(state, expected)),
             |_| None,
         )
         .await

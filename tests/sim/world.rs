@@ -11,6 +11,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use itsm_bridge::config::DeliveryConfig;
+use itsm_bridge::domain::breaker::Breaker;
 use itsm_bridge::domain::delivery::Fate;
 use itsm_bridge::domain::delivery::{Accepted, Delivery};
 use itsm_bridge::domain::outcome::ProcessError;
@@ -258,7 +259,13 @@ impl World {
             bridge(self),
             bridge(self),
             self.queue.clone(),
-            self.config.cooldown_secs,
+            // One breaker for every process, in the shared store.
+            Arc::new(Breaker::new(
+                self.store.clone(),
+                self.sc.kind,
+                self.config.breaker,
+                self.clock.clone(),
+            )),
             self.clock.clone(),
         );
         Arc::new(Process {

@@ -2,9 +2,11 @@
 //! store locally. Both carry the same message: the alert as Azure sent it,
 //! with the few facts delivery needs beside it.
 
+mod intake;
 mod outbox;
 mod sqs;
 
+pub use intake::EventSourceIntake;
 pub use outbox::{Outbox, OutboxEntry};
 pub use sqs::SqsQueue;
 

@@ -1,10 +1,11 @@
 //! `replay --drain`: delivers the state folder's outbox, oldest first, now
 //! (the outbox's own order is the alert's: no waiting for a predecessor).
-//! The same rules as the worker: an alert whose notification fails keeps
-//! its later ones queued behind it; what the ITSM refuses (a 4xx) is parked
-//! and reported rather than retried for ever.
+//! The same rules as the worker, as one batch: an alert whose notification
+//! fails keeps its later ones queued behind it; what the ITSM refuses (a
+//! 4xx) is parked and reported rather than retried for ever; the first
+//! sign that the ITSM is down stops the drain (the ITSM's breaker opens for
+//! every role), with everything left queued for the next run.
 
-use std::collections::HashSet;
 use std::io::Write;
 
 use itsm_bridge::adapters::wire::RequestLog;
@@ -55,40 +56,37 @@ pub async fn drain(
         ..app.delivery_config.worker_policy()
     };
     let (mut delivered, mut parked, mut held) = (0, 0, 0);
-    let mut failed_groups: HashSet<String> = HashSet::new();
+    // A person ran it: the first entry probes the ITSM, whatever the breaker says.
+    let mut run = delivery.batch(&policy, true).await;
+    let mut down = None;
     for entry in entries {
+        if let Some((_, why)) = run.held() {
+            // The ITSM is down: no call for the rest; they stay queued.
+            down = Some(why.clone());
+            break;
+        }
         let key = entry.key;
         let decoded = worker::decode(&entry.message);
-        let (alert_id, seq, group) = decoded
+        let (alert_id, seq) = decoded
             .as_ref()
-            .map_or(("?".to_string(), 0, None), |(m, _)| {
-                (m.alert_id.clone(), m.seq, Some(m.group.clone()))
-            });
-        let fate = match decoded {
-            Err(why) => Drained::Parked(why),
-            Ok((m, _)) if failed_groups.contains(&m.group) => {
-                Drained::Held("an earlier notification of this alert was not delivered".into())
+            .map_or(("?".to_string(), 0), |(m, _)| (m.alert_id.clone(), m.seq));
+        let item = decoded.map(|(m, alert)| Received {
+            alert,
+            seq: m.seq,
+            group: m.group,
+            receives: 1,
+        });
+        let fate = match run.next(&item).await {
+            Fate::Delivered(p) => {
+                Drained::Delivered(json!({"outcome": p.outcome.as_str(), "incident": p.incident}))
             }
-            Ok((m, alert)) => {
-                let received = Received {
-                    alert,
-                    seq: m.seq,
-                    group: m.group,
-                    receives: 1,
-                };
-                match delivery.deliver_queued(&received, &policy).await {
-                    Fate::Delivered(p) => Drained::Delivered(
-                        json!({"outcome": p.outcome.as_str(), "incident": p.incident}),
-                    ),
-                    Fate::AlreadyDelivered => Drained::Delivered(
-                        json!({"outcome": "already_delivered", "incident": null}),
-                    ),
-                    Fate::Parked(why) => Drained::Parked(why),
-                    Fate::Retry { why, .. } => Drained::Held(why),
-                    Fate::Skipped => Drained::Held(
-                        "an earlier notification of this alert was not delivered".into(),
-                    ),
-                }
+            Fate::AlreadyDelivered => {
+                Drained::Delivered(json!({"outcome": "already_delivered", "incident": null}))
+            }
+            Fate::Parked(why) => Drained::Parked(why),
+            Fate::Retry { why, .. } => Drained::Held(why),
+            Fate::Skipped => {
+                Drained::Held("an earlier notification of this alert was not delivered".into())
             }
         };
         let requests = serde_json::to_value(log.take()).unwrap_or(Value::Null);
@@ -104,20 +102,32 @@ pub async fn drain(
                     .map_err(|e| e.to_string())?;
                 parked += 1;
             }
-            Drained::Held(_) => {
-                failed_groups.extend(group);
-                held += 1;
-            }
+            Drained::Held(_) => held += 1,
         }
         report(out, as_json, key, &alert_id, seq, &fate, &requests)?;
     }
-    if !as_json {
+    run.finish().await;
+    let left = total - delivered - parked;
+    if let Some(why) = down {
+        if as_json {
+            writeln!(
+                out,
+                "{}",
+                json!({"stopped": "itsm_unavailable", "reason": why, "left_queued": left})
+            )?;
+        } else {
+            writeln!(
+                out,
+                "ITSM unavailable ({why}); {left} notification(s) left queued; run --drain again later"
+            )?;
+        }
+    } else if !as_json {
         writeln!(
             out,
             "{total} queued: {delivered} delivered, {parked} parked (the ITSM refused them; see above), {held} still queued"
         )?;
     }
-    Ok(held == 0)
+    Ok(left == 0)
 }
 
 fn report(

@@ -165,7 +165,12 @@ async fn run(args: Args) -> Result<bool, Halt> {
     if std::env::var_os("RUST_LOG").is_some() {
         bootstrap::init_logging();
     }
-    let (config, token) = configure(&args)?;
+    let (mut config, token) = configure(&args)?;
+    if args.drain {
+        // A person waits for the drain: a down ITSM is reported within the
+        // inline budget, not after the worker's longer retries.
+        config.delivery.worker_deadline = config.delivery.inline_budget;
+    }
     // Every FILE is read before any is processed, so that a missing or
     // broken one stops the run before anything is recorded.
     let events = args

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use super::*;
 use crate::adapters::store::MemoryStore;
 use crate::domain::alert::MonitorCondition;
+use crate::domain::breaker::BreakerPolicy;
 use crate::domain::correlation::IncidentRef;
 use crate::domain::mapping::{IncidentDraft, Resolution};
 use crate::domain::outcome::Outcome;
@@ -101,6 +102,21 @@ struct Rig {
     now: Arc<AtomicI64>,
 }
 
+/// The ITSM's breaker over the rig's store: probes 30 s apart.
+fn breaker(store: &Arc<MemoryStore>, clock: &Clock) -> Arc<Breaker> {
+    breaker_viewing(store, clock, 0)
+}
+
+/// The same, trusting its view of the breaker for `view_secs`.
+fn breaker_viewing(store: &Arc<MemoryStore>, clock: &Clock, view_secs: i64) -> Arc<Breaker> {
+    let policy = BreakerPolicy {
+        probe_secs: 30,
+        probe_max_secs: 30,
+        view_secs,
+    };
+    Arc::new(Breaker::new(store.clone(), "test", policy, clock.clone()))
+}
+
 fn rig() -> Rig {
     let itsm = Arc::new(Itsm::default());
     let queue = Arc::new(Queue::default());
@@ -117,7 +133,13 @@ fn rig() -> Rig {
     };
     let bridge = || Bridge::new(itsm.clone(), store.clone(), settings.clone(), clock.clone());
     Rig {
-        delivery: Delivery::new(bridge(), bridge(), queue.clone(), 30, clock.clone()),
+        delivery: Delivery::new(
+            bridge(),
+            bridge(),
+            queue.clone(),
+            breaker(&store, &clock),
+            clock.clone(),
+        ),
         itsm,
         queue,
         store,
@@ -158,7 +180,7 @@ async fn a_failed_inline_attempt_queues_and_the_cool_down_skips_the_next_attempt
     // Another alert within the cool-down: queued without an ITSM call.
     let (other, body) = alert("b", MonitorCondition::Fired);
     let second = r.delivery.accept(&other, &body).await;
-    assert_eq!(queued(&second), Some((1, QueueReason::CoolingDown)));
+    assert_eq!(queued(&second), Some((1, QueueReason::ItsmDown)));
     assert_eq!(r.itsm_calls(), 1, "no inline attempt during the cool-down");
     assert_eq!(r.record("b").await.state, RecordState::Queued);
     // After it, inline again (and the ITSM is back).
@@ -225,7 +247,7 @@ async fn a_repeat_of_a_delivered_notification_holds_nothing_back() {
     // Azure repeats it during another container's cool-down: not queued again.
     let again = r
         .delivery
-        .enqueue(&fired, &body, None, QueueReason::CoolingDown)
+        .enqueue(&fired, &body, None, QueueReason::ItsmDown)
         .await;
     assert_eq!(queued(&again), Some((1, QueueReason::AlreadyQueued)));
     let rec = r.record("a").await;

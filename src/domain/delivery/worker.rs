@@ -17,7 +17,6 @@
 //!   the cause is fixed, a redrive delivers them all, in order, and the
 //!   alert ends as if nothing had happened.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use super::Delivery;
@@ -106,80 +105,115 @@ impl Fate {
     }
 }
 
+/// What one delivery showed of the ITSM, for its breaker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evidence {
+    /// No ITSM call was made (a copy, a park, the store failing).
+    None,
+    /// The ITSM answered (a refusal included).
+    Up,
+    /// The ITSM failed transiently: it is down.
+    Down(ItsmError),
+}
+
 /// Rounds of conditional writes before contention is answered "retry later".
 const ROUNDS: usize = 4;
 
 impl Delivery {
     /// Delivers a batch in order, message by message; what became of each.
     /// An `Err` stands for a message that is not a notification this bridge
-    /// queued: parked with its reason (no retry can help).
+    /// queued: parked with its reason (no retry can help). While the ITSM
+    /// is down (its breaker open), no message is tried: each goes back to
+    /// the queue until the probe is due.
     pub async fn deliver_batch(
         &self,
         batch: &[Result<Received, String>],
         policy: &WorkerPolicy,
     ) -> Vec<Fate> {
-        let mut failed_groups: HashSet<&str> = HashSet::new();
+        let mut run = self.batch(policy, false).await;
         let mut fates = Vec::with_capacity(batch.len());
         for item in batch {
-            let fate = match item {
-                Err(why) => Fate::Parked(why.clone()),
-                Ok(m) if failed_groups.contains(m.group.as_str()) => Fate::Skipped,
-                Ok(m) => self.deliver_queued(m, policy).await,
-            };
-            if let (Ok(m), Fate::Retry { .. }) = (item, &fate) {
-                failed_groups.insert(m.group.as_str());
-            }
-            fates.push(fate);
+            fates.push(run.next(item).await);
         }
+        run.finish().await;
         fates
     }
 
-    /// What becomes of one queued notification.
+    /// What becomes of one queued notification, breaker aside.
     pub async fn deliver_queued(&self, m: &Received, policy: &WorkerPolicy) -> Fate {
-        let last = policy.max_receives.is_some_and(|n| m.receives >= n);
+        self.attempt(m, policy).await.0
+    }
+
+    /// One queued notification's fate, and what its delivery showed of the ITSM.
+    pub(super) async fn attempt(&self, m: &Received, policy: &WorkerPolicy) -> (Fate, Evidence) {
         let retry = async |e: &ProcessError| {
-            if last {
-                return match self.park(&m.alert.alert_id, m.seq).await {
-                    Ok(()) => Fate::Parked(format!(
-                        "still not delivered after {} receives: {e}",
-                        m.receives
-                    )),
-                    Err(store) => Fate::Retry {
-                        after: policy.backoff(m.receives, None),
-                        why: format!("{e}; and recording its park failed: {store}"),
-                    },
-                };
-            }
             let retry_after = match e {
                 ProcessError::Itsm(ItsmError::Throttled { retry_after, .. }) => *retry_after,
                 _ => None,
             };
-            Fate::Retry {
-                after: policy.backoff(m.receives, retry_after),
-                why: e.to_string(),
-            }
+            let after = policy.backoff(m.receives, retry_after);
+            self.not_now(m, policy, e.to_string(), after).await
         };
         match self.deliver(&m.alert, m.seq).await {
-            Ok(Some(processed)) => Fate::Delivered(processed),
-            Ok(None) => Fate::AlreadyDelivered,
+            Ok(Some(processed)) => {
+                let seen = if processed.itsm_calls > 0 {
+                    Evidence::Up
+                } else {
+                    Evidence::None
+                };
+                (Fate::Delivered(processed), seen)
+            }
+            Ok(None) => (Fate::AlreadyDelivered, Evidence::None),
             Err(ProcessError::Behind(r)) => {
                 let first = r.queue.parked.first().copied().unwrap_or_default();
-                match self.park(&m.alert.alert_id, m.seq).await {
+                let fate = match self.park(&m.alert.alert_id, m.seq).await {
                     Ok(()) => Fate::Parked(format!(
                         "notification {first} of this alert is parked; this one waits behind it \
                          (redrive the dead-letter queue once its cause is fixed)"
                     )),
                     Err(store) => retry(&store).await,
-                }
+                };
+                (fate, Evidence::None)
             }
             Err(ProcessError::Itsm(e @ ItsmError::Rejected { .. })) => {
-                match self.refused(&m.alert.alert_id, m.seq, policy).await {
+                let fate = match self.refused(&m.alert.alert_id, m.seq, policy).await {
                     Ok(true) => Fate::Parked(e.to_string()),
                     Ok(false) => retry(&ProcessError::Itsm(e)).await,
                     Err(store) => retry(&store).await,
-                }
+                };
+                (fate, Evidence::Up)
             }
-            Err(e) => retry(&e).await,
+            Err(ProcessError::Itsm(e)) => {
+                let fate = retry(&ProcessError::Itsm(e.clone())).await;
+                (fate, Evidence::Down(e))
+            }
+            Err(e) => (retry(&e).await, Evidence::None),
+        }
+    }
+
+    /// A notification not delivered now: back after `after`, or, on the
+    /// queue's last receive, parked (so that the record knows and its
+    /// alert's later notifications park behind it).
+    pub(super) async fn not_now(
+        &self,
+        m: &Received,
+        policy: &WorkerPolicy,
+        why: String,
+        after: Duration,
+    ) -> Fate {
+        let last = policy.max_receives.is_some_and(|n| m.receives >= n);
+        if !last {
+            return Fate::Retry { after, why };
+        }
+        match self.park(&m.alert.alert_id, m.seq).await {
+            Ok(()) => Fate::Parked(format!(
+                "still not delivered after {} receives: {why}",
+                m.receives
+            )),
+            Err(store) => Fate::Retry {
+                after: policy.backoff(m.receives, None),
+                why: format!("{why}; and recording its park failed: {store}"),
+            },
         }
     }
 

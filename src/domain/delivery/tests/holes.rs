@@ -179,7 +179,7 @@ async fn two_queuings_of_one_alert_at_once_reach_the_queue_in_number_order() {
         "not sent past number 1 while it is being sent: {second:?}"
     );
     let again = r.delivery.accept(&resolved, &resolved_body).await;
-    assert_eq!(queued(&again), Some((2, QueueReason::CoolingDown)));
+    assert_eq!(queued(&again), Some((2, QueueReason::ItsmDown)));
     assert_eq!(sent_seqs(&r), [1, 2]);
 }
 
@@ -333,6 +333,8 @@ async fn a_parked_number_is_never_taken_for_a_copy_of_one_delivered_past_it() {
         .await;
     assert!(matches!(queued(&queued3), Some((3, _))), "{queued3:?}");
     r.itsm.refuse.store(false, Ordering::SeqCst);
+    // The breaker the outage opened: its probe is due by the redrive.
+    r.now.fetch_add(31, Ordering::SeqCst);
     // The redrive puts 1 and 3 behind 2: one batch of 2, 1, 3.
     let batch = [2, 1, 3].map(|seq| {
         let alert = if seq == 2 { &resolved } else { &fired };

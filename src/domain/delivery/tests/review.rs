@@ -27,7 +27,13 @@ fn rig_refiring(refire: RefirePolicy) -> Rig {
     };
     let bridge = || Bridge::new(itsm.clone(), store.clone(), settings.clone(), clock.clone());
     Rig {
-        delivery: Delivery::new(bridge(), bridge(), queue.clone(), 30, clock.clone()),
+        delivery: Delivery::new(
+            bridge(),
+            bridge(),
+            queue.clone(),
+            breaker(&store, &clock),
+            clock.clone(),
+        ),
         itsm,
         queue,
         store,
@@ -168,15 +174,28 @@ async fn a_refire_queued_during_an_inline_resolve_is_not_delivered_before_it() {
         ..Settings::default()
     };
     let bridge = || Bridge::new(itsm.clone(), store.clone(), settings.clone(), clock.clone());
-    // Two webhook containers over one store and one queue.
-    let one = Delivery::new(bridge(), bridge(), queue.clone(), 30, clock.clone());
-    let two = Delivery::new(bridge(), bridge(), queue.clone(), 30, clock.clone());
+    // Two webhook containers over one store and one queue; one keeps its
+    // view of the breaker a minute (so it still calls after two opened it).
+    let one = Delivery::new(
+        bridge(),
+        bridge(),
+        queue.clone(),
+        breaker_viewing(&store, &clock, 60),
+        clock.clone(),
+    );
+    let two = Delivery::new(
+        bridge(),
+        bridge(),
+        queue.clone(),
+        breaker(&store, &clock),
+        clock.clone(),
+    );
     let (fired, fired_body) = firing(MonitorCondition::Fired, FIRST);
     let (resolved, resolved_body) = firing(MonitorCondition::Resolved, FIRST);
     let (again, again_body) = firing(MonitorCondition::Fired, AGAIN);
     let created = one.accept(&fired, &fired_body).await.unwrap();
     assert!(matches!(created, Accepted::Processed(ref p) if p.outcome == Outcome::Created));
-    // Container two is cooling down after a failure for another alert.
+    // Container two saw the ITSM down for another alert: the breaker is open.
     itsm.down.store(true, Ordering::SeqCst);
     let (other, other_body) = alert("b", MonitorCondition::Fired);
     assert!(queued(&two.accept(&other, &other_body).await).is_some());
