@@ -170,20 +170,24 @@ fn queued(a: &Result<Accepted, ProcessError>) -> Option<(u64, QueueReason)> {
 }
 
 #[tokio::test]
-async fn a_failed_inline_attempt_queues_and_the_cool_down_skips_the_next_attempts() {
+async fn a_failed_inline_attempt_queues_and_opens_the_breaker_for_the_next_attempts() {
     let r = rig();
     r.itsm.down.store(true, Ordering::SeqCst);
     let (fired, body) = alert("a", MonitorCondition::Fired);
     let first = r.delivery.accept(&fired, &body).await;
     assert_eq!(queued(&first), Some((1, QueueReason::ItsmFailed)));
     assert_eq!(r.itsm_calls(), 1);
-    // Another alert within the cool-down: queued without an ITSM call.
+    // Another alert while the breaker is open: queued without an ITSM call.
     let (other, body) = alert("b", MonitorCondition::Fired);
     let second = r.delivery.accept(&other, &body).await;
     assert_eq!(queued(&second), Some((1, QueueReason::ItsmDown)));
-    assert_eq!(r.itsm_calls(), 1, "no inline attempt during the cool-down");
+    assert_eq!(
+        r.itsm_calls(),
+        1,
+        "no inline attempt while the breaker is open"
+    );
     assert_eq!(r.record("b").await.state, RecordState::Queued);
-    // After it, inline again (and the ITSM is back).
+    // Once the probe is due, the next notification is the probe (and the ITSM is back).
     r.itsm.down.store(false, Ordering::SeqCst);
     r.now.fetch_add(31, Ordering::SeqCst);
     let (third, body) = alert("c", MonitorCondition::Fired);
@@ -300,4 +304,5 @@ async fn queued_work_past_the_horizon_no_longer_holds_the_alert() {
 }
 
 mod holes;
+mod outage;
 mod review;
