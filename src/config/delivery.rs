@@ -231,11 +231,11 @@ fn breaker_policy(env: &Env) -> Result<BreakerPolicy, ConfigError> {
         );
     }
     let probe = env.number("BREAKER_PROBE_SECS", 60)?;
-    if !(5..=3600).contains(&probe) {
+    if !(1..=3600).contains(&probe) {
         return Err(err(
             "BREAKER_PROBE_SECS",
             format!(
-                "{probe} must be 5 to 3600: the seconds between probes of a down ITSM \
+                "{probe} must be 1 to 3600: the seconds between probes of a down ITSM \
                  (the backlog starts flowing within one of them after it is back)"
             ),
         ));

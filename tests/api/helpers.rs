@@ -151,6 +151,9 @@ impl Spawn {
             ("BMC_URL", itsm.uri()),
             ("JIRA_URL", itsm.uri()),
             ("STATE_DIR", state.path().display().to_string()),
+            // The breaker probes a second after an outage: the tests' ITSM
+            // comes back at once.
+            ("BREAKER_PROBE_SECS", "1".to_string()),
         ]);
         vars.extend(self.vars.iter().map(|(k, v)| (*k, v.clone())));
         let aws = if self.dynamodb || self.secret.is_some() || self.queue.is_some() {

@@ -120,3 +120,74 @@ pub fn unique(prefix: &str) -> String {
         N.fetch_add(1, Ordering::SeqCst)
     )
 }
+
+/// A Lambda event source mapping in moto, for the breaker's intake: a
+/// function (with the IAM role Lambda insists on) mapped to a queue of its
+/// own that nothing sends to, so moto's own trigger never fires. Returns
+/// the mapping's UUID.
+pub async fn event_source_mapping(aws: &aws_config::SdkConfig) -> String {
+    let name = unique("worker");
+    // moto checks the role exists; the SDK has no IAM client here: IAM's
+    // query API by hand (moto checks no signature).
+    let form = [
+        ("Action", "CreateRole"),
+        ("Version", "2010-05-08"),
+        ("RoleName", name.as_str()),
+        ("AssumeRolePolicyDocument", "{}"),
+    ];
+    let created = reqwest::Client::new()
+        .post(url())
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, \
+             SignedHeaders=host, Signature=0",
+        )
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        created.status().is_success(),
+        "CreateRole: {:?}",
+        created.text().await
+    );
+    let lambda = aws_sdk_lambda::Client::new(aws);
+    // An empty zip archive: moto stores the code, never runs it here.
+    let mut zip = b"PK\x05\x06".to_vec();
+    zip.extend([0u8; 18]);
+    lambda
+        .create_function()
+        .function_name(&name)
+        .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
+        .handler("worker")
+        .role(format!("arn:aws:iam::123456789012:role/{name}"))
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(aws_sdk_lambda::primitives::Blob::new(zip))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let sqs = aws_sdk_sqs::Client::new(aws);
+    let queue = sqs.create_queue().queue_name(&name).send().await.unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(queue.queue_url().unwrap())
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    let mapping = lambda
+        .create_event_source_mapping()
+        .function_name(&name)
+        .event_source_arn(arn)
+        .batch_size(10)
+        .send()
+        .await
+        .unwrap();
+    mapping.uuid().unwrap().to_string()
+}

@@ -328,6 +328,8 @@ async fn a_worker_killed_mid_batch_loses_and_duplicates_nothing() {
     fake.set_down(true);
     queue_fired_and_resolved(&t, "killed", 6).await;
     fake.set_down(false);
+    // The breaker's probe is due.
+    t.advance(2);
     let esm = Esm { t: &t };
     // The worker delivers a batch, then dies before Lambda deletes anything.
     let (event, receipts) = esm.receive().await;
@@ -414,6 +416,7 @@ async fn retry_after_sets_when_the_message_comes_back() {
         "queued"
     );
     fake.set_down(false);
+    t.advance(2);
     fake.fail_next(ResponseTemplate::new(429).insert_header("retry-after", "3"));
     let esm = Esm { t: &t };
     let (event, _) = esm.receive().await;
@@ -570,5 +573,6 @@ async fn redrive(t: &TestApp, bodies: &[String]) {
     }
 }
 
+mod breaker;
 mod park;
 mod review;

@@ -276,19 +276,16 @@ async fn servicenow_mode_queues_what_fails_and_drain_delivers_it_in_order() {
         (lines[1]["status"].as_u64(), lines[1]["outcome"].as_str()),
         (Some(202), Some("queued"))
     );
-    // Still down: nothing delivered, the Resolved held behind its Fired.
+    // Still down: the drain stops at the first failure, with no call for
+    // the rest: both stay queued, the Resolved behind its Fired.
     let (code, lines) = run(&["--drain"], &[]).await.unwrap();
     assert_eq!(code, 1);
-    let results: Vec<&str> = lines
-        .iter()
-        .map(|l| l["result"].as_str().unwrap())
-        .collect();
-    assert_eq!(results, ["still_queued", "still_queued"]);
-    assert!(
-        lines[1]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("earlier notification")
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["result"], "still_queued");
+    assert_eq!(
+        (&lines[1]["stopped"], &lines[1]["left_queued"]),
+        (&json!("itsm_unavailable"), &json!(2)),
+        "{lines:?}"
     );
     // Back: one incident, created then resolved.
     fake.set_down(false);

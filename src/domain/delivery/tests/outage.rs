@@ -131,7 +131,10 @@ async fn a_due_probe_that_fails_costs_one_call_and_one_that_succeeds_drains_the_
     let after: Vec<&str> = r.itsm.calls.lock().unwrap()[calls_before..].to_vec();
     // One create per alert; the alert whose inline create failed is looked
     // for first (a failed create may have taken effect).
-    assert_eq!(after, ["find", "create", "create", "create", "create", "create"]);
+    assert_eq!(
+        after,
+        ["find", "create", "create", "create", "create", "create"]
+    );
     for a in &alerts {
         assert_eq!(r.record(&a.alert_id).await.delivered_seq, 1);
     }
