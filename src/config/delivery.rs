@@ -162,66 +162,6 @@ impl DeliveryConfig {
     }
 }
 
-#[cfg(test)]
-pub(super) mod tests {
-    use super::*;
-
-    pub(in crate::config) fn config(vars: &[(&str, &str)]) -> Result<DeliveryConfig, ConfigError> {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let lookup = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        DeliveryConfig::from_env(&Env::new(&lookup), 60, &ATTEMPT)
-    }
-
-    /// ServiceNow with basic credentials and the default request timeout.
-    pub(in crate::config) const ATTEMPT: Attempt = Attempt {
-        timeout: Duration::from_secs(3),
-        requests: 2,
-        why: "find and create",
-    };
-
-    #[test]
-    fn backoff_doubles_to_its_cap_and_honours_retry_after() {
-        let c = config(&[]).unwrap();
-        let secs = |n, ra: Option<u64>| c.backoff(n, ra.map(Duration::from_secs)).as_secs();
-        assert_eq!(
-            [
-                secs(1, None),
-                secs(2, None),
-                secs(3, None),
-                secs(7, None),
-                secs(60, None)
-            ],
-            [30, 60, 120, 1800, 1800]
-        );
-        assert_eq!(secs(5, Some(7)), 7, "Retry-After wins over the backoff");
-        assert_eq!(secs(1, Some(90_000)), 1800, "but not past the cap");
-    }
-
-    #[test]
-    fn a_standard_queue_and_a_budget_past_azures_wait_are_refused() {
-        assert_eq!(config(&[]).unwrap().queue, QueueConfig::None);
-        let url = "https://sqs.eu-west-1.amazonaws.com/123456789012/itsm-bridge-delivery";
-        let e = config(&[("DELIVERY_QUEUE_URL", url)]).unwrap_err();
-        assert_eq!(e.var, "DELIVERY_QUEUE_URL");
-        let fifo = format!("{url}.fifo");
-        assert!(matches!(
-            config(&[("DELIVERY_QUEUE_URL", &fifo)]).unwrap().queue,
-            QueueConfig::Sqs { .. }
-        ));
-        assert_eq!(
-            config(&[("INLINE_BUDGET_MS", "9500")]).unwrap_err().var,
-            "INLINE_BUDGET_MS"
-        );
-        assert_eq!(
-            config(&[("WORKER_DEADLINE_MS", "60000")]).unwrap_err().var,
-            "WORKER_DEADLINE_MS"
-        );
-    }
-}
-
 /// The breaker's probe interval: first, and most after failed probes doubled it.
 fn breaker_policy(env: &Env) -> Result<BreakerPolicy, ConfigError> {
     if env.get("INLINE_COOLDOWN_SECS").is_some() {
@@ -274,4 +214,108 @@ fn event_source_mapping(env: &Env) -> Result<Option<String>, ConfigError> {
         ));
     }
     Ok(Some(uuid))
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    pub(in crate::config) fn config(vars: &[(&str, &str)]) -> Result<DeliveryConfig, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let lookup = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        DeliveryConfig::from_env(&Env::new(&lookup), 60, &ATTEMPT)
+    }
+
+    /// ServiceNow with basic credentials and the default request timeout.
+    pub(in crate::config) const ATTEMPT: Attempt = Attempt {
+        timeout: Duration::from_secs(3),
+        requests: 2,
+        why: "find and create",
+    };
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_honours_retry_after() {
+        let c = config(&[]).unwrap();
+        let secs = |n, ra: Option<u64>| c.backoff(n, ra.map(Duration::from_secs)).as_secs();
+        assert_eq!(
+            [
+                secs(1, None),
+                secs(2, None),
+                secs(3, None),
+                secs(7, None),
+                secs(60, None)
+            ],
+            [30, 60, 120, 1800, 1800]
+        );
+        assert_eq!(secs(5, Some(7)), 7, "Retry-After wins over the backoff");
+        assert_eq!(secs(1, Some(90_000)), 1800, "but not past the cap");
+    }
+
+    #[test]
+    fn the_breakers_settings_and_the_mappings_uuid_are_checked_with_their_ranges() {
+        let c = config(&[]).unwrap();
+        assert_eq!((c.breaker.probe_secs, c.breaker.probe_max_secs), (60, 60));
+        let c = config(&[
+            ("BREAKER_PROBE_SECS", "30"),
+            ("BREAKER_PROBE_MAX_SECS", "300"),
+        ])
+        .unwrap();
+        assert_eq!((c.breaker.probe_secs, c.breaker.probe_max_secs), (30, 300));
+        for (vars, var, says) in [
+            (
+                vec![("BREAKER_PROBE_SECS", "0")],
+                "BREAKER_PROBE_SECS",
+                "1 to 3600",
+            ),
+            (
+                vec![("BREAKER_PROBE_SECS", "86400")],
+                "BREAKER_PROBE_SECS",
+                "1 to 3600",
+            ),
+            (
+                vec![
+                    ("BREAKER_PROBE_SECS", "120"),
+                    ("BREAKER_PROBE_MAX_SECS", "60"),
+                ],
+                "BREAKER_PROBE_MAX_SECS",
+                "BREAKER_PROBE_SECS (120) to 3600",
+            ),
+            (
+                vec![("WORKER_EVENT_SOURCE_MAPPING", "../functions/x")],
+                "WORKER_EVENT_SOURCE_MAPPING",
+                "8-4-4-4-12",
+            ),
+        ] {
+            let e = config(&vars).unwrap_err();
+            assert_eq!(e.var, var);
+            assert!(e.problem.contains(says), "{e}");
+        }
+        let uuid = "a1b2c3d4-e5f6-4a5b-8c7d-0123456789ab";
+        let c = config(&[("WORKER_EVENT_SOURCE_MAPPING", uuid)]).unwrap();
+        assert_eq!(c.event_source_mapping.as_deref(), Some(uuid));
+    }
+
+    #[test]
+    fn a_standard_queue_and_a_budget_past_azures_wait_are_refused() {
+        assert_eq!(config(&[]).unwrap().queue, QueueConfig::None);
+        let url = "https://sqs.eu-west-1.amazonaws.com/123456789012/itsm-bridge-delivery";
+        let e = config(&[("DELIVERY_QUEUE_URL", url)]).unwrap_err();
+        assert_eq!(e.var, "DELIVERY_QUEUE_URL");
+        let fifo = format!("{url}.fifo");
+        assert!(matches!(
+            config(&[("DELIVERY_QUEUE_URL", &fifo)]).unwrap().queue,
+            QueueConfig::Sqs { .. }
+        ));
+        assert_eq!(
+            config(&[("INLINE_BUDGET_MS", "9500")]).unwrap_err().var,
+            "INLINE_BUDGET_MS"
+        );
+        assert_eq!(
+            config(&[("WORKER_DEADLINE_MS", "60000")]).unwrap_err().var,
+            "WORKER_DEADLINE_MS"
+        );
+    }
 }
