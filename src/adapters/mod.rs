@@ -6,6 +6,7 @@ pub mod clock;
 pub mod dryrun;
 pub mod entra;
 mod itsm_http;
+pub mod pacing;
 pub mod jira;
 pub mod queue;
 pub mod secrets;
