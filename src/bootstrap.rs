@@ -13,6 +13,7 @@ use crate::adapters::bmc::{BmcClient, BmcFormat, BmcLogin};
 use crate::adapters::dryrun::DryRun;
 use crate::adapters::entra::EntraVerifier;
 use crate::adapters::jira::{JiraAuth, JiraClient, JiraFormat};
+use crate::adapters::pacing::Paced;
 use crate::adapters::queue::{EventSourceIntake, SqsQueue};
 use crate::adapters::secrets::{CachedSecret, CredentialSource, SecretError, SecretReader};
 use crate::adapters::servicenow::{Credentials, ServiceNowClient, ServiceNowFormat};
@@ -264,9 +265,14 @@ pub fn build(
         let mut worker = config.settings.clone();
         worker.retry.deadline = d.worker_deadline;
         let breaker = Breaker::new(breakers.clone(), itsm.kind(), d.breaker, clock.clone());
+        // Queued deliveries at the ITSM's pace; inline attempts unpaced.
+        let paced: Arc<dyn ItsmClient> = match d.pace_per_ks {
+            Some(per_ks) => Arc::new(Paced::new(itsm.clone(), per_ks as f64 / 1000.0)),
+            None => itsm.clone(),
+        };
         Delivery::new(
             Bridge::new(itsm.clone(), store.clone(), inline, clock.clone()),
-            Bridge::new(itsm.clone(), store.clone(), worker, clock.clone()),
+            Bridge::new(paced, store.clone(), worker, clock.clone()),
             queue,
             Arc::new(breaker),
             clock.clone(),

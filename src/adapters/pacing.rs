@@ -72,10 +72,7 @@ impl Paced {
         match &answer {
             Err(ItsmError::Throttled { .. }) => {
                 pace.rate = (pace.rate / 2.0).max(self.most / 10.0);
-                tracing::info!(
-                    rate_per_sec = pace.rate,
-                    "ITSM rate limiting: slowing down"
-                );
+                tracing::info!(rate_per_sec = pace.rate, "ITSM rate limiting: slowing down");
             }
             Ok(_) => pace.rate = (pace.rate + self.most / 20.0).min(self.most),
             Err(_) => {}

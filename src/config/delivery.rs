@@ -33,6 +33,10 @@ pub struct DeliveryConfig {
     /// `WORKER_EVENT_SOURCE_MAPPING`: the UUID of the worker's SQS event
     /// source mapping, which the scheduled round pauses while the ITSM is down.
     pub event_source_mapping: Option<String>,
+    /// `ITSM_MAX_RPS` over `WORKER_MAX_CONCURRENCY`, in calls per 1,000
+    /// seconds: how fast this container's queued deliveries call the ITSM
+    /// (`None`: unpaced).
+    pub pace_per_ks: Option<u64>,
     /// `WORKER_DEADLINE_MS`: how long the worker tries one notification.
     pub worker_deadline: Duration,
     /// `WORKER_BACKOFF_BASE_SECS`, `WORKER_BACKOFF_MAX_SECS`: a failed
@@ -56,6 +60,7 @@ impl Default for DeliveryConfig {
             inline_budget: Duration::from_millis(4000),
             breaker: BreakerPolicy::default(),
             event_source_mapping: None,
+            pace_per_ks: None,
             worker_deadline: Duration::from_millis(20_000),
             backoff_base_secs: 30,
             backoff_max_secs: 1800,
@@ -129,6 +134,7 @@ impl DeliveryConfig {
             inline_budget: Duration::from_millis(inline_budget),
             breaker: breaker_policy(env)?,
             event_source_mapping: event_source_mapping(env)?,
+            pace_per_ks: super::pace::per_container(env)?.map(|r| (r * 1000.0).round() as u64),
             worker_deadline: Duration::from_millis(worker_deadline),
             backoff_base_secs,
             backoff_max_secs,

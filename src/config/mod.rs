@@ -15,6 +15,7 @@ mod delivery;
 mod itsm;
 mod jira;
 mod limits;
+mod pace;
 mod source;
 mod sync;
 #[cfg(test)]

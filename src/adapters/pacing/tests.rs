@@ -48,7 +48,10 @@ impl ItsmClient for Itsm {
 
 fn gaps_ms(itsm: &Itsm) -> Vec<u128> {
     let calls = itsm.calls.lock().unwrap();
-    calls.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect()
+    calls
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_millis())
+        .collect()
 }
 
 #[tokio::test(start_paused = true)]
