@@ -79,19 +79,23 @@ const HELD_BELOW_TRACE: [(&str, tracing::level_filters::LevelFilter); 13] = {
 /// TRACE; `aws_sigv4` logs canonical requests (with the session token).
 pub fn init_logging() {
     use std::str::FromStr;
-    use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, Targets};
+    use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{Layer, fmt};
 
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .or_else(|_| std::env::var("RUST_LOG"))
+    // A level (AWS_LAMBDA_LOG_LEVEL), else RUST_LOG's directives
+    // (`info`, `itsm_bridge=debug,hyper=info`); what cannot be read: INFO.
+    let asked = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .ok()
         .and_then(|l| LevelFilter::from_str(&l).ok())
-        .unwrap_or(LevelFilter::INFO);
-    let asked = EnvFilter::builder()
-        .with_default_directive(level.into())
-        .from_env_lossy();
+        .map(|l| Targets::new().with_default(l))
+        .or_else(|| {
+            std::env::var("RUST_LOG")
+                .ok()
+                .and_then(|s| Targets::from_str(&s).ok())
+        })
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
     let safe = HELD_BELOW_TRACE.iter().fold(
         Targets::new().with_default(LevelFilter::TRACE),
         |t, (target, level)| t.with_target(*target, *level),

@@ -14,7 +14,9 @@ use lambda_http::Error;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
+// One event at a time per container: one thread serves it, with no
+// hand-offs between worker threads (BENCHMARKS.md §11).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     // Honours AWS_LAMBDA_LOG_FORMAT=JSON and AWS_LAMBDA_LOG_LEVEL / RUST_LOG,
     // with the crates that log secrets held below their verbose levels.

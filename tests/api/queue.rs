@@ -23,19 +23,26 @@ async fn spawn(max_receive: u32) -> (TestApp, Fake) {
 }
 
 async fn spawn_with(max_receive: u32, backoff_max_secs: &str) -> (TestApp, Fake) {
-    let t = Spawn::default()
-        .queue(max_receive)
-        .var("ITSM_TIMEOUT_MS", "300")
-        .var("ITSM_DEADLINE_MS", "300")
-        .var("INLINE_BUDGET_MS", "500")
-        .var("WORKER_DEADLINE_MS", "1000")
-        .var("WORKER_BACKOFF_BASE_SECS", "1")
+    let t = store_and_forward(max_receive)
         .var("WORKER_BACKOFF_MAX_SECS", backoff_max_secs)
         .start()
         .await;
     let fake = Fake::new(Vendor::ServiceNow);
     fake.mount(&t.itsm).await;
     (t, fake)
+}
+
+/// The settings of every store-and-forward test: short time-outs and a
+/// fast inline failure, backoffs of a second.
+fn store_and_forward(max_receive: u32) -> Spawn {
+    Spawn::default()
+        .queue(max_receive)
+        .var("ITSM_TIMEOUT_MS", "300")
+        .var("ITSM_DEADLINE_MS", "300")
+        .var("INLINE_BUDGET_MS", "500")
+        .var("WORKER_DEADLINE_MS", "1000")
+        .var("WORKER_BACKOFF_BASE_SECS", "1")
+        .var("WORKER_BACKOFF_MAX_SECS", "1")
 }
 
 /// Lambda's SQS event source mapping, by hand.
@@ -523,14 +530,7 @@ async fn a_paced_drain_keeps_to_the_itsm_limit() {
     // Low enough that moto's round trips between calls (tens of ms) do not
     // set the pace; in AWS they are a few ms.
     let limit = 5;
-    let t = Spawn::default()
-        .queue(50)
-        .var("ITSM_TIMEOUT_MS", "300")
-        .var("ITSM_DEADLINE_MS", "300")
-        .var("INLINE_BUDGET_MS", "500")
-        .var("WORKER_DEADLINE_MS", "1000")
-        .var("WORKER_BACKOFF_BASE_SECS", "1")
-        .var("WORKER_BACKOFF_MAX_SECS", "1")
+    let t = store_and_forward(50)
         .var("ITSM_MAX_RPS", "4.85")
         .start()
         .await;

@@ -35,14 +35,12 @@ impl Outbox {
         Outbox { db }
     }
 
-    async fn blocking<T: Send + 'static>(
+    /// On the calling thread, as the embedded store does (see there).
+    async fn blocking<T>(
         &self,
-        f: impl FnOnce(&Database) -> Result<T, QueueError> + Send + 'static,
+        f: impl FnOnce(&Database) -> Result<T, QueueError>,
     ) -> Result<T, QueueError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(failed)?
+        f(&self.db)
     }
 
     /// Everything queued, oldest first.

@@ -47,15 +47,17 @@ impl RedbStore {
         crate::adapters::queue::Outbox::new(self.db.clone())
     }
 
-    /// Runs a redb transaction off the async threads: commits fsync.
-    async fn blocking<T: Send + 'static>(
+    /// Runs a redb transaction on the calling thread, fsync included. A
+    /// transaction never awaits, so it cannot deadlock another; and the
+    /// embedded store serves one event at a time (a Lambda container, a
+    /// replay), where a hop to tokio's blocking pool and back cost more
+    /// than the commit blocks (two thread wake-ups per transaction, about a
+    /// fifth of the webhook's CPU per event: BENCHMARKS.md §11).
+    async fn blocking<T>(
         &self,
-        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&Database) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        f(&self.db)
     }
 }
 

@@ -12,19 +12,12 @@ use itsm_bridge::domain::correlation::correlation_key;
 use itsm_bridge::domain::ports::Intake;
 use itsm_bridge::inbound::sync::round;
 
-use super::{Esm, incidents_by_key, queue_fired_and_resolved};
+use super::{Esm, incidents_by_key, queue_fired_and_resolved, store_and_forward};
 use crate::fakes::{Fake, Vendor};
 use crate::helpers::*;
 
 async fn spawn() -> (TestApp, Fake, Arc<EventSourceIntake>) {
-    let mut t = Spawn::default()
-        .queue(50)
-        .var("ITSM_TIMEOUT_MS", "300")
-        .var("ITSM_DEADLINE_MS", "300")
-        .var("INLINE_BUDGET_MS", "500")
-        .var("WORKER_DEADLINE_MS", "1000")
-        .var("WORKER_BACKOFF_BASE_SECS", "1")
-        .var("WORKER_BACKOFF_MAX_SECS", "1")
+    let mut t = store_and_forward(50)
         .var("BREAKER_PROBE_SECS", "60")
         .start()
         .await;

@@ -15,15 +15,8 @@ use super::*;
 #[tokio::test]
 async fn a_message_sqs_dead_letters_by_itself_is_not_overtaken_and_its_redrive_delivers_it() {
     // As the template deploys it: the worker is told the redrive policy.
-    let t = Spawn::default()
-        .queue(3)
+    let t = super::store_and_forward(3)
         .var("QUEUE_MAX_RECEIVE_COUNT", "3")
-        .var("ITSM_TIMEOUT_MS", "300")
-        .var("ITSM_DEADLINE_MS", "300")
-        .var("INLINE_BUDGET_MS", "500")
-        .var("WORKER_DEADLINE_MS", "1000")
-        .var("WORKER_BACKOFF_BASE_SECS", "1")
-        .var("WORKER_BACKOFF_MAX_SECS", "1")
         .start()
         .await;
     let fake = Fake::new(Vendor::ServiceNow);
