@@ -24,7 +24,8 @@ use itsm_bridge::inbound::http;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Value, json};
 
-// The allocator the Lambda binary uses (src/main.rs).
+// Measured with mimalloc, as before the Lambda binary moved to the system
+// allocator (BENCHMARKS.md §11): these figures compare with earlier runs.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

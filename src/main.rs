@@ -9,11 +9,6 @@ use itsm_bridge::config::{Config, Env, StoreConfig};
 use itsm_bridge::inbound::Role;
 use lambda_http::Error;
 
-// Every event allocates a few dozen small strings and maps; mimalloc serves
-// them about a fifth faster than glibc's malloc (BENCHMARKS.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 // One event at a time per container: one thread serves it, with no
 // hand-offs between worker threads (BENCHMARKS.md §11).
 #[tokio::main(flavor = "current_thread")]
