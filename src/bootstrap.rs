@@ -268,6 +268,8 @@ pub fn build(
         inline.retry.deadline = d.inline_budget;
         let mut worker = config.settings.clone();
         worker.retry.deadline = d.worker_deadline;
+        // A paced attempt waits for its slots: retries leave room for that too.
+        worker.retry.attempt += d.paced_wait;
         let breaker = Breaker::new(breakers.clone(), itsm.kind(), d.breaker, clock.clone());
         // Queued deliveries at the ITSM's pace; inline attempts unpaced.
         let paced: Arc<dyn ItsmClient> = match d.pace_per_ks {

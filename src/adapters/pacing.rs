@@ -23,7 +23,7 @@ use crate::domain::mapping::{IncidentDraft, Resolution};
 use crate::domain::ports::{ItsmClient, ItsmError, ResolveOutcome};
 
 /// The longest gap between two calls, whatever the rate.
-const MOST_SPACING_SECS: f64 = 10.0;
+pub const MOST_SPACING_SECS: f64 = 10.0;
 
 pub struct Paced {
     inner: Arc<dyn ItsmClient>,

@@ -37,6 +37,11 @@ pub struct DeliveryConfig {
     /// seconds: how fast this container's queued deliveries call the ITSM
     /// (`None`: unpaced).
     pub pace_per_ks: Option<u64>,
+    /// What pacing adds to one attempt of a queued delivery at most: the
+    /// wait before each of its requests. The worker's retries and the
+    /// start-up checks count it, so that a paced attempt still ends within
+    /// the worker's deadline, its claim's lease and the function's timeout.
+    pub paced_wait: Duration,
     /// `WORKER_DEADLINE_MS`: how long the worker tries one notification.
     pub worker_deadline: Duration,
     /// `WORKER_BACKOFF_BASE_SECS`, `WORKER_BACKOFF_MAX_SECS`: a failed
@@ -61,6 +66,7 @@ impl Default for DeliveryConfig {
             breaker: BreakerPolicy::default(),
             event_source_mapping: None,
             pace_per_ks: None,
+            paced_wait: Duration::ZERO,
             worker_deadline: Duration::from_millis(20_000),
             backoff_base_secs: 30,
             backoff_max_secs: 1800,
@@ -130,11 +136,17 @@ impl DeliveryConfig {
                 ),
             ));
         }
+        let share = super::pace::per_container(env)?;
+        let pace_per_ks = share.map(|r| (r * 1000.0).round() as u64);
+        let paced_wait = share.map_or(Duration::ZERO, |r| {
+            super::pace::spacing(r).saturating_mul(attempt.requests.max(1))
+        });
         let config = DeliveryConfig {
             inline_budget: Duration::from_millis(inline_budget),
             breaker: breaker_policy(env)?,
             event_source_mapping: event_source_mapping(env)?,
-            pace_per_ks: super::pace::per_container(env)?.map(|r| (r * 1000.0).round() as u64),
+            pace_per_ks,
+            paced_wait,
             worker_deadline: Duration::from_millis(worker_deadline),
             backoff_base_secs,
             backoff_max_secs,
@@ -258,6 +270,22 @@ pub(super) mod tests {
         );
         assert_eq!(secs(5, Some(7)), 7, "Retry-After wins over the backoff");
         assert_eq!(secs(1, Some(90_000)), 1800, "but not past the cap");
+    }
+
+    #[test]
+    fn a_paced_attempt_must_still_fit_the_workers_deadline() {
+        let queue = (
+            "DELIVERY_QUEUE_URL",
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/d.fifo",
+        );
+        // 0.2 a second: 5 s before each of the attempt's 2 requests of 3 s.
+        let c = config(&[queue, ("ITSM_MAX_RPS", "0.2")]).unwrap();
+        assert_eq!(c.paced_wait, Duration::from_secs(10));
+        // 0.1 a second: 20 s of waits and 6 s of requests exceed the 20 s deadline.
+        let e = config(&[queue, ("ITSM_MAX_RPS", "0.1")]).unwrap_err();
+        assert_eq!(e.var, "WORKER_DEADLINE_MS");
+        assert!(e.problem.contains("ITSM_MAX_RPS's pace"), "{e}");
+        assert_eq!(config(&[queue]).unwrap().paced_wait, Duration::ZERO);
     }
 
     #[test]

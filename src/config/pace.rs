@@ -7,6 +7,14 @@ use super::{ConfigError, Env, err};
 /// than 10 s apart (a claim's lease must outlive the wait).
 const LEAST_PER_CONTAINER: f64 = 0.1;
 
+/// The most a paced call waits for its slot at `per_second` (the pacer's
+/// spacing, which it never lets grow past 10 s).
+pub fn spacing(per_second: f64) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(
+        (1.0 / per_second).min(crate::adapters::pacing::MOST_SPACING_SECS),
+    )
+}
+
 /// Calls a second one worker container (or the local drain) may make;
 /// `None`: unpaced.
 pub fn per_container(env: &Env) -> Result<Option<f64>, ConfigError> {

@@ -38,15 +38,23 @@ impl DeliveryConfig {
         attempt: &Attempt,
     ) -> Result<(), ConfigError> {
         let deadline = self.worker_deadline.as_millis() as u64;
-        let longest = attempt.longest().as_millis() as u64;
+        let longest = (attempt.longest() + self.paced_wait).as_millis() as u64;
         let below_lease = lease_secs * 1000 - 1;
         if deadline < longest {
             return Err(err(
                 "WORKER_DEADLINE_MS",
                 format!(
-                    "{deadline} must be {longest} to {below_lease}: one attempt can take {}, \
+                    "{deadline} must be {longest} to {below_lease}: one attempt can take {}{}, \
                      and the worker's first attempt must end within its deadline (or lower ITSM_TIMEOUT_MS)",
-                    attempt.describe()
+                    attempt.describe(),
+                    if self.paced_wait.is_zero() {
+                        String::new()
+                    } else {
+                        format!(
+                            ", plus {} ms waiting for ITSM_MAX_RPS's pace",
+                            self.paced_wait.as_millis()
+                        )
+                    }
                 ),
             ));
         }
