@@ -78,24 +78,13 @@ const HELD_BELOW_TRACE: [(&str, tracing::level_filters::LevelFilter); 13] = {
 /// `lambda_runtime` logs each raw event (with its `Authorization` header) at
 /// TRACE; `aws_sigv4` logs canonical requests (with the session token).
 pub fn init_logging() {
-    use std::str::FromStr;
     use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{Layer, fmt};
 
-    // A level (AWS_LAMBDA_LOG_LEVEL), else RUST_LOG's directives
-    // (`info`, `itsm_bridge=debug,hyper=info`); what cannot be read: INFO.
-    let asked = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .ok()
-        .and_then(|l| LevelFilter::from_str(&l).ok())
-        .map(|l| Targets::new().with_default(l))
-        .or_else(|| {
-            std::env::var("RUST_LOG")
-                .ok()
-                .and_then(|s| Targets::from_str(&s).ok())
-        })
-        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    let var = |k: &str| std::env::var(k).ok();
+    let asked = log_filter(var("AWS_LAMBDA_LOG_LEVEL"), var("RUST_LOG"));
     let safe = HELD_BELOW_TRACE.iter().fold(
         Targets::new().with_default(LevelFilter::TRACE),
         |t, (target, level)| t.with_target(*target, *level),
@@ -112,6 +101,40 @@ pub fn init_logging() {
     };
     // A second call (tests, replay) keeps the first subscriber.
     let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// What is asked for, read as `EnvFilter` read it before (without its span
+/// and field filters, which need a regex engine: BENCHMARKS.md §11): the
+/// default level is `AWS_LAMBDA_LOG_LEVEL`'s, else `RUST_LOG`'s bare level,
+/// else INFO; `RUST_LOG`'s `target=level` directives apply on top. A
+/// directive that cannot be read is skipped, the rest kept, so that no
+/// spelling of `RUST_LOG` silences the INFO lines operators rely on.
+fn log_filter(
+    lambda_level: Option<String>,
+    rust_log: Option<String>,
+) -> tracing_subscriber::filter::Targets {
+    use std::str::FromStr;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+
+    let directives: Vec<Targets> = rust_log
+        .iter()
+        .flat_map(|l| l.split(','))
+        .map(str::trim)
+        // `Targets` reads "" as ERROR, and a span filter (`a[b]=debug`) as
+        // a target of that name: neither is what was meant.
+        .filter(|d| !d.is_empty() && !d.contains(['[', ']', '{', '}']))
+        .filter_map(|d| Targets::from_str(d).ok())
+        .collect();
+    let level = lambda_level
+        .and_then(|l| LevelFilter::from_str(l.trim()).ok())
+        .or_else(|| directives.iter().rev().find_map(Targets::default_level))
+        .unwrap_or(LevelFilter::INFO);
+    directives
+        .into_iter()
+        .flatten()
+        .fold(Targets::new().with_default(level), |t, (target, level)| {
+            t.with_target(target, level)
+        })
 }
 
 /// The AWS SDK's shared configuration (region, credentials chain,
@@ -296,4 +319,85 @@ pub fn build(
         intake,
         sync_feed: Some(sync_feed),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+
+    /// The most verbose level `f` lets through for `target`.
+    fn level(f: &Targets, target: &str) -> LevelFilter {
+        [
+            tracing::Level::TRACE,
+            tracing::Level::DEBUG,
+            tracing::Level::INFO,
+            tracing::Level::WARN,
+            tracing::Level::ERROR,
+        ]
+        .into_iter()
+        .find(|l| f.would_enable(target, l))
+        .map_or(LevelFilter::OFF, LevelFilter::from_level)
+    }
+
+    fn some(s: &str) -> Option<String> {
+        Some(s.into())
+    }
+
+    #[test]
+    fn a_target_directive_leaves_the_rest_at_info() {
+        // RUST_LOG=itsm_bridge=debug must not silence the runtime's errors
+        // or the summary lines of other targets.
+        let f = log_filter(None, some("itsm_bridge=debug"));
+        assert_eq!(level(&f, "itsm_bridge::inbound::http"), LevelFilter::DEBUG);
+        assert_eq!(level(&f, "lambda_runtime"), LevelFilter::INFO);
+        assert_eq!(level(&f, "reqwest"), LevelFilter::INFO);
+    }
+
+    #[test]
+    fn rust_log_set_but_empty_is_info_not_silence() {
+        for empty in ["", " "] {
+            let f = log_filter(None, some(empty));
+            assert_eq!(level(&f, "itsm_bridge"), LevelFilter::INFO, "{empty:?}");
+        }
+    }
+
+    #[test]
+    fn a_directive_that_cannot_be_read_drops_only_itself() {
+        // EnvFilter's lossy reading, which RUST_LOG users know: a span
+        // filter or a misspelt level does not throw the rest away.
+        let f = log_filter(
+            None,
+            some("warn,itsm_bridge[handle]=debug,hyper=loud,h2=error"),
+        );
+        assert_eq!(level(&f, "reqwest"), LevelFilter::WARN);
+        assert_eq!(level(&f, "h2"), LevelFilter::ERROR);
+        assert_eq!(level(&f, "hyper"), LevelFilter::WARN);
+    }
+
+    #[test]
+    fn lambda_level_is_the_default_and_rust_log_targets_still_apply() {
+        let f = log_filter(some("error"), some("trace,itsm_bridge=info"));
+        assert_eq!(level(&f, "reqwest"), LevelFilter::ERROR);
+        assert_eq!(level(&f, "itsm_bridge"), LevelFilter::INFO);
+        let f = log_filter(some("DEBUG"), None);
+        assert_eq!(level(&f, "itsm_bridge"), LevelFilter::DEBUG);
+    }
+
+    #[test]
+    fn nothing_readable_asked_is_info() {
+        for (lambda, rust) in [
+            (None, None),
+            (some("verbose"), some("loud")),
+            (None, some("x=loud")),
+        ] {
+            let f = log_filter(lambda.clone(), rust.clone());
+            assert_eq!(
+                level(&f, "itsm_bridge"),
+                LevelFilter::INFO,
+                "{lambda:?} {rust:?}"
+            );
+            assert_eq!(level(&f, "x"), LevelFilter::INFO, "{lambda:?} {rust:?}");
+        }
+    }
 }
