@@ -306,3 +306,4 @@ async fn queued_work_past_the_horizon_no_longer_holds_the_alert() {
 mod holes;
 mod outage;
 mod review;
+mod review23;
