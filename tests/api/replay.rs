@@ -649,3 +649,48 @@ async fn sync_shows_the_azure_request_then_sends_it_with_send() {
     assert_eq!((code, lines.len()), (0, 0), "{lines:?}");
     assert_eq!(azure.changes().len(), 1);
 }
+
+/// Review 23: "`replay --drain` stops at the first transient failure with
+/// `ITSM unavailable (...); N notifications left queued`". The drain only
+/// notices the breaker's hold before the *next* entry: when the failure is
+/// on the last (here the only) entry, the loop ends without it, and the run
+/// says neither that the ITSM is unavailable nor how many are left.
+#[tokio::test]
+async fn drain_of_a_single_entry_against_a_down_itsm_says_the_itsm_is_unavailable() {
+    use crate::fakes::{Fake, Vendor};
+    use crate::helpers::{SN_PASSWORD, SN_USER};
+    let (servicenow, fake) = Fake::serve(Vendor::ServiceNow).await;
+    fake.set_down(true);
+    let state = tempfile::tempdir().unwrap();
+    let uri = servicenow.uri();
+    let run = move |extra: &'static [&'static str], files: &'static [&'static str]| {
+        let (state, uri) = (state.path().to_path_buf(), uri.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec!["--itsm", "servicenow", "--send"];
+            args.extend_from_slice(extra);
+            replay(
+                &state,
+                &args,
+                files,
+                &[
+                    ("SERVICENOW_INSTANCE_URL", &uri),
+                    ("SERVICENOW_USERNAME", SN_USER),
+                    ("SERVICENOW_PASSWORD", SN_PASSWORD),
+                    ("ITSM_TIMEOUT_MS", "300"),
+                    ("INLINE_BUDGET_MS", "500"),
+                ],
+            )
+        })
+    };
+    let (code, lines) = run(&[], &["log-v2-fired.json"]).await.unwrap();
+    assert_eq!((code, lines[0]["outcome"].as_str()), (0, Some("queued")));
+    let (code, lines) = run(&["--drain"], &[]).await.unwrap();
+    assert_eq!(code, 1, "{lines:?}");
+    assert_eq!(lines[0]["result"], "still_queued", "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["stopped"] == "itsm_unavailable" && l["left_queued"] == 1),
+        "no word that the ITSM is unavailable, nor of what is left: {lines:?}"
+    );
+}
