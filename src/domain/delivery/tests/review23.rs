@@ -199,3 +199,50 @@ async fn a_paced_attempt_outlives_its_claims_lease() {
         itsm.calls.load(Ordering::SeqCst)
     );
 }
+
+/// "No role calls it except one probe per probe interval." The worker's
+/// probe is its first message's whole attempt, and the worker's state
+/// machine retries a transient failure within WORKER_DEADLINE_MS: against
+/// an ITSM that fails fast (a 503 from its load balancer), one probe is a
+/// handful of calls (here 8 s deadline, 1 s timeout, 2 requests: 6 calls;
+/// with the defaults, 20 s and 3 s, about 6). The domain tests and the
+/// simulation hide this with a zero deadline. (Real time: ~3 s.)
+#[tokio::test]
+async fn a_workers_probe_against_a_down_itsm_is_several_calls() {
+    let r = rig();
+    let t = r.now.clone();
+    let clock: Clock = Arc::new(move || t.load(Ordering::SeqCst));
+    let settings = Settings {
+        retry: RetryPolicy::new(Duration::from_secs(8), Duration::from_secs(1), 2),
+        ..Settings::default()
+    };
+    let bridge = || {
+        Bridge::new(
+            r.itsm.clone(),
+            r.store.clone(),
+            settings.clone(),
+            clock.clone(),
+        )
+    };
+    let w = Delivery::new(
+        bridge(),
+        bridge(),
+        r.queue.clone(),
+        breaker(&r.store, &clock),
+        clock.clone(),
+    );
+    r.itsm.down.store(true, Ordering::SeqCst);
+    let (a, body) = alert("probe", MonitorCondition::Fired);
+    assert!(queued(&r.delivery.accept(&a, &body).await).is_some());
+    r.now.fetch_add(30, Ordering::SeqCst);
+    let before = r.itsm_calls();
+    let fates = w
+        .deliver_batch(&[received(&a, 1)], &WorkerPolicy::default())
+        .await;
+    assert_eq!(
+        r.itsm_calls() - before,
+        1,
+        "one probe, {} ITSM calls: {fates:?}",
+        r.itsm_calls() - before
+    );
+}
