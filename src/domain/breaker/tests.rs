@@ -487,3 +487,26 @@ async fn a_429_storm_with_retry_after_zero_probes_every_second_not_every_probe_i
         "{calls} ITSM calls in an hour of 429s; one probe per 60 s interval would be 60"
     );
 }
+
+/// A `Retry-After` beyond i64::MAX seconds (the adapters accept any u64)
+/// wraps negative in `tripped` (`as i64`) and is clamped up to 1 s: the
+/// "longest" wait the ITSM asked for becomes a probe a second later.
+#[tokio::test]
+async fn a_retry_after_beyond_i64_wraps_into_a_probe_one_second_later() {
+    let rig = rig();
+    let b = rig.handle();
+    b.failed(&ItsmError::Throttled {
+        message: "HTTP 429".into(),
+        retry_after: Some(Duration::from_secs(u64::MAX)),
+    })
+    .await;
+    let until = match b.gate(true).await {
+        Gate::Open { until, .. } => until,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        until - T0 >= 60,
+        "the ITSM asked for the longest wait; the next probe is {} s away",
+        until - T0
+    );
+}

@@ -246,3 +246,87 @@ async fn a_workers_probe_against_a_down_itsm_is_several_calls() {
         r.itsm_calls() - before
     );
 }
+
+/// An ITSM (or a proxy before it) answering 429 with this `Retry-After`.
+struct Throttling(Duration);
+
+impl Throttling {
+    fn answer(&self) -> ItsmError {
+        ItsmError::Throttled {
+            message: "HTTP 429".into(),
+            retry_after: Some(self.0),
+        }
+    }
+}
+
+#[async_trait]
+impl ItsmClient for Throttling {
+    fn kind(&self) -> &'static str {
+        "test"
+    }
+    async fn create(&self, _: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
+        Err(self.answer())
+    }
+    async fn find(&self, _: &str) -> Result<Option<IncidentRef>, ItsmError> {
+        Err(self.answer())
+    }
+    async fn resolve(&self, _: &IncidentRef, _: &Resolution) -> Result<ResolveOutcome, ItsmError> {
+        Err(self.answer())
+    }
+    async fn reopen(&self, _: &IncidentRef, _: &str) -> Result<(), ItsmError> {
+        Err(self.answer())
+    }
+    async fn note(&self, _: &IncidentRef, _: &str) -> Result<(), ItsmError> {
+        Err(self.answer())
+    }
+}
+
+/// "Retry-After values huge": the adapters parse `Retry-After` as any u64
+/// of seconds (itsm_http::failure), and the retry rule adds it to the
+/// elapsed time with `+` (`elapsed + wait + attempt`), which panics on
+/// overflow. A 429 with `Retry-After: 18446744073709551615` makes the
+/// webhook's inline attempt panic while it holds the alert's claim: no
+/// 202, no queuing; Azure's retries panic the same way. In the worker the
+/// same panic fails the whole batch on every receive, until SQS's redrive
+/// moves the message to the dead-letter queue unseen by the record (its
+/// later notifications then go past it).
+#[tokio::test]
+async fn a_retry_after_of_u64_max_panics_the_inline_attempt_instead_of_queuing() {
+    let r = rig();
+    let t = r.now.clone();
+    let clock: Clock = Arc::new(move || t.load(Ordering::SeqCst));
+    let itsm: Arc<dyn ItsmClient> = Arc::new(Throttling(Duration::from_secs(u64::MAX)));
+    let settings = Settings {
+        retry: RetryPolicy {
+            deadline: Duration::ZERO,
+            ..RetryPolicy::default()
+        },
+        ..Settings::default()
+    };
+    let bridge = || {
+        Bridge::new(
+            itsm.clone(),
+            r.store.clone(),
+            settings.clone(),
+            clock.clone(),
+        )
+    };
+    let d = Arc::new(Delivery::new(
+        bridge(),
+        bridge(),
+        r.queue.clone(),
+        breaker(&r.store, &clock),
+        clock.clone(),
+    ));
+    let (a, body) = alert("huge", MonitorCondition::Fired);
+    let task = {
+        let d = d.clone();
+        tokio::spawn(async move { d.accept(&a, &body).await })
+    };
+    let answer = task.await;
+    assert!(
+        matches!(&answer, Ok(Ok(Accepted::Queued { .. }))),
+        "a 429 must queue the notification (202 to Azure): {:?}",
+        answer.as_ref().map_err(|e| e.to_string())
+    );
+}
