@@ -56,6 +56,13 @@ pub enum Gate {
 /// The longest a probe holds the breaker: one ITSM call and its write.
 pub const PROBE_LEASE_SECS: i64 = 60;
 
+/// The longest wait the breaker sets: the most a `Retry-After` is honoured
+/// (ServiceNow's rate limit rules count per hour) and above any probe
+/// interval (`BREAKER_PROBE_MAX_SECS` is at most an hour). A stored time
+/// further away than this was written by a clock that stepped ahead: the
+/// probe is due now.
+pub const LONGEST_WAIT_SECS: i64 = 3600;
+
 impl BreakerState {
     pub fn is_open(&self) -> bool {
         self.down_since > 0
@@ -65,7 +72,18 @@ impl BreakerState {
         if !self.is_open() {
             return Gate::Closed;
         }
-        let until = self.next_probe.max(self.probing_until);
+        // Times no clock of ours could have set: a clock that stepped ahead.
+        let next_probe = if self.next_probe > now + LONGEST_WAIT_SECS {
+            now
+        } else {
+            self.next_probe
+        };
+        let probing_until = if self.probing_until > now + PROBE_LEASE_SECS {
+            now
+        } else {
+            self.probing_until
+        };
+        let until = next_probe.max(probing_until);
         if until <= now {
             Gate::ProbeDue
         } else {
@@ -76,8 +94,11 @@ impl BreakerState {
         }
     }
 
-    /// After a transient failure at `now`: open (or still open), next probe
-    /// one interval on, or after `retry_after` when the ITSM said so.
+    /// After a transient failure at `now`: open, with the next probe one
+    /// interval on, or after `retry_after` when the ITSM said so (at most an
+    /// hour); once open (a failed probe), after the longer of the two, so
+    /// that a 429 storm with `Retry-After: 0` still costs one probe per
+    /// interval.
     pub fn tripped(
         &self,
         now: i64,
@@ -94,7 +115,16 @@ impl BreakerState {
             .probe_secs
             .saturating_mul(1 << failures.min(16))
             .min(policy.probe_max_secs.max(policy.probe_secs));
-        let wait = retry_after.map_or(interval, |d| (d.as_secs() as i64).clamp(1, 86_400));
+        let asked = retry_after.map(|d| {
+            i64::try_from(d.as_secs())
+                .unwrap_or(i64::MAX)
+                .clamp(1, LONGEST_WAIT_SECS)
+        });
+        let wait = match asked {
+            Some(asked) if self.is_open() => asked.max(interval),
+            Some(asked) => asked,
+            None => interval,
+        };
         BreakerState {
             name: self.name.clone(),
             down_since: if self.is_open() { self.down_since } else { now },

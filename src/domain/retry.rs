@@ -53,7 +53,9 @@ impl RetryPolicy {
             ItsmError::Unavailable(_) | ItsmError::Unanswered(_) => backoff(),
             ItsmError::Throttled { retry_after, .. } => retry_after.unwrap_or_else(backoff),
         };
-        (elapsed + wait + self.attempt <= self.deadline).then_some(wait)
+        // Saturating: a `Retry-After` of u64::MAX seconds is no retry, not a panic.
+        let done = elapsed.saturating_add(wait).saturating_add(self.attempt);
+        (done <= self.deadline).then_some(wait)
     }
 }
 

@@ -72,6 +72,19 @@ impl Bridge {
         &self.settings
     }
 
+    /// The same state machine making one attempt, no retries: the breaker's
+    /// probe is one call, not an attempt's retries against a down ITSM.
+    pub fn without_retries(&self) -> Bridge {
+        let mut settings = self.settings.clone();
+        settings.retry.deadline = std::time::Duration::ZERO;
+        Bridge {
+            itsm: self.itsm.clone(),
+            store: self.store.clone(),
+            settings,
+            clock: self.clock.clone(),
+        }
+    }
+
     /// The ITSM, for the breaker's probe.
     pub fn itsm(&self) -> Arc<dyn ItsmClient> {
         self.itsm.clone()

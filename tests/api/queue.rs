@@ -532,6 +532,8 @@ async fn a_paced_drain_keeps_to_the_itsm_limit() {
     let limit = 5;
     let t = store_and_forward(50)
         .var("ITSM_MAX_RPS", "4.85")
+        // Room for an attempt's requests and their paced waits.
+        .var("WORKER_DEADLINE_MS", "2000")
         .start()
         .await;
     let fake = Fake::new(Vendor::ServiceNow);

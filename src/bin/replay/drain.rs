@@ -106,6 +106,10 @@ pub async fn drain(
         }
         report(out, as_json, key, &alert_id, seq, &fate, &requests)?;
     }
+    // The last entry may be the one that found the ITSM down.
+    if down.is_none() {
+        down = run.held().map(|(_, why)| why.clone());
+    }
     run.finish().await;
     let left = total - delivered - parked;
     if let Some(why) = down {

@@ -42,10 +42,14 @@ impl Breaker {
     pub async fn round(&self, itsm: &dyn ItsmClient, intake: Option<&dyn Intake>) -> ProbeReport {
         let now = (self.clock)();
         let Some(state) = self.state(true).await else {
+            let intake_paused = match intake {
+                Some(intake) => steer(intake, false).await,
+                None => None,
+            };
             return ProbeReport {
                 outcome: ProbeOutcome::Unknown,
                 down_since: 0,
-                intake_paused: None,
+                intake_paused,
             };
         };
         let mut down_since = state.down_since;
@@ -67,7 +71,12 @@ impl Breaker {
                 }
             },
         };
-        let want_paused = !matches!(outcome, ProbeOutcome::Up | ProbeOutcome::Recovered);
+        // A breaker that cannot be read is taken as closed, here as by every
+        // other role: the consumer runs.
+        let want_paused = matches!(
+            outcome,
+            ProbeOutcome::NotDue { .. } | ProbeOutcome::StillDown(_)
+        );
         let intake_paused = match intake {
             Some(intake) => steer(intake, want_paused).await,
             None => None,

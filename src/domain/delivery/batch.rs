@@ -27,6 +27,8 @@ pub struct BatchRun<'a> {
     held: Option<(i64, String)>,
     /// This batch took the probe and has not yet reached the ITSM.
     probing: bool,
+    /// A person asked for it: it tries the ITSM whatever others saw.
+    person: bool,
 }
 
 impl Delivery {
@@ -39,6 +41,7 @@ impl Delivery {
             failed_groups: HashSet::new(),
             held: None,
             probing: false,
+            person,
         };
         match self.breaker.gate(true).await {
             // The batch's first message that reaches the ITSM is the probe.
@@ -67,13 +70,22 @@ impl BatchRun<'_> {
             Ok(m) if self.failed_groups.contains(&m.group) => return Fate::Skipped,
             Ok(m) => m,
         };
+        // Another container may have found the ITSM down since the batch
+        // began: its view of the breaker (at most `view_secs` old) says so.
+        if self.held.is_none()
+            && !self.probing
+            && !self.person
+            && let Gate::Open { until, why } = d.breaker.gate(false).await
+        {
+            self.held = Some((until, why));
+        }
         if let Some((until, why)) = &self.held {
             let after = Duration::from_secs((until - (d.clock)()).max(1) as u64);
             let why = format!("ITSM unavailable ({why}); held until the breaker's probe");
             let fate = d.not_now(m, self.policy, why, after).await;
             return self.note(m, fate);
         }
-        let (fate, seen) = d.attempt(m, self.policy).await;
+        let (fate, seen) = d.attempt(m, self.policy, self.probing).await;
         if seen != Evidence::None {
             self.probing = false;
         }

@@ -141,11 +141,17 @@ impl Delivery {
 
     /// What becomes of one queued notification, breaker aside.
     pub async fn deliver_queued(&self, m: &Received, policy: &WorkerPolicy) -> Fate {
-        self.attempt(m, policy).await.0
+        self.attempt(m, policy, false).await.0
     }
 
-    /// One queued notification's fate, and what its delivery showed of the ITSM.
-    pub(super) async fn attempt(&self, m: &Received, policy: &WorkerPolicy) -> (Fate, Evidence) {
+    /// One queued notification's fate, and what its delivery showed of the
+    /// ITSM. `probe`: the breaker's probe, one attempt with no retries.
+    pub(super) async fn attempt(
+        &self,
+        m: &Received,
+        policy: &WorkerPolicy,
+        probe: bool,
+    ) -> (Fate, Evidence) {
         let retry = async |e: &ProcessError| {
             let retry_after = match e {
                 ProcessError::Itsm(ItsmError::Throttled { retry_after, .. }) => *retry_after,
@@ -154,7 +160,13 @@ impl Delivery {
             let after = policy.backoff(m.receives, retry_after);
             self.not_now(m, policy, e.to_string(), after).await
         };
-        match self.deliver(&m.alert, m.seq).await {
+        let delivered = if probe {
+            self.deliver_by(&self.worker.without_retries(), &m.alert, m.seq)
+                .await
+        } else {
+            self.deliver(&m.alert, m.seq).await
+        };
+        match delivered {
             Ok(Some(processed)) => {
                 let seen = if processed.itsm_calls > 0 {
                     Evidence::Up
@@ -229,6 +241,16 @@ impl Delivery {
         alert: &Alert,
         seq: u64,
     ) -> Result<Option<Processed>, ProcessError> {
+        self.deliver_by(&self.worker, alert, seq).await
+    }
+
+    /// [`Delivery::deliver`] through `bridge`.
+    async fn deliver_by(
+        &self,
+        bridge: &crate::domain::state_machine::Bridge,
+        alert: &Alert,
+        seq: u64,
+    ) -> Result<Option<Processed>, ProcessError> {
         let now = (self.clock)();
         if let Some(record) = self.store.get(&alert.alert_id, now).await? {
             if seq <= record.delivered_seq && !record.queue.parked.contains(&seq) {
@@ -238,7 +260,7 @@ impl Delivery {
                 return Err(ProcessError::Behind(Box::new(record)));
             }
         }
-        let processed = self.worker.process(alert).await?;
+        let processed = bridge.process(alert).await?;
         self.update(&alert.alert_id, |r| {
             let parked = r.queue.parked.contains(&seq);
             (r.delivered_seq < seq || parked).then(|| {
