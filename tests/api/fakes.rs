@@ -6,13 +6,14 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::fake_changes::{Touch, ar_time, sn_time};
+use crate::fake_limit::Bucket;
 use crate::helpers::{BMC_PASSWORD, BMC_USER, SN_PASSWORD, SN_USER};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,10 +30,7 @@ pub struct Fake {
     vendor: Vendor,
     state: Arc<Mutex<FakeState>>,
     down: Arc<AtomicBool>,
-    /// Requests per second answered; more get 429 with `Retry-After: 1`
-    /// (0: no limit), as ServiceNow's rate limit rules do.
-    rate_limit: Arc<AtomicU32>,
-    /// 429s answered so far.
+    /// 429s answered by the rate limit rule so far.
     pub throttled: Arc<AtomicU32>,
 }
 
@@ -40,8 +38,8 @@ pub struct Fake {
 pub(crate) struct FakeState {
     pub(crate) incidents: Vec<Value>,
     failures: VecDeque<ResponseTemplate>,
-    /// When the requests of the last second came.
-    recent: VecDeque<Instant>,
+    /// A rate limit rule: beyond it, 429 (`fake_limit`).
+    limit: Option<Bucket>,
     /// Carry out the next request, then answer it this late (a lost answer).
     late: Option<Duration>,
     /// How long a new issue stays out of search results (Jira's index).
@@ -61,7 +59,6 @@ impl Fake {
             vendor,
             state: Arc::default(),
             down: Arc::default(),
-            rate_limit: Arc::default(),
             throttled: Arc::default(),
         };
         fake.mount(&server).await;
@@ -81,7 +78,6 @@ impl Fake {
             vendor,
             state: Arc::default(),
             down: Arc::default(),
-            rate_limit: Arc::default(),
             throttled: Arc::default(),
         }
     }
@@ -91,9 +87,16 @@ impl Fake {
         self.down.store(down, Ordering::SeqCst);
     }
 
-    /// At most `per_second` requests a second are answered; 0 for no limit.
+    /// At most `per_second` requests a second are answered, up to that many
+    /// at once; 0 for no limit.
     pub fn set_rate_limit(&self, per_second: u32) {
-        self.rate_limit.store(per_second, Ordering::SeqCst);
+        let limit = (per_second > 0).then(|| Bucket::new(per_second.into(), per_second.into()));
+        self.state.lock().unwrap().limit = limit;
+    }
+
+    /// A token bucket: `per_second` requests a second, `burst` at once.
+    pub fn set_token_bucket(&self, per_second: f64, burst: f64) {
+        self.state.lock().unwrap().limit = Some(Bucket::new(per_second, burst));
     }
 
     /// Every incident kept, as the ITSM shows it.
@@ -168,23 +171,9 @@ impl Respond for Fake {
             return ResponseTemplate::new(503).set_body_string("Service Unavailable");
         }
         let mut state = self.state.lock().unwrap();
-        let limit = self.rate_limit.load(Ordering::SeqCst) as usize;
-        if limit > 0 {
-            let now = Instant::now();
-            while state
-                .recent
-                .front()
-                .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(1))
-            {
-                state.recent.pop_front();
-            }
-            if state.recent.len() >= limit {
-                self.throttled.fetch_add(1, Ordering::SeqCst);
-                return ResponseTemplate::new(429)
-                    .insert_header("retry-after", "1")
-                    .set_body_json(json!({"error": {"message": "Too many requests", "detail": "rate limit rule"}, "status": "failure"}));
-            }
-            state.recent.push_back(now);
+        if let Some(refused) = state.limit.as_mut().and_then(Bucket::refuse) {
+            self.throttled.fetch_add(1, Ordering::SeqCst);
+            return refused;
         }
         let answer = match self.vendor {
             Vendor::ServiceNow => servicenow(&mut state, req),

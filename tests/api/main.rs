@@ -8,6 +8,7 @@ mod edge;
 mod fake_azure;
 mod fake_changes;
 mod fake_jira;
+mod fake_limit;
 mod fakes;
 mod faults;
 mod helpers;
