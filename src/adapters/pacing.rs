@@ -7,8 +7,12 @@
 //! breaker's to honour: it holds every role's calls until then. Inline
 //! attempts stay unpaced: Azure waits about 10 s.
 //!
-//! Calls are spaced, not bursted: against an ITSM that allows R a second
-//! the worker sends one every 1/R s, so its window never overflows. No
+//! Calls are spaced one every 1/R s. A caller that fell behind that
+//! schedule (the gap between two batches, a slow store call) may catch up
+//! by at most half a second's worth of calls, or the time lost there would
+//! be lost for good (a drain at 91 % of the limit instead of 99 %): over
+//! any stretch of t seconds, at most 1 + R·(t + 0.5) calls, which a token
+//! bucket's burst (Jira Cloud) or an hourly count (ServiceNow) absorbs. No
 //! slot is further than 10 s away, well within a claim's lease.
 
 use std::sync::Arc;
@@ -25,6 +29,9 @@ use crate::domain::ports::{ItsmClient, ItsmError, ResolveOutcome};
 /// The longest gap between two calls, whatever the rate.
 pub const MOST_SPACING_SECS: f64 = 10.0;
 
+/// How far behind its schedule a caller may catch up.
+const CATCH_UP: Duration = Duration::from_millis(500);
+
 pub struct Paced {
     inner: Arc<dyn ItsmClient>,
     most: f64,
@@ -34,7 +41,8 @@ pub struct Paced {
 struct Pace {
     /// Calls a second now.
     rate: f64,
-    /// The next call starts no earlier.
+    /// Where the schedule stands: the next call starts no earlier than
+    /// `CATCH_UP` before it (a generic cell rate algorithm's arrival time).
     next: Instant,
 }
 
@@ -46,7 +54,8 @@ impl Paced {
             most: per_second,
             state: Mutex::new(Pace {
                 rate: per_second,
-                next: Instant::now(),
+                // No catching up on time before the first call.
+                next: Instant::now() + CATCH_UP,
             }),
         }
     }
@@ -60,8 +69,11 @@ impl Paced {
     async fn slot(&self) {
         let at = {
             let mut pace = self.state.lock().await;
-            let at = pace.next.max(Instant::now());
-            pace.next = at + Duration::from_secs_f64((1.0 / pace.rate).min(MOST_SPACING_SECS));
+            let now = Instant::now();
+            let at = now.max(pace.next - CATCH_UP);
+            let spacing = Duration::from_secs_f64((1.0 / pace.rate).min(MOST_SPACING_SECS));
+            // Behind by more than `CATCH_UP`: the rest is lost, not owed.
+            pace.next = pace.next.max(now) + spacing;
             at
         };
         tokio::time::sleep_until(at).await;

@@ -97,3 +97,38 @@ async fn a_429_halves_the_rate_and_successes_add_it_back() {
     }
     assert!((paced.rate().await - 1.0).abs() < 1e-9);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_behind_its_schedule_catches_up_half_a_second_and_no_more() {
+    let itsm = Arc::new(Itsm {
+        calls: Mutex::default(),
+        throttle: vec![],
+    });
+    let paced = Arc::new(Paced::new(itsm.clone(), 10.0));
+    paced.find("k").await.unwrap();
+    // Idle for a while (between two batches): not owed a burst for all of it.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let calls: Vec<_> = (0..9)
+        .map(|_| {
+            let p = paced.clone();
+            tokio::spawn(async move { p.find("k").await })
+        })
+        .collect();
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    // Half a second's worth at once (5 calls, plus the one due), then the rate.
+    assert_eq!(gaps_ms(&itsm), [5000, 0, 0, 0, 0, 0, 100, 100, 100]);
+    // Behind by less than that: catches up only what it lost.
+    let itsm = Arc::new(Itsm {
+        calls: Mutex::default(),
+        throttle: vec![],
+    });
+    let paced = Paced::new(itsm.clone(), 10.0);
+    for pause_ms in [0, 250, 0, 0, 0] {
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        paced.find("k").await.unwrap();
+    }
+    // The slot due at 100 ms came at 250; the ones after keep to 200, 300.
+    assert_eq!(gaps_ms(&itsm), [250, 0, 50, 100]);
+}
