@@ -627,5 +627,6 @@ async fn redrive(t: &TestApp, bodies: &[String]) {
 }
 
 mod breaker;
+mod pace;
 mod park;
 mod review;
