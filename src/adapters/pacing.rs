@@ -10,7 +10,7 @@
 //! Calls are spaced one every 1/R s. A caller that fell behind that
 //! schedule (the gap between two batches, a slow store call) may catch up
 //! by at most half a second's worth of calls, or the time lost there would
-//! be lost for good (a drain at 91 % of the limit instead of 99 %): over
+//! be lost for good (a drain at 91 % of the limit instead of 98 %): over
 //! any stretch of t seconds, at most 1 + R·(t + 0.5) calls, which a token
 //! bucket's burst (Jira Cloud) or an hourly count (ServiceNow) absorbs. No
 //! slot is further than 10 s away, well within a claim's lease.
