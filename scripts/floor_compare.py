@@ -10,7 +10,9 @@ commit for a new alert, a PATCH and a commit for a resolve. Ours does the
 same I/O plus the token check, the mapping, the correlation record and its
 logs. Per binary and round: CPU per event (utime + stime of the process,
 after a warm-up), p50 and p90 latency (event handed out -> answer back),
-peak RSS (VmHWM), binary size.
+peak RSS (VmHWM) and where the resident memory is at the end (the binary's
+own file mappings, heap and stacks, shared libraries: /proc/PID/smaps),
+binary size.
 
     cargo build --release --bin itsm-bridge
     (cd ../shared/anchors/floor-io && cargo build --release)   # or a copy of it
@@ -137,6 +139,9 @@ class Runtime(http.server.BaseHTTPRequestHandler):
 def serve(handler):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
+    # A binary stopped while it waits for its next event resets that
+    # connection: expected, not worth a traceback.
+    server.handle_error = lambda request, address: None
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -153,6 +158,25 @@ def peak_rss_kb(pid):
             if line.startswith("VmHWM:"):
                 return int(line.split()[1])
     return 0
+
+
+def resident_kb(pid, binary):
+    """Where the resident memory is, from /proc/PID/smaps: the binary's own
+    mappings (code, read-only data, relocated data), the heap and other
+    anonymous memory, and the shared libraries (libc, the loader)."""
+    own = os.path.realpath(binary)
+    parts = {"binary": 0, "anon": 0, "libs": 0}
+    kind = "anon"
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and len(head) >= 5 and ":" in head[3]:
+                path = head[5] if len(head) > 5 else ""
+                kind = ("binary" if path == own
+                        else "libs" if path.startswith("/") else "anon")
+            elif head[0] == "Rss:":
+                parts[kind] += int(head[1])
+    return parts
 
 
 def events(template, token, alerts, tag):
@@ -195,9 +219,13 @@ def run(binary, env, evs, warmup):
         **env,
     }
     # PERF_OUT=file: profile this binary (its figures then include perf's own).
+    # WRAP="valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file=F":
+    # run ours under that command (scripts/hot_order.py reads what it wrote).
     argv = [binary]
     if os.environ.get("PERF_OUT") and "floor" not in binary:
         argv = ["perf", "record", "-F", "4999", "-g", "-o", os.environ["PERF_OUT"], "--", binary]
+    elif os.environ.get("WRAP") and "floor" not in binary:
+        argv = os.environ["WRAP"].split() + [binary]
     proc = subprocess.Popen(argv, env=full_env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     statuses = []
@@ -210,6 +238,7 @@ def run(binary, env, evs, warmup):
                 lat0 = len(Runtime.latencies)
         cpu = cpu_secs(proc.pid) - cpu0
         rss = peak_rss_kb(proc.pid)
+        where = resident_kb(proc.pid, binary)
         lat = sorted(Runtime.latencies[lat0:])
     finally:
         Runtime.events.put(None)
@@ -226,6 +255,7 @@ def run(binary, env, evs, warmup):
         "p50_ms": lat[len(lat) // 2] * 1000,
         "p90_ms": lat[int(len(lat) * 0.9)] * 1000,
         "rss_mb": rss / 1024,
+        **{f"{k}_mb": v / 1024 for k, v in where.items()},
         "statuses": {s: statuses.count(s) for s in set(statuses)},
     }
 
@@ -266,7 +296,8 @@ def main():
         before = run(args.floor, common, evs, warmup)
         done = [(name, run(path, ours_env, evs, warmup)) for name, path in builds]
         after = run(args.floor, common, evs, warmup)
-        floor = {k: (before[k] + after[k]) / 2 for k in ("cpu_us", "p50_ms", "p90_ms", "rss_mb")}
+        floor = {k: (before[k] + after[k]) / 2 for k, v in before.items()
+                 if isinstance(v, float)}
         print(f"round {r + 1}: floor {before} / {after}", flush=True)
         for name, ours in done:
             rows[name].append((floor, ours))
@@ -277,7 +308,8 @@ def main():
         print(f"\n{name} ({path}, {os.path.getsize(path) / 1e6:.2f} MB; "
               f"floor {os.path.getsize(args.floor) / 1e6:.2f} MB)")
         for key, label in [("cpu_us", "CPU per event"), ("p50_ms", "p50"), ("p90_ms", "p90"),
-                           ("rss_mb", "peak RSS")]:
+                           ("rss_mb", "peak RSS"), ("binary_mb", "  its code/data"),
+                           ("anon_mb", "  heap, stacks"), ("libs_mb", "  libc, loader")]:
             f = [f[key] for f, _ in rows[name]]
             o = [o[key] for _, o in rows[name]]
             rs = [o[key] / f[key] for f, o in rows[name]]
