@@ -289,3 +289,5 @@ async fn dynamodb_keeps_an_open_incident_past_the_ttl() {
     let expires: i64 = ttl_attribute(alert_id).await.unwrap().parse().unwrap();
     assert!(expires > now(), "{expires}");
 }
+
+mod breaker;

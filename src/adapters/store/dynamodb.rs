@@ -9,6 +9,8 @@
 //! no alert id starts so; without `correlation_key` it is not indexed), and
 //! the ITSM's breaker likewise (`alert_id` = `itsm-breaker#<itsm>`).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -244,24 +246,10 @@ impl SyncStore for DynamoStore {
     }
 
     async fn watermark(&self, name: &str) -> Result<Option<Watermark>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("alert_id", watermark_key(name))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable("GetItem", &self.table, e))?;
-        let Some(item) = out.item() else {
+        let Some(item) = self.get_own(watermark_key(name)).await? else {
             return Ok(None);
         };
-        let num = |k: &str| -> Result<i64, StoreError> {
-            item.get(k)
-                .and_then(|v| v.as_n().ok())
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| StoreError::Unavailable(format!("watermark item has no valid {k}")))
-        };
+        let num = |k: &str| number(&item, "watermark", k);
         Ok(Some(Watermark {
             name: name.to_string(),
             since: num("since")?,
@@ -275,15 +263,50 @@ impl SyncStore for DynamoStore {
         watermark: &Watermark,
         expected: Option<u64>,
     ) -> Result<(), StoreError> {
-        let mut req = self
+        let item = HashMap::from([
+            ("alert_id".to_string(), watermark_key(&watermark.name)),
+            ("since".to_string(), n(watermark.since)),
+            (
+                "azure_not_before".to_string(),
+                n(watermark.azure_not_before),
+            ),
+            ("version".to_string(), n(watermark.version)),
+        ]);
+        self.put_own(item, expected).await
+    }
+}
+
+/// The store's own items (watermarks, breakers): keyed beside the alerts
+/// (no alert id starts with their prefixes), versioned, never expiring.
+impl DynamoStore {
+    async fn get_own(
+        &self,
+        key: AttributeValue,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("alert_id", key)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", &self.table, e))?;
+        Ok(out.item)
+    }
+
+    /// Writes `item` if the stored one's version is `expected` (`None`: none stored).
+    async fn put_own(
+        &self,
+        item: HashMap<String, AttributeValue>,
+        expected: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let req = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item("alert_id", watermark_key(&watermark.name))
-            .item("since", n(watermark.since))
-            .item("azure_not_before", n(watermark.azure_not_before))
-            .item("version", n(watermark.version));
-        req = match expected {
+            .set_item(Some(item));
+        let req = match expected {
             None => req.condition_expression("attribute_not_exists(alert_id)"),
             Some(v) => req
                 .condition_expression("version = :v")
@@ -299,6 +322,14 @@ impl SyncStore for DynamoStore {
     }
 }
 
+/// Number attribute `k` of one of the store's own items (`what`).
+fn number(item: &HashMap<String, AttributeValue>, what: &str, k: &str) -> Result<i64, StoreError> {
+    item.get(k)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| StoreError::Unavailable(format!("{what} item has no valid {k}")))
+}
+
 fn breaker_key(name: &str) -> AttributeValue {
     s(&format!("itsm-breaker#{name}"))
 }
@@ -306,24 +337,10 @@ fn breaker_key(name: &str) -> AttributeValue {
 #[async_trait]
 impl BreakerStore for DynamoStore {
     async fn breaker(&self, name: &str) -> Result<Option<BreakerState>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("alert_id", breaker_key(name))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable("GetItem", &self.table, e))?;
-        let Some(item) = out.item() else {
+        let Some(item) = self.get_own(breaker_key(name)).await? else {
             return Ok(None);
         };
-        let num = |k: &str| -> Result<i64, StoreError> {
-            item.get(k)
-                .and_then(|v| v.as_n().ok())
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| StoreError::Unavailable(format!("breaker item has no valid {k}")))
-        };
+        let num = |k: &str| number(&item, "breaker", k);
         Ok(Some(BreakerState {
             name: name.to_string(),
             down_since: num("down_since")?,
@@ -344,29 +361,15 @@ impl BreakerStore for DynamoStore {
         state: &BreakerState,
         expected: Option<u64>,
     ) -> Result<(), StoreError> {
-        let mut req = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("alert_id", breaker_key(&state.name))
-            .item("down_since", n(state.down_since))
-            .item("next_probe", n(state.next_probe))
-            .item("probing_until", n(state.probing_until))
-            .item("failures", n(state.failures))
-            .item("why", s(&state.why))
-            .item("version", n(state.version));
-        req = match expected {
-            None => req.condition_expression("attribute_not_exists(alert_id)"),
-            Some(v) => req
-                .condition_expression("version = :v")
-                .expression_attribute_values(":v", n(v)),
-        };
-        match req.send().await {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Err(StoreError::Conflict(None))
-            }
-            Err(e) => Err(unavailable("PutItem", &self.table, e)),
-        }
+        let item = HashMap::from([
+            ("alert_id".to_string(), breaker_key(&state.name)),
+            ("down_since".to_string(), n(state.down_since)),
+            ("next_probe".to_string(), n(state.next_probe)),
+            ("probing_until".to_string(), n(state.probing_until)),
+            ("failures".to_string(), n(state.failures)),
+            ("why".to_string(), s(&state.why)),
+            ("version".to_string(), n(state.version)),
+        ]);
+        self.put_own(item, expected).await
     }
 }

@@ -147,6 +147,44 @@ fn rig() -> Rig {
     }
 }
 
+/// Another container on the rig's store, queue and ITSM (its own breaker view).
+fn worker(r: &Rig) -> Delivery {
+    let t = r.now.clone();
+    let clock: Clock = Arc::new(move || t.load(Ordering::SeqCst));
+    let settings = Settings {
+        retry: RetryPolicy {
+            deadline: Duration::ZERO,
+            ..RetryPolicy::default()
+        },
+        ..Settings::default()
+    };
+    let bridge = || {
+        Bridge::new(
+            r.itsm.clone(),
+            r.store.clone(),
+            settings.clone(),
+            clock.clone(),
+        )
+    };
+    Delivery::new(
+        bridge(),
+        bridge(),
+        r.queue.clone(),
+        breaker(&r.store, &clock),
+        clock.clone(),
+    )
+}
+
+/// Queued notification `seq` of `alert`, as the queue hands it over.
+fn received(alert: &Alert, seq: u64, receives: u32) -> worker::Received {
+    worker::Received {
+        alert: alert.clone(),
+        seq,
+        group: correlation_key(&alert.alert_id),
+        receives,
+    }
+}
+
 fn alert(id: &str, condition: MonitorCondition) -> (Alert, Vec<u8>) {
     let body = format!("{{\"id\":\"{id}\",\"condition\":\"{condition:?}\"}}").into_bytes();
     (Alert::new(id, condition), body)

@@ -2,16 +2,7 @@
 //! that broke the promise before its fix.
 
 use super::*;
-use crate::domain::delivery::{Fate, Received, WorkerPolicy};
-
-fn received(alert: &Alert, seq: u64, receives: u32) -> Received {
-    Received {
-        alert: alert.clone(),
-        seq,
-        group: correlation_key(&alert.alert_id),
-        receives,
-    }
-}
+use crate::domain::delivery::{Fate, WorkerPolicy};
 
 /// The webhook accepts `alert` and is killed while `SendMessage` hangs.
 async fn killed_while_sending(r: &Rig, alert: &Alert, body: &[u8]) {

@@ -6,43 +6,6 @@
 use super::*;
 use crate::domain::delivery::{Fate, Received, WorkerPolicy};
 
-fn received(alert: &Alert, seq: u64, receives: u32) -> Received {
-    Received {
-        alert: alert.clone(),
-        seq,
-        group: correlation_key(&alert.alert_id),
-        receives,
-    }
-}
-
-/// Two worker containers on the rig's store, queue and ITSM.
-fn worker(r: &Rig) -> Delivery {
-    let t = r.now.clone();
-    let clock: Clock = Arc::new(move || t.load(Ordering::SeqCst));
-    let settings = Settings {
-        retry: RetryPolicy {
-            deadline: Duration::ZERO,
-            ..RetryPolicy::default()
-        },
-        ..Settings::default()
-    };
-    let bridge = || {
-        Bridge::new(
-            r.itsm.clone(),
-            r.store.clone(),
-            settings.clone(),
-            clock.clone(),
-        )
-    };
-    Delivery::new(
-        bridge(),
-        bridge(),
-        r.queue.clone(),
-        breaker(&r.store, &clock),
-        clock.clone(),
-    )
-}
-
 /// `n` alerts fired during an outage, each queued once (their messages).
 async fn queued_in_an_outage(r: &Rig, n: usize) -> Vec<Alert> {
     r.itsm.down.store(true, Ordering::SeqCst);

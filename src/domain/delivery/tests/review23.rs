@@ -5,41 +5,9 @@ use super::*;
 use crate::domain::breaker::Gate;
 use crate::domain::delivery::{Received, WorkerPolicy};
 
-fn received(alert: &Alert, seq: u64) -> Result<Received, String> {
-    Ok(Received {
-        alert: alert.clone(),
-        seq,
-        group: correlation_key(&alert.alert_id),
-        receives: 1,
-    })
-}
-
-/// A worker container on the rig's store, queue and ITSM.
-fn worker(r: &Rig) -> Delivery {
-    let t = r.now.clone();
-    let clock: Clock = Arc::new(move || t.load(Ordering::SeqCst));
-    let settings = Settings {
-        retry: RetryPolicy {
-            deadline: Duration::ZERO,
-            ..RetryPolicy::default()
-        },
-        ..Settings::default()
-    };
-    let bridge = || {
-        Bridge::new(
-            r.itsm.clone(),
-            r.store.clone(),
-            settings.clone(),
-            clock.clone(),
-        )
-    };
-    Delivery::new(
-        bridge(),
-        bridge(),
-        r.queue.clone(),
-        breaker(&r.store, &clock),
-        clock.clone(),
-    )
+/// Notification `seq` of `alert` on its first receive, as a batch holds it.
+fn item(alert: &Alert, seq: u64) -> Result<Received, String> {
+    Ok(received(alert, seq, 1))
 }
 
 /// "While the ITSM is down (its breaker open), no role calls it except one
@@ -66,16 +34,16 @@ async fn a_batch_under_way_calls_the_itsm_after_another_container_opened_the_bre
     // message is the probe and goes through, closing the breaker.
     let mut run = one.batch(&policy, false).await;
     assert!(matches!(
-        run.next(&received(&alerts[0], 1)).await,
+        run.next(&item(&alerts[0], 1)).await,
         Fate::Delivered(_)
     ));
     // The ITSM goes down; container two sees it and opens the breaker.
     r.itsm.down.store(true, Ordering::SeqCst);
-    two.deliver_batch(&[received(&alerts[1], 1)], &policy).await;
+    two.deliver_batch(&[item(&alerts[1], 1)], &policy).await;
     assert!(matches!(two.breaker().gate(true).await, Gate::Open { .. }));
     let before = r.itsm_calls();
     // Container one goes on with its batch.
-    let fate = run.next(&received(&alerts[2], 1)).await;
+    let fate = run.next(&item(&alerts[2], 1)).await;
     run.finish().await;
     assert_eq!(
         r.itsm_calls(),
@@ -127,7 +95,7 @@ async fn a_workers_probe_against_a_down_itsm_is_several_calls() {
     r.now.fetch_add(30, Ordering::SeqCst);
     let before = r.itsm_calls();
     let fates = w
-        .deliver_batch(&[received(&a, 1)], &WorkerPolicy::default())
+        .deliver_batch(&[item(&a, 1)], &WorkerPolicy::default())
         .await;
     assert_eq!(
         r.itsm_calls() - before,
