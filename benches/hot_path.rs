@@ -14,7 +14,7 @@ use itsm_bridge::adapters::clock::system_clock;
 use itsm_bridge::adapters::entra::{DevKey, EntraConfig, EntraVerifier};
 use itsm_bridge::adapters::store::MemoryStore;
 use itsm_bridge::domain::correlation::IncidentRef;
-use itsm_bridge::domain::mapping::{IncidentDraft, Resolution};
+use itsm_bridge::domain::incident::mapping::{IncidentDraft, Resolution};
 use itsm_bridge::domain::ports::{ItsmClient, ItsmError, ResolveOutcome, TokenVerifier};
 use itsm_bridge::domain::settings::Settings;
 use itsm_bridge::domain::state_machine::Bridge;

@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use itsm_bridge::adapters::store::MemoryStore;
 use itsm_bridge::domain::alert::{Alert, MonitorCondition};
-use itsm_bridge::domain::breaker::{Breaker, BreakerPolicy};
 use itsm_bridge::domain::correlation::{IncidentRef, correlation_key};
+use itsm_bridge::domain::delivery::breaker::{Breaker, BreakerPolicy};
 use itsm_bridge::domain::delivery::{Delivery, Fate, Received, WorkerPolicy};
-use itsm_bridge::domain::mapping::{IncidentDraft, Resolution};
+use itsm_bridge::domain::incident::mapping::{IncidentDraft, Resolution};
 use itsm_bridge::domain::ports::{
     Clock, DeliveryQueue, Intake, IntakeError, ItsmClient, ItsmError, QueueError,
     QueuedNotification, ResolveOutcome,

@@ -22,8 +22,8 @@ use crate::adapters::wire::{RequestLog, WireFormat};
 use crate::config::{
     Config, CredentialsConfig, DryRunFormat, ItsmConfig, QueueConfig, StoreConfig,
 };
-use crate::domain::breaker::Breaker;
 use crate::domain::delivery::Delivery;
+use crate::domain::delivery::breaker::Breaker;
 use crate::domain::ports::{
     BreakerStore, Clock, CorrelationStore, DeliveryQueue, IncidentChanges, Intake, ItsmClient,
     StoreError, SyncStore,

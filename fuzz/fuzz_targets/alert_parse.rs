@@ -1,7 +1,7 @@
 //! Any body Azure (or anyone) could post: parsing and mapping never panic.
 #![no_main]
 
-use itsm_bridge::domain::mapping;
+use itsm_bridge::domain::incident::mapping;
 use itsm_bridge::inbound::common_schema;
 use libfuzzer_sys::fuzz_target;
 

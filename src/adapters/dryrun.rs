@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use super::wire::{ItsmRequest, RequestLog, WireFormat, checked_key};
 use crate::domain::correlation::IncidentRef;
-use crate::domain::mapping::{IncidentDraft, Resolution};
+use crate::domain::incident::mapping::{IncidentDraft, Resolution};
 use crate::domain::ports::{
     ChangePage, ChangeWindow, IncidentChanges, ItsmClient, ItsmError, ResolveOutcome,
 };

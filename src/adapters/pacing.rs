@@ -23,7 +23,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::domain::correlation::IncidentRef;
-use crate::domain::mapping::{IncidentDraft, Resolution};
+use crate::domain::incident::mapping::{IncidentDraft, Resolution};
 use crate::domain::ports::{ItsmClient, ItsmError, ResolveOutcome};
 
 /// The longest gap between two calls, whatever the rate.

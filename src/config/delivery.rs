@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::limits::Attempt;
 use super::{ConfigError, Env, err};
-use crate::domain::breaker::BreakerPolicy;
 use crate::domain::delivery::WorkerPolicy;
+use crate::domain::delivery::breaker::BreakerPolicy;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueConfig {

@@ -7,7 +7,7 @@ use super::{ConfigError, Env, err};
 use crate::adapters::bmc::{BmcConfig, BmcFields, BmcLogin};
 use crate::adapters::jira::{JiraAuth, JiraConfig, JiraFields};
 use crate::adapters::servicenow::{Credentials, IncidentFields, Parts, ServiceNowConfig};
-use crate::domain::mapping::SeverityTable;
+use crate::domain::incident::mapping::SeverityTable;
 
 #[derive(Debug, Clone)]
 pub enum ItsmConfig {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use url::Url;
 
 use crate::adapters::entra::{self, EntraConfig, KeySource};
+use crate::domain::incident::routing::Routing;
 use crate::domain::retry::RetryPolicy;
-use crate::domain::routing::Routing;
 use crate::domain::settings::{RefirePolicy, Settings};
 
 mod delivery;

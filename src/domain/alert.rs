@@ -2,6 +2,8 @@
 //! that every other part of the domain reads. The inbound side turns Azure's
 //! wire format (the common alert schema) into it.
 
+pub mod text;
+
 use std::sync::OnceLock;
 
 use serde_json::Value;

@@ -12,12 +12,14 @@
 
 use std::sync::Arc;
 
-use super::alert::Alert;
-use super::breaker::{Breaker, Gate};
-use super::correlation::{CorrelationRecord, RecordState, body_digest, correlation_key};
-use super::outcome::{ProcessError, Processed};
-use super::ports::{Clock, CorrelationStore, DeliveryQueue, QueuedNotification, StoreError};
-use super::state_machine::Bridge;
+use crate::domain::alert::Alert;
+use crate::domain::correlation::{CorrelationRecord, RecordState, body_digest, correlation_key};
+use crate::domain::delivery::breaker::{Breaker, Gate};
+use crate::domain::outcome::{ProcessError, Processed};
+use crate::domain::ports::{
+    Clock, CorrelationStore, DeliveryQueue, QueuedNotification, StoreError,
+};
+use crate::domain::state_machine::Bridge;
 
 /// Why a notification went to the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,6 +300,7 @@ impl Delivery {
 }
 
 mod batch;
+pub mod breaker;
 mod worker;
 pub use batch::BatchRun;
 pub use worker::{Fate, Received, WorkerPolicy};

@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use super::correlation::{CorrelationRecord, IncidentRef};
-use super::ports::{ItsmError, QueueError, StoreError};
+use crate::domain::correlation::{CorrelationRecord, IncidentRef};
+use crate::domain::ports::{ItsmError, QueueError, StoreError};
 
 /// What was done with one notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

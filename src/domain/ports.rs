@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::correlation::{CorrelationRecord, IncidentRef};
-use super::mapping::{IncidentDraft, Resolution};
+use crate::domain::correlation::{CorrelationRecord, IncidentRef};
+use crate::domain::incident::mapping::{IncidentDraft, Resolution};
 
 mod breaker;
 mod sync;

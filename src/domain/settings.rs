@@ -1,10 +1,10 @@
 //! What the state machine is told by configuration: the severity table,
 //! leases and record lifetimes, retries, the refire policy and routing.
 
-use super::correlation::{NEVER, RecordState};
-use super::mapping::SeverityTable;
-use super::retry::RetryPolicy;
-use super::routing::Routing;
+use crate::domain::correlation::{NEVER, RecordState};
+use crate::domain::incident::mapping::SeverityTable;
+use crate::domain::incident::routing::Routing;
+use crate::domain::retry::RetryPolicy;
 
 #[derive(Debug, Clone)]
 pub struct Settings {

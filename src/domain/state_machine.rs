@@ -18,14 +18,16 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use super::alert::{Alert, MonitorCondition};
-use super::correlation::{CorrelationRecord, IncidentRef, RecordState, correlation_key};
-use super::mapping::{self, IncidentDraft};
-use super::outcome::{Outcome, ProcessError, Processed};
-use super::ports::{Clock, CorrelationStore, ItsmClient, ItsmError, ResolveOutcome, StoreError};
-use super::retry::Tally;
-use super::settings::{RefirePolicy, Settings};
-use super::text::rfc3339;
+use crate::domain::alert::text::rfc3339;
+use crate::domain::alert::{Alert, MonitorCondition};
+use crate::domain::correlation::{CorrelationRecord, IncidentRef, RecordState, correlation_key};
+use crate::domain::incident::mapping::{self, IncidentDraft};
+use crate::domain::outcome::{Outcome, ProcessError, Processed};
+use crate::domain::ports::{
+    Clock, CorrelationStore, ItsmClient, ItsmError, ResolveOutcome, StoreError,
+};
+use crate::domain::retry::Tally;
+use crate::domain::settings::{RefirePolicy, Settings};
 
 pub struct Bridge {
     itsm: Arc<dyn ItsmClient>,

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::ports::{
+use crate::domain::ports::{
     AlertStates, ChangeWindow, Clock, IncidentChanges, ItsmError, StoreError, SyncStore, Watermark,
 };
 

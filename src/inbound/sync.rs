@@ -3,7 +3,7 @@
 //!
 //! - with a delivery queue, the ITSM's breaker: the due probe, and the
 //!   worker's event source mapping paused while the ITSM is down and
-//!   resumed once it is back (`domain::breaker::round`); one log line when
+//!   resumed once it is back (`domain::delivery::breaker::round`); one log line when
 //!   something changed, one EMF line (`Outcome` = `breaker`: `ItsmDown` 0
 //!   or 1, `ItsmDownSecs`, `ItsmProbes`, `IntakePaused` 0 or 1);
 //! - with Azure configured, one round of `domain::sync`. A round that
@@ -23,7 +23,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use serde_json::{Value, json};
 
 use super::App;
-use crate::domain::breaker::{ProbeOutcome, ProbeReport};
+use crate::domain::delivery::breaker::{ProbeOutcome, ProbeReport};
 use crate::domain::sync::{ActionOutcome, RoundReport, SyncError};
 
 /// Serves scheduled invocations with `app` until the runtime stops.

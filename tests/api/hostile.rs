@@ -13,7 +13,7 @@ use itsm_bridge::adapters::servicenow::{
     Credentials, IncidentFields, ServiceNowClient, ServiceNowConfig, ServiceNowFormat,
 };
 use itsm_bridge::domain::correlation::{IncidentRef, correlation_key};
-use itsm_bridge::domain::mapping::Resolution;
+use itsm_bridge::domain::incident::mapping::Resolution;
 use itsm_bridge::domain::ports::{ItsmClient, ItsmError};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};

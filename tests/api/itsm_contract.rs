@@ -16,7 +16,7 @@ use itsm_bridge::adapters::servicenow::{
 };
 use itsm_bridge::domain::alert::Severity;
 use itsm_bridge::domain::correlation::{IncidentRef, correlation_key};
-use itsm_bridge::domain::mapping::{IncidentDraft, Resolution};
+use itsm_bridge::domain::incident::mapping::{IncidentDraft, Resolution};
 use itsm_bridge::domain::ports::{ItsmClient, ItsmError, ResolveOutcome};
 use serde_json::json;
 use wiremock::ResponseTemplate;

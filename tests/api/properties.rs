@@ -4,7 +4,9 @@
 
 use std::sync::OnceLock;
 
-use itsm_bridge::domain::mapping::{self, DESCRIPTION_MAX, SHORT_DESCRIPTION_MAX, SeverityTable};
+use itsm_bridge::domain::incident::mapping::{
+    self, DESCRIPTION_MAX, SHORT_DESCRIPTION_MAX, SeverityTable,
+};
 use itsm_bridge::domain::ports::TokenVerifier;
 use itsm_bridge::inbound::common_schema;
 use proptest::prelude::*;
@@ -246,7 +248,7 @@ proptest! {
         use itsm_bridge::adapters::bmc::BmcFormat;
         use itsm_bridge::adapters::servicenow::ServiceNowFormat;
         use itsm_bridge::adapters::wire::WireFormat;
-        use itsm_bridge::domain::routing::Routing;
+        use itsm_bridge::domain::incident::routing::Routing;
         let mut body = fixture("test-metric-static-fired.json");
         body["data"]["essentials"]["alertRule"] = json!(rule);
         body["data"]["essentials"]["description"] = json!(description);
@@ -257,7 +259,7 @@ proptest! {
         let alert = common_schema::parse(body.to_string().as_bytes()).unwrap();
         let plain = mapping::draft(&alert, &SeverityTable::default(), key_of(&alert));
         // Every template the routing rules allow: all placeholders, in both fields.
-        let all: String = itsm_bridge::domain::routing::PLACEHOLDERS
+        let all: String = itsm_bridge::domain::incident::routing::PLACEHOLDERS
             .iter()
             .map(|p| format!("{p}: {{{p}}}\n"))
             .collect::<String>() + "custom: {custom." + "x}";
@@ -278,7 +280,7 @@ proptest! {
                     for line in text.split('\n') {
                         prop_assert!(line.is_empty() || line.starts_with(' ')
                             || line.split_once(": ").is_some_and(|(l, _)| l == "Alert rule" || l == "custom"
-                                || itsm_bridge::domain::routing::PLACEHOLDERS.contains(&l)),
+                                || itsm_bridge::domain::incident::routing::PLACEHOLDERS.contains(&l)),
                             "{:?} in {:?}", line, text);
                     }
                 }

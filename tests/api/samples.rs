@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use itsm_bridge::domain::alert::{MonitorCondition, Severity};
-use itsm_bridge::domain::mapping::{self, SeverityTable};
+use itsm_bridge::domain::incident::mapping::{self, SeverityTable};
 use itsm_bridge::inbound::common_schema;
 use serde_json::{Value, json};
 

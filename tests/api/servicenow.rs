@@ -823,7 +823,7 @@ async fn an_id_in_an_answer_cannot_steer_a_request() {
         Credentials, IncidentFields, ServiceNowClient, ServiceNowConfig,
     };
     use itsm_bridge::domain::correlation::IncidentRef;
-    use itsm_bridge::domain::mapping::Resolution;
+    use itsm_bridge::domain::incident::mapping::Resolution;
     use itsm_bridge::domain::ports::{ItsmClient, ItsmError};
     let t = TestApp::spawn().await;
     let client = ServiceNowClient::new(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use itsm_bridge::domain::correlation::IncidentRef;
-use itsm_bridge::domain::mapping::{IncidentDraft, Resolution};
+use itsm_bridge::domain::incident::mapping::{IncidentDraft, Resolution};
 use itsm_bridge::domain::ports::{IncidentStatus, ItsmClient, ItsmError, ResolveOutcome};
 
 use crate::exec::{Class, Ctx, Plan};

@@ -3,8 +3,8 @@
 //! fails, when the ITSM is down or refusing. Everything follows from the
 //! seed.
 
+use itsm_bridge::domain::alert::text::rfc3339;
 use itsm_bridge::domain::correlation::{body_digest, correlation_key};
-use itsm_bridge::domain::text::rfc3339;
 use serde_json::json;
 
 use crate::exec::{Class, Rates, Rng};

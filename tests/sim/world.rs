@@ -11,8 +11,8 @@ use std::task::Poll;
 use std::time::Duration;
 
 use itsm_bridge::config::DeliveryConfig;
-use itsm_bridge::domain::breaker::Breaker;
 use itsm_bridge::domain::delivery::Fate;
+use itsm_bridge::domain::delivery::breaker::Breaker;
 use itsm_bridge::domain::delivery::{Accepted, Delivery};
 use itsm_bridge::domain::outcome::ProcessError;
 use itsm_bridge::domain::ports::Clock;

@@ -15,7 +15,7 @@ use crate::adapters::itsm_http::{HttpClientError, describe, failure, unanswered}
 use crate::adapters::secrets::{CredentialSource, SecretError};
 use crate::adapters::wire::{ItsmRequest, PathId, RequestLog, checked_key};
 use crate::domain::correlation::IncidentRef;
-use crate::domain::mapping::{IncidentDraft, Resolution};
+use crate::domain::incident::mapping::{IncidentDraft, Resolution};
 use crate::domain::ports::{ItsmClient, ItsmError, ResolveOutcome};
 
 #[derive(Clone, PartialEq, Eq)]

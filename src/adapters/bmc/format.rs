@@ -3,10 +3,10 @@
 use serde_json::{Map, Value, json};
 
 use crate::adapters::wire::{ItsmRequest, PathId, WireFormat};
+use crate::domain::alert::text::clean;
 use crate::domain::correlation::IncidentRef;
-use crate::domain::mapping::{IncidentDraft, Resolution};
+use crate::domain::incident::mapping::{IncidentDraft, Resolution};
 use crate::domain::ports::ItsmError;
-use crate::domain::text::clean;
 
 pub const CREATE_FORM: &str = "HPD:IncidentInterface_Create";
 pub const INCIDENT_FORM: &str = "HPD:IncidentInterface";

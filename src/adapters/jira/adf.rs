@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use crate::domain::mapping::LABELS;
+use crate::domain::incident::mapping::LABELS;
 
 fn text(s: &str) -> Option<Value> {
     (!s.is_empty()).then(|| json!({"type": "text", "text": s}))
@@ -93,7 +93,7 @@ pub fn description(s: &str) -> Value {
     document(doc.out)
 }
 
-/// The continuation indent of `domain::text::continued`.
+/// The continuation indent of `domain::alert::text::continued`.
 const CONTINUED: &str = "    ";
 
 #[derive(Default)]

@@ -17,7 +17,7 @@ use crate::adapters::itsm_http::{HttpClientError, Raw, failure, read_raw, unansw
 use crate::adapters::secrets::{CredentialSource, SecretError};
 use crate::adapters::wire::{ItsmRequest, PathId, RequestLog, WireFormat, checked_id, checked_key};
 use crate::domain::correlation::IncidentRef;
-use crate::domain::mapping::{IncidentDraft, Resolution};
+use crate::domain::incident::mapping::{IncidentDraft, Resolution};
 use crate::domain::ports::{ItsmClient, ItsmError, ResolveOutcome};
 
 mod changes;

@@ -7,10 +7,10 @@ use serde_json::{Map, Value, json};
 
 use super::adf;
 use crate::adapters::wire::{ItsmRequest, PathId, WireFormat};
+use crate::domain::alert::text::clean_line;
 use crate::domain::correlation::IncidentRef;
-use crate::domain::mapping::{IncidentDraft, Resolution};
+use crate::domain::incident::mapping::{IncidentDraft, Resolution};
 use crate::domain::ports::ItsmError;
-use crate::domain::text::clean_line;
 
 /// Where the bridge's Jira runs, which decides the API it speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -4,7 +4,7 @@ use serde_json::{Map, Value, json};
 
 use crate::adapters::wire::{ItsmRequest, PathId, WireFormat};
 use crate::domain::correlation::IncidentRef;
-use crate::domain::mapping::{IncidentDraft, Resolution};
+use crate::domain::incident::mapping::{IncidentDraft, Resolution};
 use crate::domain::ports::ItsmError;
 
 pub const INCIDENT_PATH: &str = "/api/now/table/incident";

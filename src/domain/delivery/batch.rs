@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::Delivery;
 use super::worker::{Evidence, Fate, Received, WorkerPolicy};
-use crate::domain::breaker::Gate;
+use crate::domain::delivery::breaker::Gate;
 
 /// A batch under way.
 pub struct BatchRun<'a> {

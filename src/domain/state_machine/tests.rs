@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::adapters::store::MemoryStore;
-use crate::domain::mapping::Resolution;
+use crate::domain::incident::mapping::Resolution;
 use crate::domain::retry::RetryPolicy;
 
 const ID: &str = "/subscriptions/s/providers/Microsoft.AlertsManagement/alerts/a1";

@@ -1,8 +1,8 @@
 //! The comment a round leaves in the Azure alert's history.
 
 use super::AlertSync;
+use crate::domain::alert::text::clean_line;
 use crate::domain::ports::{AlertState, IncidentChange};
-use crate::domain::text::clean_line;
 
 impl AlertSync {
     /// The comment in the alert's history: the incident, its status and

@@ -155,7 +155,7 @@ async fn a_refusal_closes_the_breaker_and_is_counted_as_a_refusal() {
     assert_eq!(r.itsm_calls(), 3, "{fates:?}");
     assert_eq!(
         w.breaker().gate(true).await,
-        crate::domain::breaker::Gate::Closed
+        crate::domain::delivery::breaker::Gate::Closed
     );
     assert_eq!(r.record("alert-1").await.queue.refusals, 1);
 }

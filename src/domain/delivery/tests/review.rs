@@ -3,7 +3,7 @@
 //! green; run them with `cargo test --lib delivery::tests::review -- --ignored`.
 
 use super::*;
-use crate::domain::mapping::{IncidentDraft, Resolution};
+use crate::domain::incident::mapping::{IncidentDraft, Resolution};
 use crate::domain::settings::RefirePolicy;
 
 const FIRST: &str = "2025-04-15T18:17:12Z";

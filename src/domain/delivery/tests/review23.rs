@@ -2,7 +2,7 @@
 //! Each failed before its fix: each names a hole in the promises of issue 23.
 
 use super::*;
-use crate::domain::breaker::Gate;
+use crate::domain::delivery::breaker::Gate;
 use crate::domain::delivery::{Received, WorkerPolicy};
 
 /// Notification `seq` of `alert` on its first receive, as a batch holds it.

@@ -18,7 +18,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::ports::{BreakerState, BreakerStore, Clock, ItsmError, StoreError};
+use crate::domain::ports::{BreakerState, BreakerStore, Clock, ItsmError, StoreError};
 
 /// How the breaker paces its probes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use super::*;
 use crate::adapters::store::MemoryStore;
 use crate::domain::correlation::IncidentRef;
-use crate::domain::mapping::{IncidentDraft, Resolution};
+use crate::domain::incident::mapping::{IncidentDraft, Resolution};
 use crate::domain::ports::{Intake, IntakeError, ItsmClient, ResolveOutcome};
 
 const T0: i64 = 1_750_000_000;

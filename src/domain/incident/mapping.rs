@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::alert::{Alert, MonitorCondition, Severity, scalar, text};
-use super::text::{clean, clean_line, continued, inline};
+use crate::domain::alert::text::{clean, clean_line, continued, inline};
+use crate::domain::alert::{Alert, MonitorCondition, Severity, scalar, text};
 
-pub use super::severity::SeverityTable;
+pub use crate::domain::incident::severity::SeverityTable;
 
 pub const SHORT_DESCRIPTION_MAX: usize = 160;
 pub const DESCRIPTION_MAX: usize = 4000;

@@ -1,7 +1,7 @@
 //! Severity → the ITSM's impact and urgency (or Jira's priority level): a
 //! leaf of the domain, configured by `SEVERITY_MAP`.
 
-use super::alert::Severity;
+use crate::domain::alert::Severity;
 
 /// Severity → (impact, urgency) on the ITSM's scale: ServiceNow's 1 High …
 /// 3 Low, or BMC's 1 … 4.

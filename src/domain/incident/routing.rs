@@ -15,9 +15,11 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::alert::{Alert, MonitorCondition};
-use super::mapping::{self, DESCRIPTION_MAX, IncidentDraft, SHORT_DESCRIPTION_MAX};
-use super::text::{clean, clean_line, continued, inline};
+use crate::domain::alert::text::{clean, clean_line, continued, inline};
+use crate::domain::alert::{Alert, MonitorCondition};
+use crate::domain::incident::mapping::{
+    self, DESCRIPTION_MAX, IncidentDraft, SHORT_DESCRIPTION_MAX,
+};
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -200,7 +202,7 @@ impl Match {
                     alert
                         .custom_properties
                         .get(k)
-                        .and_then(super::alert::scalar)
+                        .and_then(crate::domain::alert::scalar)
                         .as_deref(),
                 )
             })
@@ -313,7 +315,7 @@ fn render(t: &str, alert: &Alert, facts: &Facts, multiline: bool) -> String {
                 alert
                     .custom_properties
                     .get(k)
-                    .and_then(super::alert::scalar)
+                    .and_then(crate::domain::alert::scalar)
             }),
         }
         .unwrap_or_default()
@@ -335,7 +337,7 @@ fn render(t: &str, alert: &Alert, facts: &Facts, multiline: bool) -> String {
 mod tests {
     use super::*;
     use crate::domain::alert::Severity;
-    use crate::domain::mapping::{SeverityTable, draft};
+    use crate::domain::incident::mapping::{SeverityTable, draft};
     use serde_json::{Value, json};
 
     fn alert(rule: &str, severity: &str, custom: Value) -> Alert {
