@@ -226,8 +226,10 @@ def run(binary, env, evs, warmup):
         argv = ["perf", "record", "-F", "4999", "-g", "-o", os.environ["PERF_OUT"], "--", binary]
     elif os.environ.get("WRAP") and "floor" not in binary:
         argv = os.environ["WRAP"].split() + [binary]
-    proc = subprocess.Popen(argv, env=full_env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    # LOG_OUT=file: keep ours' log lines (they are otherwise thrown away).
+    log = open(os.environ["LOG_OUT"], "ab") if os.environ.get("LOG_OUT") and "floor" not in binary \
+        else subprocess.DEVNULL
+    proc = subprocess.Popen(argv, env=full_env, stdout=log, stderr=log)
     statuses = []
     try:
         for i, body in enumerate(evs):
@@ -260,6 +262,18 @@ def run(binary, env, evs, warmup):
     }
 
 
+def with_table(args, env):
+    """With --dynamodb, a fresh table for the run (replay creates it when it
+    sees an endpoint), so every build starts from an empty store."""
+    if not args.dynamodb:
+        return env
+    env = {**env, "CORRELATION_TABLE": f"floor-compare-{uuid.uuid4().hex[:12]}"}
+    subprocess.run([args.replay, "--store", "dynamodb", "--state", tempfile.mkdtemp(),
+                    "events/metric-static-fired.json"],
+                   env={**os.environ, **env}, check=True, capture_output=True)
+    return env
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ours", action="append",
@@ -270,6 +284,10 @@ def main():
     ap.add_argument("--alerts", type=int, default=400)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--dynamodb", metavar="URL",
+                    help="ours keeps its records in DynamoDB at URL (moto's server: "
+                         "`.moto-venv/bin/moto_server -p 5077`), a new table per run, "
+                         "as deployed; the floor keeps its embedded store")
     args = ap.parse_args()
 
     itsm = serve(Itsm)
@@ -286,6 +304,9 @@ def main():
                 "ENTRA_JWKS_URL": f"file://{keys}/dev-jwks.json",
                 "ENTRA_TENANT_ID": "00000000-0000-4000-8000-00000000da7a",
                 "ENTRA_AUDIENCES": "api://itsm-bridge-dev"}
+    if args.dynamodb:
+        ours_env.update({"AWS_ENDPOINT_URL": args.dynamodb, "AWS_REGION": "us-east-1",
+                         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
     warmup = 30
     builds = [o.split("=", 1) for o in (args.ours or ["ours=target/release/itsm-bridge"])]
     rows = {name: [] for name, _ in builds}
@@ -294,7 +315,8 @@ def main():
         # The floor before and after the builds: each is judged against
         # their mean, so that a drift of the machine within the round cancels.
         before = run(args.floor, common, evs, warmup)
-        done = [(name, run(path, ours_env, evs, warmup)) for name, path in builds]
+        done = [(name, run(path, with_table(args, ours_env), evs, warmup))
+                for name, path in builds]
         after = run(args.floor, common, evs, warmup)
         floor = {k: (before[k] + after[k]) / 2 for k, v in before.items()
                  if isinstance(v, float)}

@@ -1,35 +1,31 @@
 #!/usr/bin/env python3
-"""The functions a run executed, in link order, as a symbol ordering file for
-LLD (`--symbol-ordering-file`): linked first, they share a few hundred
-kilobytes of pages instead of being spread over the whole text (BENCHMARKS.md
-§11: the kernel maps code 64 KB around each page touched, so scattered hot
-code makes nearly the whole binary resident).
+"""The functions runs executed, as a linker script that links them first
+(`infra/hot-text.ld`, which `build.rs` hands to LLD for release builds of the
+Lambda binary): together they share a few hundred kilobytes of pages instead
+of being spread over the whole text (BENCHMARKS.md §11: the kernel maps code
+64 KB around each page touched, so scattered hot code makes nearly the whole
+binary resident).
 
-    # 1. a release link with a map (cargo rustc passes the flag to the final link only)
-    cargo rustc --release --bin itsm-bridge -- -C link-arg=-Wl,-Map=/tmp/bridge.map
+    # 1. a release link with a map, unstripped (cargo rustc passes these to the final link only)
+    cargo rustc --release --bin itsm-bridge -- -C link-arg=-Wl,-Map=/tmp/bridge.map -C strip=none
     cp target/release/itsm-bridge /tmp/bridge
-    # 2. the webhook's events under callgrind (instruction addresses)
-    WRAP="valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file=/tmp/cg.out" \\
-        python3 scripts/floor_compare.py --floor FLOOR --ours b=/tmp/bridge --alerts 60 --rounds 1
-    # 3. the ordering file, and the ordered link
-    python3 scripts/hot_order.py /tmp/cg.out /tmp/bridge.map /tmp/bridge /tmp/hot.txt
-    cargo rustc --release --bin itsm-bridge -- \\
-        -C link-arg=-Wl,--symbol-ordering-file=/tmp/hot.txt -C link-arg=-Wl,--no-warn-symbol-ordering
+    # 2. the webhook's events under callgrind, as deployed (DynamoDB: moto's server) and locally
+    .moto-venv/bin/moto_server -p 5077 &
+    for store in "--dynamodb http://127.0.0.1:5077" ""; do
+      WRAP="valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file=/tmp/cg-$RANDOM.out" \\
+        python3 scripts/floor_compare.py --floor FLOOR --ours b=/tmp/bridge --alerts 60 --rounds 1 $store
+    done
+    # 3. the script
+    python3 scripts/hot_order.py /tmp/bridge.map /tmp/bridge infra/hot-text.ld /tmp/cg-*.out
 
-The names carry the crates' disambiguators, which depend on the build (target,
-features, dependency versions): a file made from one build orders only the
-functions it still names in another, and LLD ignores the rest. So the run also
-writes ORDER_FILE.names, the same functions demangled without disambiguators,
-and another build's map turns those back into its own symbols:
-
-    cargo rustc --release --bin itsm-bridge [--target T] -- -C link-arg=-Wl,-Map=/tmp/other.map
-    python3 scripts/hot_order.py --from-names /tmp/hot.txt.names /tmp/other.map /tmp/hot-other.txt
-    cargo rustc --release --bin itsm-bridge [--target T] -- -C link-arg=-Wl,--symbol-ordering-file=...
+The patterns name functions without the crates' disambiguators and the legacy
+mangling's hash (a wildcard stands for them), so one script serves every
+target and build: a function renamed since is simply not moved, and LLD links
+the rest as it would have.
 """
 
 import bisect
 import re
-import subprocess
 import sys
 
 SECTION = re.compile(r"^\s+([0-9a-f]+)\s+[0-9a-f]+\s+([0-9a-f]+)\s+\d+\s+\S.*:\((\.text\.[^)]+)\)$")
@@ -74,24 +70,14 @@ def executed(callgrind_out, binary):
     return addresses
 
 
-def plain_names(symbols):
-    """Demangled (binutils' c++filt), without the crates' disambiguators or
-    the legacy mangling's hash: the same for the same function in any build
-    (the generic instances of a legacy-mangled function share one name)."""
-    out = subprocess.run(["c++filt"], input="\n".join(symbols), capture_output=True,
-                         text=True, check=True).stdout.splitlines()
-    # v0 names carry `[hash]` after each crate; legacy ones a `::h<hash>` tail.
-    return [re.sub(r"::h[0-9a-f]{16}$", "", re.sub(r"\[[0-9a-f]+\]", "", n)) for n in out]
-
-
-def from_names(names_file, map_file, order_file):
-    with open(names_file) as f:
-        wanted = set(f.read().splitlines())
-    symbols = [s for _, _, s in map_sections(map_file)]
-    picked = [s for s, n in zip(symbols, plain_names(symbols)) if n in wanted]
-    with open(order_file, "w") as f:
-        f.write("".join(s + "\n" for s in picked))
-    print(f"{len(picked)} of {len(symbols)} functions named in {names_file}: {order_file}")
+def pattern(section):
+    """A glob for the function in any build: legacy names end in the hash
+    `17h<16 hex>E`; v0 names carry crate disambiguators `Cs<base62>_` and
+    back-references `B<base62>_` whose offsets move with them."""
+    section = re.sub(r"17h[0-9a-f]{16}E$", "17h*E", section)
+    if section.split(".")[-1].startswith("_R"):
+        section = re.sub(r"(Cs|B)[0-9A-Za-z]*_", r"\1*_", section)
+    return section
 
 
 def map_sections(map_file):
@@ -102,29 +88,30 @@ def map_sections(map_file):
 
 
 def main():
-    if len(sys.argv) == 5 and sys.argv[1] == "--from-names":
-        return from_names(*sys.argv[2:])
-    if len(sys.argv) != 5:
-        sys.exit("usage: hot_order.py CALLGRIND_OUT LINK_MAP BINARY ORDER_FILE\n"
-                 "       hot_order.py --from-names NAMES_FILE LINK_MAP ORDER_FILE")
-    callgrind_out, map_file, binary, order_file = sys.argv[1:]
+    if len(sys.argv) < 5:
+        sys.exit("usage: hot_order.py LINK_MAP BINARY LINKER_SCRIPT CALLGRIND_OUT...")
+    map_file, binary, script = sys.argv[1:4]
     sections = map_sections(map_file)
     starts = [s[0] for s in sections]
     hot = {}
-    for a in executed(callgrind_out, binary):
-        i = bisect.bisect_right(starts, a) - 1
-        if i >= 0 and sections[i][0] <= a < sections[i][0] + sections[i][1]:
-            hot[i] = sections[i]
-    if not hot:
-        sys.exit(f"{callgrind_out}: nothing executed in {binary} (the path as callgrind names it)")
-    symbols = [hot[i][2] for i in sorted(hot)]
-    with open(order_file, "w") as f:
-        f.write("".join(s + "\n" for s in symbols))
-    with open(order_file + ".names", "w") as f:
-        f.write("".join(n + "\n" for n in plain_names(symbols)))
+    for callgrind_out in sys.argv[4:]:
+        seen = executed(callgrind_out, binary)
+        if not seen:
+            sys.exit(f"{callgrind_out}: nothing executed in {binary} (the path as callgrind names it)")
+        for a in seen:
+            i = bisect.bisect_right(starts, a) - 1
+            if i >= 0 and sections[i][0] <= a < sections[i][0] + sections[i][1]:
+                hot[i] = sections[i]
+    patterns = list(dict.fromkeys(pattern(hot[i][2]) for i in sorted(hot)))
+    with open(script, "w") as f:
+        f.write("/* The functions the webhook runs, linked first: scripts/hot_order.py made this\n"
+                "   from callgrind runs; build.rs passes it to LLD. BENCHMARKS.md section 11. */\n"
+                "OVERWRITE_SECTIONS {\n  .text : {\n")
+        f.write("".join(f"    *(.text.{p})\n" for p in patterns))
+        f.write("    *(.text .text.*)\n  }\n}\n")
     print(f"{len(hot)} of {len(sections)} functions executed, "
           f"{sum(s[1] for s in hot.values()) / 1024:.0f} KB of "
-          f"{sum(s[1] for s in sections) / 1024:.0f} KB: {order_file}")
+          f"{sum(s[1] for s in sections) / 1024:.0f} KB; {len(patterns)} patterns: {script}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ mod fakes;
 mod faults;
 mod helpers;
 mod hostile;
+mod hot_text;
 mod itsm_contract;
 mod jira;
 mod limits;

@@ -1,0 +1,26 @@
+//! Release builds of the Lambda binary link the code the webhook runs first
+//! (`infra/hot-text.ld`, made by `scripts/hot_order.py`): its resident memory
+//! then falls by about a fifth (BENCHMARKS.md §11). Only LLD reads the
+//! script's `OVERWRITE_SECTIONS`, so it is passed where LLD is known to link:
+//! cargo lambda's zig (the deployed arm64 build) and rustc's own LLD, the
+//! default for x86_64 Linux. `ITSM_BRIDGE_HOT_TEXT=off` links without it.
+
+fn main() {
+    const SCRIPT: &str = "infra/hot-text.ld";
+    println!("cargo::rerun-if-changed={SCRIPT}");
+    println!("cargo::rerun-if-env-changed=ITSM_BRIDGE_HOT_TEXT");
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    let lld = var("RUSTC_LINKER").contains("zig")
+        || (var("TARGET") == "x86_64-unknown-linux-gnu" && var("RUSTC_LINKER").is_empty());
+    let script = std::path::Path::new(&var("CARGO_MANIFEST_DIR")).join(SCRIPT);
+    if var("PROFILE") == "release"
+        && lld
+        && var("ITSM_BRIDGE_HOT_TEXT") != "off"
+        && script.is_file()
+    {
+        println!(
+            "cargo::rustc-link-arg-bin=itsm-bridge=-Wl,-T,{}",
+            script.display()
+        );
+    }
+}
