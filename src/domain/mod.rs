@@ -11,11 +11,13 @@
 //! - `state_machine`: the `Bridge`, one notification in, one outcome out;
 //! - `delivery`: store and forward around it (inline first, else the delivery queue), and
 //!   the breaker that says whether the ITSM is down, shared by every role;
+//! - `grouping`: alert storms as one parent incident (its rules; not yet wired);
 //! - `sync`: the scheduled round that tells Azure what people did in the ITSM.
 
 pub mod alert;
 pub mod correlation;
 pub mod delivery;
+pub mod grouping;
 pub mod incident;
 pub mod outcome;
 pub mod ports;

@@ -211,14 +211,14 @@ impl Match {
 
 /// Subscription, resource group and type: from the essentials when given,
 /// else read off the first target resource id.
-struct Facts {
-    subscription: Option<String>,
-    resource_group: Option<String>,
-    resource_type: Option<String>,
+pub(crate) struct Facts {
+    pub subscription: Option<String>,
+    pub resource_group: Option<String>,
+    pub resource_type: Option<String>,
 }
 
 impl Facts {
-    fn of(alert: &Alert) -> Facts {
+    pub fn of(alert: &Alert) -> Facts {
         let id = alert
             .target_ids
             .first()
