@@ -88,7 +88,8 @@ fn a_more_severe_child_raises_the_parent_once_per_step() {
 fn resolve_policies_row_by_row() {
     // (policy, children, resolved in order, the answer to each)
     use ChildResolved::*;
-    let rows: [(&str, &[&str], &[&str], &[ChildResolved]); 6] = [
+    type Row<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a [ChildResolved]);
+    let rows: [Row; 6] = [
         (
             "all",
             &["a", "b", "c"],
