@@ -14,8 +14,10 @@ use crate::domain::correlation::{CorrelationRecord, IncidentRef};
 use crate::domain::incident::mapping::{IncidentDraft, Resolution};
 
 mod breaker;
+mod groups;
 mod sync;
 pub use breaker::*;
+pub use groups::*;
 pub use sync::*;
 
 /// Unix seconds now. Only compared with times the same clock produced

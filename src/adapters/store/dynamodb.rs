@@ -21,6 +21,7 @@ use crate::domain::ports::{
     BreakerState, BreakerStore, CorrelationStore, StoreError, SyncStore, Watermark,
 };
 
+mod groups;
 mod item;
 use item::{from_item, n, s, to_item};
 
@@ -272,7 +273,7 @@ impl SyncStore for DynamoStore {
             ),
             ("version".to_string(), n(watermark.version)),
         ]);
-        self.put_own(item, expected).await
+        self.put_own(item, expected, None).await
     }
 }
 
@@ -295,20 +296,26 @@ impl DynamoStore {
         Ok(out.item)
     }
 
-    /// Writes `item` if the stored one's version is `expected` (`None`: none stored).
+    /// Writes `item` if the stored one's version is `expected` (`None`: none
+    /// stored, or, given `now`, one whose `expires_at` has passed: DynamoDB's
+    /// TTL deletes expired items late, and they count as absent).
     async fn put_own(
         &self,
         item: HashMap<String, AttributeValue>,
         expected: Option<u64>,
+        now: Option<i64>,
     ) -> Result<(), StoreError> {
         let req = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item));
-        let req = match expected {
-            None => req.condition_expression("attribute_not_exists(alert_id)"),
-            Some(v) => req
+        let req = match (expected, now) {
+            (None, None) => req.condition_expression("attribute_not_exists(alert_id)"),
+            (None, Some(now)) => req
+                .condition_expression("attribute_not_exists(alert_id) OR expires_at <= :now")
+                .expression_attribute_values(":now", n(now)),
+            (Some(v), _) => req
                 .condition_expression("version = :v")
                 .expression_attribute_values(":v", n(v)),
         };
@@ -370,6 +377,6 @@ impl BreakerStore for DynamoStore {
             ("why".to_string(), s(&state.why)),
             ("version".to_string(), n(state.version)),
         ]);
-        self.put_own(item, expected).await
+        self.put_own(item, expected, None).await
     }
 }

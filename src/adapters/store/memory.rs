@@ -7,7 +7,8 @@ use async_trait::async_trait;
 
 use crate::domain::correlation::CorrelationRecord;
 use crate::domain::ports::{
-    BreakerState, BreakerStore, CorrelationStore, StoreError, SyncStore, Watermark,
+    BreakerState, BreakerStore, CorrelationStore, GroupDoc, GroupStore, StoreError, SyncStore,
+    Watermark,
 };
 
 #[derive(Default)]
@@ -15,6 +16,7 @@ pub struct MemoryStore {
     records: Mutex<HashMap<String, CorrelationRecord>>,
     watermarks: Mutex<HashMap<String, Watermark>>,
     breakers: Mutex<HashMap<String, BreakerState>>,
+    groups: Mutex<HashMap<String, GroupDoc>>,
 }
 
 impl MemoryStore {
@@ -111,4 +113,34 @@ impl BreakerStore for MemoryStore {
         breakers.insert(state.name.clone(), state.clone());
         Ok(())
     }
+}
+
+#[async_trait]
+impl GroupStore for MemoryStore {
+    async fn group_doc(&self, id: &str, now: i64) -> Result<Option<GroupDoc>, StoreError> {
+        let docs = self.groups.lock().expect("store lock");
+        Ok(docs.get(id).filter(|d| live(d, now)).cloned())
+    }
+
+    async fn put_group_doc(
+        &self,
+        doc: &GroupDoc,
+        expected: Option<u64>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut docs = self.groups.lock().expect("store lock");
+        let current = docs
+            .get(&doc.id)
+            .filter(|d| live(d, now))
+            .map(|d| d.version);
+        if current != expected {
+            return Err(StoreError::Conflict(None));
+        }
+        docs.insert(doc.id.clone(), doc.clone());
+        Ok(())
+    }
+}
+
+fn live(doc: &GroupDoc, now: i64) -> bool {
+    doc.expires_at.is_none_or(|at| now < at)
 }

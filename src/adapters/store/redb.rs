@@ -9,7 +9,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::domain::correlation::CorrelationRecord;
 use crate::domain::ports::{
-    BreakerState, BreakerStore, CorrelationStore, StoreError, SyncStore, Watermark,
+    BreakerState, BreakerStore, CorrelationStore, GroupDoc, GroupStore, StoreError, SyncStore,
+    Watermark,
 };
 
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("correlation");
@@ -20,6 +21,8 @@ const BY_KEY: TableDefinition<&str, &str> = TableDefinition::new("by_correlation
 const WATERMARKS: TableDefinition<&str, &[u8]> = TableDefinition::new("sync_watermark");
 /// The ITSM's breaker by ITSM kind, as JSON.
 const BREAKERS: TableDefinition<&str, &[u8]> = TableDefinition::new("itsm_breaker");
+/// Alert groups' documents by id, as `[body, version, expires_at or null]`.
+const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("alert_group");
 
 #[derive(Clone)]
 pub struct RedbStore {
@@ -250,6 +253,69 @@ impl BreakerStore for RedbStore {
                 }
                 table
                     .insert(state.name.as_str(), bytes.as_slice())
+                    .map_err(unavailable)?;
+            }
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+}
+
+type StoredDoc = (String, u64, Option<i64>);
+
+fn decode_group(id: &str, bytes: &[u8], now: i64) -> Result<Option<GroupDoc>, StoreError> {
+    let (body, version, expires_at): StoredDoc = serde_json::from_slice(bytes)
+        .map_err(|e| unavailable(format!("unreadable group document {id}: {e}")))?;
+    Ok(expires_at.is_none_or(|at| now < at).then(|| GroupDoc {
+        id: id.to_string(),
+        body,
+        version,
+        expires_at,
+    }))
+}
+
+#[async_trait]
+impl GroupStore for RedbStore {
+    async fn group_doc(&self, id: &str, now: i64) -> Result<Option<GroupDoc>, StoreError> {
+        let id = id.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = match txn.open_table(GROUPS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(unavailable(e)),
+            };
+            let found = table.get(id.as_str()).map_err(unavailable)?;
+            Ok(found
+                .map(|v| decode_group(&id, v.value(), now))
+                .transpose()?
+                .flatten())
+        })
+        .await
+    }
+
+    async fn put_group_doc(
+        &self,
+        doc: &GroupDoc,
+        expected: Option<u64>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let doc = doc.clone();
+        self.blocking(move |db| {
+            let stored: StoredDoc = (doc.body, doc.version, doc.expires_at);
+            let bytes = serde_json::to_vec(&stored).map_err(unavailable)?;
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = txn.open_table(GROUPS).map_err(unavailable)?;
+                let current = match table.get(doc.id.as_str()).map_err(unavailable)? {
+                    Some(v) => decode_group(&doc.id, v.value(), now)?.map(|d| d.version),
+                    None => None,
+                };
+                if current != expected {
+                    return Err(StoreError::Conflict(None));
+                }
+                table
+                    .insert(doc.id.as_str(), bytes.as_slice())
                     .map_err(unavailable)?;
             }
             txn.commit().map_err(unavailable)
