@@ -291,3 +291,4 @@ async fn dynamodb_keeps_an_open_incident_past_the_ttl() {
 }
 
 mod breaker;
+mod groups;

@@ -315,9 +315,15 @@ impl DynamoStore {
             (None, Some(now)) => req
                 .condition_expression("attribute_not_exists(alert_id) OR expires_at <= :now")
                 .expression_attribute_values(":now", n(now)),
-            (Some(v), _) => req
+            (Some(v), None) => req
                 .condition_expression("version = :v")
                 .expression_attribute_values(":v", n(v)),
+            (Some(v), Some(now)) => req
+                .condition_expression(
+                    "version = :v AND (attribute_not_exists(expires_at) OR expires_at > :now)",
+                )
+                .expression_attribute_values(":v", n(v))
+                .expression_attribute_values(":now", n(now)),
         };
         match req.send().await {
             Ok(_) => Ok(()),
