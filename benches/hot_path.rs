@@ -234,6 +234,7 @@ fn handler(c: &mut Criterion) {
         sync: None,
         intake: None,
         sync_feed: None,
+        groups: None,
     };
     let template = fixture("test-metric-static-fired.json");
     let mut n = 0u64;

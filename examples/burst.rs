@@ -107,6 +107,7 @@ fn main() {
         sync: None,
         intake: None,
         sync_feed: None,
+        groups: None,
     };
 
     let template: Value = serde_json::from_str(

@@ -24,9 +24,10 @@ use crate::config::{
 };
 use crate::domain::delivery::Delivery;
 use crate::domain::delivery::breaker::Breaker;
+use crate::domain::grouping::Grouped;
 use crate::domain::ports::{
-    BreakerStore, Clock, CorrelationStore, DeliveryQueue, IncidentChanges, Intake, ItsmClient,
-    StoreError, SyncStore,
+    BreakerStore, Clock, CorrelationStore, DeliveryQueue, GroupStore, IncidentChanges, Intake,
+    ItsmClient, StoreError, SyncStore,
 };
 use crate::domain::state_machine::Bridge;
 use crate::domain::sync::{AlertSync, SyncSettings};
@@ -218,21 +219,42 @@ pub fn build(
         Arc<dyn CorrelationStore>,
         Arc<dyn SyncStore>,
         Arc<dyn BreakerStore>,
+        Arc<dyn GroupStore>,
     );
-    let ((store, sync_store, breakers), outbox): (Stores, _) = match &config.store {
+    let ((store, sync_store, breakers, group_store), outbox): (Stores, _) = match &config.store {
         StoreConfig::Embedded(dir) => {
             let redb = Arc::new(RedbStore::open(dir).map_err(StartError::Store)?);
             let outbox = redb.outbox();
-            ((redb.clone(), redb.clone(), redb), Some(outbox))
+            (
+                (redb.clone(), redb.clone(), redb.clone(), redb),
+                Some(outbox),
+            )
         }
         StoreConfig::DynamoDb { table } => {
             let client = aws_sdk_dynamodb::Client::new(
                 aws.ok_or(StartError::AwsNotLoaded("CORRELATION_TABLE"))?,
             );
             let dynamo = Arc::new(DynamoStore::new(client, table));
-            ((dynamo.clone(), dynamo.clone(), dynamo), None)
+            (
+                (dynamo.clone(), dynamo.clone(), dynamo.clone(), dynamo),
+                None,
+            )
         }
     };
+    // Grouped alerts join their group instead of opening an incident; every
+    // other call passes through (and always does without a `group` rule).
+    let lease_secs = config.settings.lease_secs;
+    let grouped = |client: Arc<dyn ItsmClient>| {
+        Arc::new(Grouped::new(
+            client,
+            group_store.clone(),
+            clock.clone(),
+            lease_secs,
+        ))
+    };
+    let groups = grouped(itsm.clone());
+    let raw_itsm = itsm.clone();
+    let itsm: Arc<dyn ItsmClient> = groups.clone();
     let sync_feed = SyncFeed {
         changes,
         store: sync_store,
@@ -303,7 +325,10 @@ pub fn build(
         let breaker = Breaker::new(breakers.clone(), itsm.kind(), d.breaker, clock.clone());
         // Queued deliveries at the ITSM's pace; inline attempts unpaced.
         let paced: Arc<dyn ItsmClient> = match d.pace_per_ks {
-            Some(per_ks) => Arc::new(Paced::new(itsm.clone(), per_ks as f64 / 1000.0)),
+            Some(per_ks) => grouped(Arc::new(Paced::new(
+                raw_itsm.clone(),
+                per_ks as f64 / 1000.0,
+            ))),
             None => itsm.clone(),
         };
         Delivery::new(
@@ -325,6 +350,7 @@ pub fn build(
         sync,
         intake,
         sync_feed: Some(sync_feed),
+        groups: config.settings.routing.groups().then_some(groups),
     })
 }
 

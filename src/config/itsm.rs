@@ -26,6 +26,17 @@ pub enum DryRunFormat {
 }
 
 impl ItsmConfig {
+    /// The ITSM's kind, as its client names it, dry run or not.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ItsmConfig::ServiceNow(..) | ItsmConfig::DryRun(DryRunFormat::ServiceNow(_)) => {
+                "servicenow"
+            }
+            ItsmConfig::BmcHelix(..) | ItsmConfig::DryRun(DryRunFormat::BmcHelix(_)) => "bmc-helix",
+            ItsmConfig::Jira(..) | ItsmConfig::DryRun(DryRunFormat::Jira(_)) => "jira",
+        }
+    }
+
     /// `ITSM_SECRET_ID` and its cache time, when credentials come from Secrets Manager.
     pub fn secret(&self) -> Option<(&str, Duration)> {
         match self {

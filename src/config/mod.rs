@@ -138,7 +138,7 @@ impl Config {
         // Entra first: without it nothing may be served at all.
         let entra = entra_config(env)?;
         let itsm = itsm::itsm_config(env)?;
-        let routing = routing(env, itsm.severity_table().max())?;
+        let routing = routing(env, itsm.severity_table().max(), itsm.kind())?;
         let severity = match env.get("SEVERITY_MAP") {
             Some(spec) => itsm
                 .severity_table()
@@ -227,7 +227,7 @@ fn create_settle_secs(env: &Env) -> Result<Option<i64>, ConfigError> {
 
 /// `ROUTING_RULES` (inline JSON) or `ROUTING_RULES_FILE` (a path); errors
 /// name the variable and the line, column or field.
-fn routing(env: &Env, max_level: u8) -> Result<Routing, ConfigError> {
+fn routing(env: &Env, max_level: u8, itsm_kind: &str) -> Result<Routing, ConfigError> {
     let (var, text) = match (env.get("ROUTING_RULES"), env.get("ROUTING_RULES_FILE")) {
         (Some(_), Some(_)) => {
             return Err(err(
@@ -243,7 +243,11 @@ fn routing(env: &Env, max_level: u8) -> Result<Routing, ConfigError> {
         ),
         (None, None) => return Ok(Routing::default()),
     };
-    Routing::parse(&text, max_level).map_err(|e| err(var, e))
+    let routing = Routing::parse(&text, max_level).map_err(|e| err(var, e))?;
+    routing
+        .check_groups_for(itsm_kind)
+        .map_err(|e| err(var, e))?;
+    Ok(routing)
 }
 
 pub fn entra_config(env: &Env) -> Result<EntraConfig, ConfigError> {

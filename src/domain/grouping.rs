@@ -1,11 +1,18 @@
-//! Alert storms as one incident: a routing rule's `group` object puts the
-//! alerts that share its key under one parent incident, updated in batches
-//! and resolved by policy. `policy`: the configuration and its checks;
-//! `key`: which alerts belong together; `group`: one group's rules.
-//!
-//! Not wired to routing yet (issue 24 is open): the routing file refuses a
-//! `group` object until the parent's writes are in place.
+//! Alert storms as one incident: a routing rule's `group` object
+//! (`incident::group_policy`) puts the alerts that share its key
+//! (`incident::group_key`) under one parent incident, updated in batches and
+//! resolved by policy. `group`: one group's rules; `engine`: grouping as
+//! the ITSM the state machine sees; `parent`: the parent incident; `round`:
+//! the scheduled round's part.
 
+mod engine;
 pub mod group;
-pub mod key;
-pub mod policy;
+mod parent;
+mod round;
+
+pub use engine::Grouped;
+pub use parent::parent_key;
+pub use round::GroupRound;
+
+#[cfg(test)]
+mod tests;

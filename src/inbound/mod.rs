@@ -13,6 +13,7 @@
 //! every role that receives alerts.
 
 pub mod common_schema;
+pub mod group_round;
 pub mod http;
 pub mod sync;
 pub mod worker;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use crate::adapters::queue::{Outbox, SqsQueue};
 use crate::config::DeliveryConfig;
 use crate::domain::delivery::Delivery;
+use crate::domain::grouping::Grouped;
 use crate::domain::ports::{IncidentChanges, Intake, SyncStore, TokenVerifier};
 use crate::domain::state_machine::Bridge;
 use crate::domain::sync::AlertSync;
@@ -47,6 +49,9 @@ pub struct App {
     /// What a sync round reads, configured or not (`replay --sync` dry
     /// runs); `None` in apps assembled by hand.
     pub sync_feed: Option<SyncFeed>,
+    /// Grouping, when a routing rule groups alerts: the scheduled round
+    /// writes its batched updates and resolves its parents.
+    pub groups: Option<Arc<Grouped>>,
 }
 
 /// The ITSM's change feed and the store's sync side.

@@ -6,6 +6,8 @@
 //!   resumed once it is back (`domain::delivery::breaker::round`); one log line when
 //!   something changed, one EMF line (`Outcome` = `breaker`: `ItsmDown` 0
 //!   or 1, `ItsmDownSecs`, `ItsmProbes`, `IntakePaused` 0 or 1);
+//! - with a routing rule that groups alerts, the groups' batched updates,
+//!   idleness and parents (`inbound::group_round`);
 //! - with Azure configured, one round of `domain::sync`. A round that
 //!   could not read the ITSM fails the invocation (the schedule's next one
 //!   starts from the same watermark).
@@ -28,11 +30,12 @@ use crate::domain::sync::{ActionOutcome, RoundReport, SyncError};
 
 /// Serves scheduled invocations with `app` until the runtime stops.
 pub async fn run(app: Arc<App>) -> Result<(), lambda_runtime::Error> {
-    if app.sync.is_none() && app.delivery.is_none() {
+    if app.sync.is_none() && app.delivery.is_none() && app.groups.is_none() {
         return Err(
             "Handler sync has nothing to do: set DELIVERY_QUEUE_URL (the ITSM's breaker and its \
-             probe), or AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or \
-             AZURE_SECRET_ID) for the sync of alert states"
+             probe), a routing rule with a group (alert groups' updates), or AZURE_TENANT_ID, \
+             AZURE_CLIENT_ID and AZURE_CLIENT_SECRET (or AZURE_SECRET_ID) for the sync of alert \
+             states"
                 .into(),
         );
     }
@@ -61,8 +64,12 @@ pub async fn round(app: &App) -> Result<Value, SyncError> {
         }
         None => Value::Null,
     };
+    let groups = match &app.groups {
+        Some(g) => super::group_round::round(g, app.metrics.as_deref()).await,
+        None => Value::Null,
+    };
     let Some(sync) = app.sync.as_ref() else {
-        return Ok(json!({ "breaker": breaker }));
+        return Ok(json!({ "breaker": breaker, "groups": groups }));
     };
     let report = match sync.round().await {
         Ok(r) => r,
@@ -77,6 +84,7 @@ pub async fn round(app: &App) -> Result<Value, SyncError> {
     }
     let mut answer = summary(&report);
     answer["breaker"] = breaker;
+    answer["groups"] = groups;
     Ok(answer)
 }
 

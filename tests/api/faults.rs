@@ -51,6 +51,7 @@ fn app_with_store(t: &TestApp, store: Arc<dyn CorrelationStore>) -> App {
         sync: None,
         intake: None,
         sync_feed: None,
+        groups: None,
     }
 }
 

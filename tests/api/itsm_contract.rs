@@ -40,6 +40,7 @@ pub(crate) fn draft(key: &str) -> IncidentDraft {
         category: None,
         caller: None,
         fields: Default::default(),
+        group: None,
     }
 }
 

@@ -268,6 +268,7 @@ mod tests {
             category: None,
             caller: None,
             fields: Default::default(),
+            group: None,
         };
         let r = BmcFormat::default().create_request(&draft);
         assert_eq!(

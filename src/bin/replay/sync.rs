@@ -24,6 +24,28 @@ pub async fn round(
     as_json: bool,
     out: &mut impl Write,
 ) -> Result<bool, Halt> {
+    // Alert groups first, as the scheduled role does: parents, due updates.
+    if let Some(groups) = &app.groups {
+        let r = groups.round().await;
+        if as_json {
+            writeln!(out, "{}", json!({ "groups": r }))?;
+        } else {
+            writeln!(
+                out,
+                "groups: {} with work left; {} parent(s) created, {} update(s) written, {} \
+                 parent(s) resolved, {} ended idle, {} finished, {} change(s) waiting for their \
+                 update, {} error(s)",
+                r.groups,
+                r.parents_created,
+                r.updates_written,
+                r.parents_resolved,
+                r.ended_idle,
+                r.done,
+                r.batched,
+                r.errors
+            )?;
+        }
+    }
     let report = if send {
         let sync = app.sync.as_ref().ok_or_else(|| {
             "--sync --send needs the sync role configured: AZURE_TENANT_ID, AZURE_CLIENT_ID and \

@@ -17,19 +17,22 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::policy::{GroupPolicy, ResolvePolicy};
 use crate::domain::alert::Severity;
 use crate::domain::correlation::IncidentRef;
+use crate::domain::incident::group_policy::{GroupPolicy, ResolvePolicy};
 
 /// The most children one group holds; past it the next alert opens a new
 /// generation (the group is one store item, and a parent with thousands of
 /// children named says little more).
-pub const MOST_MEMBERS: usize = 5_000;
+pub const MOST_MEMBERS: usize = 2_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
     /// `GroupKey::id`.
     pub key: String,
+    /// The rules it was opened with (later configuration changes apply to
+    /// the next group).
+    pub policy: GroupPolicy,
     /// The key's n-th group (from 1): a new one opens when this one ends,
     /// its window lapses or it reaches its age.
     pub generation: u32,
@@ -52,6 +55,41 @@ pub struct Group {
     pub updates: u32,
     pub last_update_at: i64,
     pub ended: Option<End>,
+    /// The parent's creation, resolve and updates in progress.
+    #[serde(default)]
+    pub parent_work: ParentWork,
+}
+
+/// What the parent incident needs, and who is doing it: the same claim,
+/// look-before-create and settle rules as an alert's own incident.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentWork {
+    /// The incident fields of the group's first child: assignment group,
+    /// category, caller, extra fields and the ITSM's priority levels.
+    pub template: Option<ParentTemplate>,
+    /// A creator holds the parent's creation until then (Unix seconds).
+    pub lease_until: i64,
+    /// An empty search for the parent is not trusted before then: a
+    /// create whose answer was lost may still show.
+    pub look_until: i64,
+    /// Creates begun: after the first, look before creating again.
+    pub creates: u32,
+    /// The parent was resolved (by policy or idleness), or found closed.
+    pub resolved: bool,
+    /// An update sent and not yet confirmed: re-sent after its lease if its
+    /// sender died (so an update may be written twice, never lost).
+    pub note: Option<(String, i64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentTemplate {
+    pub rule: String,
+    pub impact: u8,
+    pub urgency: u8,
+    pub assignment_group: Option<String>,
+    pub category: Option<String>,
+    pub caller: Option<String>,
+    pub fields: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,9 +131,16 @@ pub enum ChildResolved {
 }
 
 impl Group {
-    pub fn open(key: String, generation: u32, label: String, now: i64) -> Group {
+    pub fn open(
+        key: String,
+        generation: u32,
+        label: String,
+        policy: GroupPolicy,
+        now: i64,
+    ) -> Group {
         Group {
             key,
+            policy,
             generation,
             label,
             opened_at: now,
@@ -109,6 +154,7 @@ impl Group {
             updates: 0,
             last_update_at: now,
             ended: None,
+            parent_work: ParentWork::default(),
         }
     }
 
@@ -195,7 +241,6 @@ impl Group {
         let pending = std::mem::take(&mut self.pending);
         self.updates += 1;
         self.last_update_at = now;
-        self.raise = false;
         let mut lines = vec![format!(
             "itsm-bridge group update {}: {} alert(s), {} open ({}).",
             self.updates,
@@ -203,6 +248,9 @@ impl Group {
             self.open_children(),
             self.label
         )];
+        if std::mem::take(&mut self.raise) {
+            lines.push(format!("Most severe alert now: {}.", self.worst));
+        }
         let mut unlisted: BTreeMap<&str, usize> = BTreeMap::new();
         let (mut joined_more, mut resolved_more) = (0, 0);
         for change in &pending {

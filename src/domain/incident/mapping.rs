@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::domain::alert::text::{clean, clean_line, continued, inline};
 use crate::domain::alert::{Alert, MonitorCondition, Severity, scalar, text};
 
+use crate::domain::incident::group_key::GroupPlan;
 pub use crate::domain::incident::severity::SeverityTable;
 
 pub const SHORT_DESCRIPTION_MAX: usize = 160;
@@ -32,6 +33,9 @@ pub struct IncidentDraft {
     pub caller: Option<String>,
     /// Extra ITSM fields, by the ITSM's own names.
     pub fields: std::collections::BTreeMap<String, String>,
+    /// The group the alert joins when a routing rule groups it (`None`:
+    /// an incident of its own, as without grouping).
+    pub group: Option<Box<GroupPlan>>,
 }
 
 /// Text the ITSM records when the alert resolves.
@@ -76,6 +80,7 @@ pub fn draft(alert: &Alert, table: &SeverityTable, correlation_key: String) -> I
         category: None,
         caller: None,
         fields: Default::default(),
+        group: None,
     }
 }
 

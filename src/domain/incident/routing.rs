@@ -17,6 +17,8 @@ use serde::Deserialize;
 
 use crate::domain::alert::text::{clean, clean_line, continued, inline};
 use crate::domain::alert::{Alert, MonitorCondition};
+use crate::domain::incident::group_key::{GroupKey, GroupPlan};
+use crate::domain::incident::group_policy::GroupPolicy;
 use crate::domain::incident::mapping::{
     self, DESCRIPTION_MAX, IncidentDraft, SHORT_DESCRIPTION_MAX,
 };
@@ -39,6 +41,8 @@ struct Rule {
     #[serde(rename = "match", default)]
     when: Match,
     set: Effects,
+    /// Alerts this rule matches share parent incidents by this policy.
+    group: Option<GroupPolicy>,
 }
 
 /// Every matcher given must match; a list matches any of its values; `*`
@@ -75,6 +79,9 @@ pub struct Effects {
     /// Extra ITSM fields, by the ITSM's own field names.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+    /// Grouping for alerts no rule matched (`default` only; a rule's
+    /// `group` sits beside its `set`).
+    pub group: Option<GroupPolicy>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -106,13 +113,27 @@ impl Routing {
     pub fn parse(json: &str, max_level: u8) -> Result<Routing, String> {
         let routing: Routing = serde_json::from_str(json).map_err(|e| e.to_string())?;
         for (i, rule) in routing.rules.iter().enumerate() {
-            rule.set
-                .check(max_level)
-                .map_err(|e| format!("rules[{i}] ({}): {e}", rule.name))?;
+            let named = |e: String| format!("rules[{i}] ({}): {e}", rule.name);
+            rule.set.check(max_level).map_err(named)?;
+            if rule.set.group.is_some() {
+                return Err(named(
+                    "set.group: put group beside set, not inside it".into(),
+                ));
+            }
+            if let Some(g) = &rule.group {
+                g.check().map_err(named)?;
+            }
         }
         routing
             .default
             .check(max_level)
+            .and_then(|()| {
+                routing
+                    .default
+                    .group
+                    .as_ref()
+                    .map_or(Ok(()), GroupPolicy::check)
+            })
             .map_err(|e| format!("default: {e}"))?;
         for (name, template) in [
             ("short_description", &routing.templates.short_description),
@@ -123,6 +144,26 @@ impl Routing {
             }
         }
         Ok(routing)
+    }
+
+    /// Refuses grouping that `itsm_kind` cannot do (children as incidents
+    /// of their own need ServiceNow's `parent_incident`).
+    pub fn check_groups_for(&self, itsm_kind: &str) -> Result<(), String> {
+        for (i, rule) in self.rules.iter().enumerate() {
+            if let Some(g) = &rule.group {
+                g.check_for(itsm_kind)
+                    .map_err(|e| format!("rules[{i}] ({}): {e}", rule.name))?;
+            }
+        }
+        match &self.default.group {
+            Some(g) => g.check_for(itsm_kind).map_err(|e| format!("default: {e}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether any rule, or the default, groups alerts.
+    pub fn groups(&self) -> bool {
+        self.default.group.is_some() || self.rules.iter().any(|r| r.group.is_some())
     }
 
     /// The rule that applies (`None`: the default) and the draft it produces.
@@ -155,7 +196,17 @@ impl Routing {
         if let Some(t) = &self.templates.description {
             draft.description = clean(render(t, alert, facts(), true), DESCRIPTION_MAX);
         }
-        (rule.map(|r| r.name.as_str()), draft)
+        // A matching rule's own group, or none; the default's only when no rule matched.
+        let group = rule.map_or(self.default.group.as_ref(), |r| r.group.as_ref());
+        let name = rule.map(|r| r.name.as_str());
+        draft.group = group.map(|policy| {
+            Box::new(GroupPlan {
+                key: GroupKey::of(name, policy, alert),
+                policy: policy.clone(),
+                child_name: mapping::target_name(alert).unwrap_or_else(|| alert.alert_id.clone()),
+            })
+        });
+        (name, draft)
     }
 }
 

@@ -17,7 +17,13 @@ fn policy(extra: serde_json::Value) -> GroupPolicy {
 }
 
 fn group_with(children: &[&str], now: i64) -> Group {
-    let mut g = Group::open("grp-1".into(), 1, "alert_rule=vm-cpu-high".into(), now);
+    let mut g = Group::open(
+        "grp-1".into(),
+        1,
+        "alert_rule=vm-cpu-high".into(),
+        policy(json!({})),
+        now,
+    );
     for c in children {
         assert!(g.join(c, &format!("vm-{c}"), Severity::Sev3, now));
     }

@@ -2,10 +2,10 @@
 //! for how long a group takes new alerts, when its parent resolves and how
 //! often the parent is updated. Checked at start; errors name the field.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The `group` object of a routing rule (or of `default`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupPolicy {
     /// The fields whose values make the group key, in order.
@@ -35,7 +35,7 @@ pub struct GroupPolicy {
 }
 
 /// When the parent incident resolves.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResolvePolicy {
     /// When its last open child resolves.
@@ -48,7 +48,7 @@ pub enum ResolvePolicy {
 }
 
 /// How the children appear in the ITSM.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Children {
     /// As entries in the parent's journal (work notes, work log, comments).

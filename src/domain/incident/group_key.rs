@@ -6,10 +6,20 @@
 
 use serde_json::{Value, json};
 
-use super::policy::GroupPolicy;
+use super::group_policy::GroupPolicy;
+use super::routing::Facts;
 use crate::domain::alert::{Alert, scalar};
 use crate::domain::correlation::body_digest;
-use crate::domain::incident::routing::Facts;
+
+/// What a grouped alert's draft carries: the group it belongs to, the rules
+/// of that group, and how the alert is named in the parent's updates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPlan {
+    pub key: GroupKey,
+    pub policy: GroupPolicy,
+    /// The alert's configuration item or target name, else its id.
+    pub child_name: String,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupKey {

@@ -1,0 +1,328 @@
+//! Grouping as the ITSM the state machine sees. A grouped alert's "incident"
+//! is its membership of a group: creating it joins the group (once, whatever
+//! the retries), resolving it counts the child out, and the parent incident
+//! is the group's own business, created, updated and resolved here and by
+//! the scheduled round (`round.rs`). Everything else passes through to the
+//! ITSM unchanged, so without a `group` in the routing rules the bridge
+//! behaves as before.
+//!
+//! Documents in the group store: the head `<key>` (which generation is
+//! current), each group `<key>#<generation>`, and the index `groups-pending`
+//! (the groups the round visits). A child's reference is
+//! `group:<key>#<generation>/<child key>`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::group::{ChildResolved, Group, ParentTemplate};
+use crate::domain::correlation::IncidentRef;
+use crate::domain::incident::group_key::GroupPlan;
+use crate::domain::incident::mapping::{IncidentDraft, Resolution};
+use crate::domain::ports::{
+    Clock, GroupDoc, GroupStore, ItsmClient, ItsmError, ResolveOutcome, StoreError,
+};
+
+pub struct Grouped {
+    pub(super) itsm: Arc<dyn ItsmClient>,
+    pub(super) store: Arc<dyn GroupStore>,
+    pub(super) clock: Clock,
+    /// How long a parent's creator holds it: the claim lease.
+    pub(super) lease_secs: i64,
+}
+
+/// Read-decide-write rounds before a busy group answers "try again" (the
+/// notification then queues, and its retry joins).
+const ROUNDS: usize = 24;
+pub(super) const INDEX: &str = "groups-pending";
+const CHILD: &str = "group:";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Head {
+    generation: u32,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(super) struct Index {
+    pub groups: Vec<String>,
+}
+
+pub(super) fn group_id(key: &str, generation: u32) -> String {
+    format!("{key}#{generation}")
+}
+
+pub(super) fn busy(what: &str) -> ItsmError {
+    ItsmError::Unavailable(format!("{what} is busy (concurrent writes); try again"))
+}
+
+pub(super) fn unavailable(e: StoreError) -> ItsmError {
+    ItsmError::Unavailable(format!("group store: {e}"))
+}
+
+impl Grouped {
+    pub fn new(
+        itsm: Arc<dyn ItsmClient>,
+        store: Arc<dyn GroupStore>,
+        clock: Clock,
+        lease_secs: i64,
+    ) -> Grouped {
+        Grouped {
+            itsm,
+            store,
+            clock,
+            lease_secs,
+        }
+    }
+
+    pub(super) async fn load<T: DeserializeOwned>(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<(T, u64)>, ItsmError> {
+        let Some(doc) = self.store.group_doc(id, now).await.map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let value = serde_json::from_str(&doc.body).map_err(|e| {
+            ItsmError::Unavailable(format!("group document {id} is unreadable: {e}"))
+        })?;
+        Ok(Some((value, doc.version)))
+    }
+
+    /// Writes `value` over version `expected`: `Ok(false)` when someone
+    /// else wrote first.
+    pub(super) async fn save<T: Serialize>(
+        &self,
+        id: &str,
+        value: &T,
+        expected: Option<u64>,
+        expires_at: Option<i64>,
+    ) -> Result<bool, ItsmError> {
+        let doc = GroupDoc {
+            id: id.to_string(),
+            body: serde_json::to_string(value).expect("group documents serialise"),
+            version: expected.map_or(1, |v| v + 1),
+            expires_at,
+        };
+        match self
+            .store
+            .put_group_doc(&doc, expected, (self.clock)())
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Joins the alert's group, once: a retry finds it where it joined (in
+    /// the current generation or the one before). The parent is then made
+    /// if it is missing; if that fails the round makes it, since the join
+    /// is durable already.
+    async fn join(
+        &self,
+        draft: &IncidentDraft,
+        plan: &GroupPlan,
+    ) -> Result<IncidentRef, ItsmError> {
+        let key = plan.key.id();
+        let child = draft.correlation_key.as_str();
+        for _ in 0..ROUNDS {
+            let now = (self.clock)();
+            let head: Option<(Head, u64)> = self.load(&key, now).await?;
+            let generation = head.as_ref().map_or(0, |(h, _)| h.generation);
+            let gid = group_id(&key, generation);
+            let current: Option<(Group, u64)> = match generation {
+                0 => None,
+                _ => self.load(&gid, now).await?,
+            };
+            if let Some((g, _)) = &current
+                && g.members.contains_key(child)
+            {
+                return Ok(child_ref(g, child));
+            }
+            if generation > 1
+                && let Some((g, _)) = self
+                    .load::<Group>(&group_id(&key, generation - 1), now)
+                    .await?
+                && g.members.contains_key(child)
+            {
+                return Ok(child_ref(&g, child));
+            }
+            match current {
+                Some((mut g, version)) if g.admits(now, &g.policy.clone()) => {
+                    add(&mut g, draft, plan, now);
+                    if self.save(&gid, &g, Some(version), None).await? {
+                        self.make_parent(&gid).await;
+                        return Ok(child_ref(&g, child));
+                    }
+                }
+                // The head names a generation not written yet (its opener
+                // is writing it, or died): whoever comes writes it.
+                None if generation > 0 => {
+                    self.index_add(&gid).await?;
+                    let mut g = Group::open(
+                        key.clone(),
+                        generation,
+                        plan.key.label(),
+                        plan.policy.clone(),
+                        now,
+                    );
+                    add(&mut g, draft, plan, now);
+                    if self.save(&gid, &g, None, None).await? {
+                        tracing::info!(group = %gid, label = %g.label, "group opened");
+                        self.make_parent(&gid).await;
+                        return Ok(child_ref(&g, child));
+                    }
+                }
+                // None yet, or the current one takes no one: the next
+                // generation, one winner; the next round writes it.
+                _ => {
+                    let next = Head {
+                        generation: generation + 1,
+                    };
+                    self.save(&key, &next, head.map(|(_, v)| v), None).await?;
+                }
+            }
+        }
+        Err(busy("the alert's group"))
+    }
+
+    /// A child's Resolved: counted once; the parent resolved when the
+    /// policy says so (now if it can be, else by the round).
+    async fn leave(&self, gid: &str, child: &str) -> Result<ResolveOutcome, ItsmError> {
+        for _ in 0..ROUNDS {
+            let now = (self.clock)();
+            let Some((mut g, version)) = self.load::<Group>(gid, now).await? else {
+                // Gone past its retention: nothing left to count.
+                return Ok(ResolveOutcome::AlreadyClosed);
+            };
+            let policy = g.policy.clone();
+            match g.resolve_child(child, &policy) {
+                ChildResolved::NoOp => return Ok(ResolveOutcome::Resolved),
+                decided => {
+                    if !self.save(gid, &g, Some(version), None).await? {
+                        continue;
+                    }
+                    if decided == ChildResolved::ResolveParent {
+                        tracing::info!(group = %gid, children = g.members.len(), "group resolved by policy");
+                        self.finish_parent(gid).await;
+                    }
+                    return Ok(ResolveOutcome::Resolved);
+                }
+            }
+        }
+        Err(busy("the alert's group"))
+    }
+
+    /// Adds `gid` to the round's index, once.
+    async fn index_add(&self, gid: &str) -> Result<(), ItsmError> {
+        for _ in 0..ROUNDS {
+            let found: Option<(Index, u64)> = self.load(INDEX, (self.clock)()).await?;
+            let (mut index, version) =
+                found.map_or((Index::default(), None), |(i, v)| (i, Some(v)));
+            if index.groups.iter().any(|g| g == gid) {
+                return Ok(());
+            }
+            index.groups.push(gid.to_string());
+            if self.save(INDEX, &index, version, None).await? {
+                return Ok(());
+            }
+        }
+        Err(busy("the group index"))
+    }
+}
+
+/// Joins `draft`'s alert to `g`; the parent's incident fields come from its
+/// most severe child known before it is created.
+fn add(g: &mut Group, draft: &IncidentDraft, plan: &GroupPlan, now: i64) {
+    let before = g.worst.clone();
+    g.join(
+        &draft.correlation_key,
+        &plan.child_name,
+        draft.severity,
+        now,
+    );
+    let worse = g.worst != before;
+    let work = &mut g.parent_work;
+    if work.template.is_none() || (worse && g.parent.is_none()) {
+        work.template = Some(ParentTemplate {
+            rule: plan
+                .key
+                .rule
+                .clone()
+                .unwrap_or_else(|| "Azure Monitor alerts".into()),
+            impact: draft.impact,
+            urgency: draft.urgency,
+            assignment_group: draft.assignment_group.clone(),
+            category: draft.category.clone(),
+            caller: draft.caller.clone(),
+            fields: draft.fields.clone(),
+        });
+    }
+}
+
+fn child_ref(g: &Group, child: &str) -> IncidentRef {
+    IncidentRef {
+        id: format!("{CHILD}{}/{child}", group_id(&g.key, g.generation)),
+        number: g.parent.as_ref().map_or_else(
+            || format!("group {}", group_id(&g.key, g.generation)),
+            |p| p.number.clone(),
+        ),
+    }
+}
+
+/// The group and child a child reference names.
+fn parse_child(incident: &IncidentRef) -> Option<(&str, &str)> {
+    incident.id.strip_prefix(CHILD)?.split_once('/')
+}
+
+#[async_trait]
+impl ItsmClient for Grouped {
+    fn kind(&self) -> &'static str {
+        self.itsm.kind()
+    }
+
+    fn create_settle_secs(&self) -> i64 {
+        self.itsm.create_settle_secs()
+    }
+
+    async fn create(&self, draft: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
+        match &draft.group {
+            Some(plan) => self.join(draft, plan).await,
+            None => self.itsm.create(draft).await,
+        }
+    }
+
+    async fn find(&self, correlation_key: &str) -> Result<Option<IncidentRef>, ItsmError> {
+        // A grouped alert's membership is found by joining again, which
+        // changes nothing for a member.
+        self.itsm.find(correlation_key).await
+    }
+
+    async fn resolve(
+        &self,
+        incident: &IncidentRef,
+        resolution: &Resolution,
+    ) -> Result<ResolveOutcome, ItsmError> {
+        match parse_child(incident) {
+            Some((gid, child)) => self.leave(gid, child).await,
+            None => self.itsm.resolve(incident, resolution).await,
+        }
+    }
+
+    async fn reopen(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
+        match parse_child(incident) {
+            // The group's parent is not reopened for one child.
+            Some(_) => Ok(()),
+            None => self.itsm.reopen(incident, note).await,
+        }
+    }
+
+    async fn note(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
+        match parse_child(incident) {
+            Some(_) => Ok(()),
+            None => self.itsm.note(incident, note).await,
+        }
+    }
+}

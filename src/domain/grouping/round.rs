@@ -1,0 +1,171 @@
+//! The scheduled round's part for groups: for every group with work left,
+//! make its parent if a join could not, write the batched update when one
+//! is due, end it when idle, resolve the parent of an ended group, and drop
+//! from the index the groups nothing more can happen to.
+
+use super::engine::{Grouped, INDEX, Index};
+use super::group::{End, Group};
+use crate::domain::ports::ItsmError;
+
+/// Groups' documents are kept this long once nothing more can happen to
+/// them (a late duplicate still finds its group and changes nothing).
+const RETAIN_SECS: i64 = 30 * 24 * 3600;
+
+/// What one round did, for its log line and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GroupRound {
+    pub groups: usize,
+    pub parents_created: usize,
+    pub updates_written: usize,
+    pub parents_resolved: usize,
+    pub ended_idle: usize,
+    pub done: usize,
+    /// Joins and resolves waiting for their group's next update.
+    pub batched: usize,
+    pub errors: usize,
+}
+
+impl Grouped {
+    pub async fn round(&self) -> GroupRound {
+        let mut out = GroupRound::default();
+        let index = match self.load::<Index>(INDEX, (self.clock)()).await {
+            Ok(found) => found.map(|(i, _)| i).unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %e, "group round: index unreadable");
+                out.errors += 1;
+                return out;
+            }
+        };
+        out.groups = index.groups.len();
+        let mut finished = Vec::new();
+        for gid in &index.groups {
+            match self.visit(gid, &mut out).await {
+                Ok(true) => finished.push(gid.clone()),
+                Ok(false) => {}
+                Err(e) => {
+                    out.errors += 1;
+                    tracing::warn!(group = %gid, error = %e, "group round: left for the next round");
+                }
+            }
+        }
+        if let Err(e) = self.retire(&finished).await {
+            out.errors += 1;
+            tracing::warn!(error = %e, "group round: index not updated");
+        }
+        out.done = finished.len();
+        out
+    }
+
+    /// One group's work; `Ok(true)` when nothing more can happen to it.
+    async fn visit(&self, gid: &str, out: &mut GroupRound) -> Result<bool, ItsmError> {
+        let now = (self.clock)();
+        let Some((g, _)) = self.load::<Group>(gid, now).await? else {
+            return Ok(true);
+        };
+        if g.parent.is_none() && !g.members.is_empty() {
+            if self.ensure_parent(gid).await?.is_some() {
+                out.parents_created += 1;
+            } else {
+                return Ok(false);
+            }
+        }
+        if g.idle(now, &g.policy) {
+            self.update(gid, |g, now| {
+                if g.idle(now, &g.policy.clone()) {
+                    g.ended = Some(End::Idle);
+                }
+            })
+            .await?;
+            out.ended_idle += 1;
+        }
+        let Some((g, _)) = self.load::<Group>(gid, (self.clock)()).await? else {
+            return Ok(true);
+        };
+        if g.ended.is_some() {
+            let was = g.parent_work.resolved;
+            let done = self.try_finish(gid).await?;
+            if done && !was {
+                out.parents_resolved += 1;
+            }
+            return Ok(done && g.parent_work.note.is_none());
+        }
+        self.write_update(gid, out).await?;
+        let Some((g, _)) = self.load::<Group>(gid, (self.clock)()).await? else {
+            return Ok(true);
+        };
+        out.batched += g.pending.len();
+        // Takes no one and has no one open: nothing more can happen to it.
+        let now = (self.clock)();
+        Ok(!g.admits(now, &g.policy)
+            && g.open_children() == 0
+            && g.pending.is_empty()
+            && g.parent_work.note.is_none())
+    }
+
+    /// Sends the group's due update, once per interval: taken from the
+    /// pending changes and recorded as in flight before the call, so that
+    /// a sender that dies is followed by a re-send of the same text after
+    /// its lease (an update may then appear twice; none is lost).
+    async fn write_update(&self, gid: &str, out: &mut GroupRound) -> Result<(), ItsmError> {
+        let lease = self.lease_secs;
+        let mine = std::cell::Cell::new(false);
+        let Some(g) = self
+            .update(gid, |g, now| {
+                mine.set(false);
+                let policy = g.policy.clone();
+                let take = match &g.parent_work.note {
+                    Some((_, until)) => now >= *until,
+                    None => g.parent.is_some() && g.update_due(now, &policy),
+                };
+                if take {
+                    let text = match g.parent_work.note.take() {
+                        Some((text, _)) => text,
+                        None => g.take_update(now, &policy),
+                    };
+                    g.parent_work.note = Some((text, now + lease));
+                    mine.set(true);
+                }
+            })
+            .await?
+        else {
+            return Ok(());
+        };
+        let (true, Some((text, _)), Some(parent)) =
+            (mine.get(), g.parent_work.note.clone(), g.parent.clone())
+        else {
+            return Ok(());
+        };
+        self.itsm.note(&parent, &text).await?;
+        out.updates_written += 1;
+        self.update(gid, |g, _| {
+            if g.parent_work.note.as_ref().is_some_and(|(t, _)| *t == text) {
+                g.parent_work.note = None;
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Keeps the finished groups' documents a while (a late duplicate still
+    /// finds its group and changes nothing), then drops them from the index.
+    async fn retire(&self, finished: &[String]) -> Result<(), ItsmError> {
+        for gid in finished {
+            let now = (self.clock)();
+            if let Some((g, version)) = self.load::<Group>(gid, now).await? {
+                self.save(gid, &g, Some(version), Some(now + RETAIN_SECS))
+                    .await?;
+            }
+        }
+        for _ in 0..8 {
+            let Some((mut index, version)) = self.load::<Index>(INDEX, (self.clock)()).await?
+            else {
+                return Ok(());
+            };
+            index.groups.retain(|g| !finished.contains(g));
+            if self.save(INDEX, &index, Some(version), None).await? {
+                return Ok(());
+            }
+        }
+        Err(super::engine::busy("the group index"))
+    }
+}

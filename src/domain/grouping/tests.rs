@@ -1,0 +1,302 @@
+//! Grouping through the state machine, against an ITSM double that keeps
+//! incidents, notes and resolves, goes down, and loses answers; the clock
+//! moved by hand. The promise checked: one parent per group, each child
+//! counted once, updates batched, the parent resolved once by policy.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use super::*;
+use crate::adapters::store::MemoryStore;
+use crate::domain::alert::{Alert, MonitorCondition, Severity};
+use crate::domain::correlation::IncidentRef;
+use crate::domain::incident::mapping::{IncidentDraft, Resolution};
+use crate::domain::incident::routing::Routing;
+use crate::domain::outcome::Outcome;
+use crate::domain::ports::{Clock, ItsmClient, ItsmError, ResolveOutcome};
+use crate::domain::retry::RetryPolicy;
+use crate::domain::settings::Settings;
+use crate::domain::state_machine::Bridge;
+
+mod storm;
+
+#[derive(Default)]
+pub(super) struct Itsm {
+    /// Every incident created: key, reference, title, resolved.
+    pub incidents: Mutex<Vec<(String, IncidentRef, String, bool)>>,
+    pub notes: Mutex<Vec<(String, String)>>,
+    pub resolves: Mutex<Vec<String>>,
+    pub down: AtomicBool,
+    /// The next create takes effect and its answer is lost.
+    pub lose_create: AtomicBool,
+}
+
+impl Itsm {
+    pub fn parents(&self) -> Vec<String> {
+        let incidents = self.incidents.lock().unwrap();
+        incidents.iter().map(|(_, _, t, _)| t.clone()).collect()
+    }
+
+    fn up(&self) -> Result<(), ItsmError> {
+        match self.down.load(Ordering::SeqCst) {
+            true => Err(ItsmError::Unavailable("HTTP 503".into())),
+            false => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl ItsmClient for Itsm {
+    fn kind(&self) -> &'static str {
+        "servicenow"
+    }
+
+    async fn create(&self, draft: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
+        self.up()?;
+        assert!(
+            draft.group.is_none(),
+            "a child reached the ITSM as an incident"
+        );
+        let mut incidents = self.incidents.lock().unwrap();
+        let n = incidents.len() + 1;
+        let incident = IncidentRef {
+            id: format!("sys{n}"),
+            number: format!("INC{n:07}"),
+        };
+        let entry = (
+            draft.correlation_key.clone(),
+            incident.clone(),
+            draft.short_description.clone(),
+            false,
+        );
+        incidents.push(entry);
+        if self.lose_create.swap(false, Ordering::SeqCst) {
+            return Err(ItsmError::Unanswered("timed out".into()));
+        }
+        Ok(incident)
+    }
+
+    async fn find(&self, key: &str) -> Result<Option<IncidentRef>, ItsmError> {
+        self.up()?;
+        let incidents = self.incidents.lock().unwrap();
+        let found = incidents.iter().find(|(k, ..)| k == key);
+        Ok(found.map(|(_, i, ..)| i.clone()))
+    }
+
+    async fn resolve(&self, i: &IncidentRef, _: &Resolution) -> Result<ResolveOutcome, ItsmError> {
+        self.up()?;
+        assert!(
+            !i.id.starts_with("group:"),
+            "a child reference reached the ITSM"
+        );
+        self.resolves.lock().unwrap().push(i.number.clone());
+        let mut incidents = self.incidents.lock().unwrap();
+        let found = incidents.iter_mut().find(|(_, x, ..)| x == i);
+        Ok(match found {
+            Some((.., resolved)) if *resolved => ResolveOutcome::AlreadyClosed,
+            Some((.., resolved)) => {
+                *resolved = true;
+                ResolveOutcome::Resolved
+            }
+            None => ResolveOutcome::NotFound,
+        })
+    }
+
+    async fn reopen(&self, _: &IncidentRef, _: &str) -> Result<(), ItsmError> {
+        self.up()
+    }
+
+    async fn note(&self, i: &IncidentRef, note: &str) -> Result<(), ItsmError> {
+        self.up()?;
+        self.notes
+            .lock()
+            .unwrap()
+            .push((i.number.clone(), note.to_string()));
+        Ok(())
+    }
+}
+
+pub(super) struct Rig {
+    pub itsm: Arc<Itsm>,
+    pub store: Arc<MemoryStore>,
+    pub now: Arc<AtomicI64>,
+    pub grouped: Arc<Grouped>,
+    pub bridge: Bridge,
+}
+
+pub(super) fn rig(group: serde_json::Value) -> Rig {
+    let itsm = Arc::new(Itsm::default());
+    let store = Arc::new(MemoryStore::new());
+    let now = Arc::new(AtomicI64::new(1_800_000_000));
+    let clock: Clock = {
+        let now = now.clone();
+        Arc::new(move || now.load(Ordering::SeqCst))
+    };
+    let rules = json!({"rules": [{"name": "vm-cpu", "match": {"alert_rule": "vm-cpu-*"},
+                                  "set": {"assignment_group": "Compute"}, "group": group}]});
+    let settings = Settings {
+        routing: Routing::parse(&rules.to_string(), 3).unwrap(),
+        retry: RetryPolicy {
+            deadline: Duration::ZERO,
+            ..RetryPolicy::default()
+        },
+        ..Settings::default()
+    };
+    let grouped = Arc::new(Grouped::new(itsm.clone(), store.clone(), clock.clone(), 60));
+    let bridge = Bridge::new(grouped.clone(), store.clone(), settings, clock);
+    Rig {
+        itsm,
+        store,
+        now,
+        grouped,
+        bridge,
+    }
+}
+
+impl Rig {
+    pub fn at(&self, t: i64) {
+        self.now.store(1_800_000_000 + t, Ordering::SeqCst);
+    }
+
+    pub fn alert(&self, vm: usize, condition: MonitorCondition, severity: Severity) -> Alert {
+        let mut a = Alert::new(
+            format!("/subscriptions/s1/providers/Microsoft.AlertsManagement/alerts/{vm}"),
+            condition,
+        );
+        a.alert_rule = Some("vm-cpu-high".into());
+        a.severity = severity;
+        a.fired_at = Some("2026-12-04T10:00:00Z".into());
+        a.target_ids = vec![format!(
+            "/subscriptions/s1/resourceGroups/rg-prod/providers/Microsoft.Compute/virtualMachines/vm-{vm}"
+        )];
+        a
+    }
+
+    pub async fn fire(&self, vm: usize) -> Outcome {
+        let a = self.alert(vm, MonitorCondition::Fired, Severity::Sev3);
+        self.bridge.process(&a).await.expect("fired").outcome
+    }
+
+    pub async fn resolve(&self, vm: usize) -> Outcome {
+        let a = self.alert(vm, MonitorCondition::Resolved, Severity::Sev3);
+        self.bridge.process(&a).await.expect("resolved").outcome
+    }
+}
+
+#[tokio::test]
+async fn without_a_group_an_alert_opens_its_own_incident() {
+    let r = rig(json!({"by": ["alert_rule"]}));
+    let mut a = r.alert(1, MonitorCondition::Fired, Severity::Sev2);
+    a.alert_rule = Some("disk-full".into());
+    r.bridge.process(&a).await.unwrap();
+    assert_eq!(r.itsm.incidents.lock().unwrap().len(), 1);
+    let title = r.itsm.parents().pop().unwrap();
+    assert!(title.starts_with("[Sev2] disk-full"), "{title}");
+    assert_eq!(r.grouped.round().await.groups, 0);
+}
+
+#[tokio::test]
+async fn the_window_and_the_age_decide_which_group_an_alert_joins() {
+    let r = rig(json!({"by": ["alert_rule"], "window_secs": 600, "max_age_secs": 1500}));
+    r.at(0);
+    r.fire(1).await;
+    r.at(600); // just inside the window of the last join (0)
+    r.fire(2).await;
+    r.at(1200); // just inside again (600)
+    r.fire(3).await;
+    r.at(1501); // inside the window, one past the age
+    r.fire(4).await;
+    r.at(2102); // the second group's window (from 1501) has passed by one
+    r.fire(5).await;
+    assert_eq!(r.itsm.parents().len(), 3, "{:?}", r.itsm.parents());
+    let titles = r.itsm.parents();
+    assert!(
+        titles[0].starts_with("vm-cpu: 1 alerts in vm-cpu-high"),
+        "{titles:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_parent_whose_create_answer_was_lost_is_found_not_made_twice() {
+    let r = rig(json!({"by": ["alert_rule"]}));
+    r.itsm.lose_create.store(true, Ordering::SeqCst);
+    r.at(0);
+    assert_eq!(
+        r.fire(1).await,
+        Outcome::Created,
+        "the join is durable: Azure hears 2xx"
+    );
+    r.at(61); // the claim's lease has passed
+    r.fire(2).await;
+    r.grouped.round().await;
+    assert_eq!(r.itsm.incidents.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_first_alerts_on_two_containers_make_one_parent() {
+    let r = rig(json!({"by": ["alert_rule"]}));
+    let other = Bridge::new(
+        r.grouped.clone(),
+        r.store.clone(),
+        r.bridge.settings().clone(),
+        Arc::new({
+            let now = r.now.clone();
+            move || now.load(Ordering::SeqCst)
+        }),
+    );
+    let alerts: Vec<Alert> = (0..40)
+        .map(|i| r.alert(i, MonitorCondition::Fired, Severity::Sev3))
+        .collect();
+    let runs = alerts.iter().enumerate().map(|(i, a)| {
+        let b = if i % 2 == 0 { &r.bridge } else { &other };
+        b.process(a)
+    });
+    for result in futures::future::join_all(runs).await {
+        assert!(result.is_ok(), "{result:?}");
+    }
+    assert_eq!(r.itsm.incidents.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn first_and_never_resolve_as_named_and_a_person_closing_the_parent_is_respected() {
+    let first = rig(json!({"by": ["alert_rule"], "resolve": "first"}));
+    for vm in 0..3 {
+        first.fire(vm).await;
+    }
+    first.resolve(1).await;
+    assert_eq!(first.itsm.resolves.lock().unwrap().len(), 1);
+    first.resolve(0).await;
+    first.resolve(2).await;
+    assert_eq!(
+        first.itsm.resolves.lock().unwrap().len(),
+        1,
+        "once, at the first"
+    );
+
+    let never = rig(json!({"by": ["alert_rule"], "resolve": "never"}));
+    for vm in 0..3 {
+        never.fire(vm).await;
+        never.resolve(vm).await;
+    }
+    never.grouped.round().await;
+    assert!(never.itsm.resolves.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_ended_group_turns_the_next_firing_into_a_new_group() {
+    let r = rig(json!({"by": ["alert_rule"]}));
+    r.fire(1).await;
+    r.resolve(1).await;
+    assert_eq!(r.itsm.resolves.lock().unwrap().len(), 1);
+    r.fire(2).await;
+    assert_eq!(
+        r.itsm.parents().len(),
+        2,
+        "a Fired after the group resolved opens a new one"
+    );
+}
