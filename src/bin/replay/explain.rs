@@ -1,5 +1,7 @@
 //! `replay --explain`: which routing rule an alert matched and the fields
-//! it produced, and for Jira the issue fields its settings make of them.
+//! it produced, for Jira the issue fields its settings make of them, and
+//! for a grouped alert its group key and whether it would open a group or
+//! join which.
 
 use itsm_bridge::config::Config;
 use itsm_bridge::inbound::http;
@@ -7,7 +9,7 @@ use serde_json::{Value, json};
 
 /// Which routing rule the event's alert matched and the fields it produced
 /// (for Jira, also the issue fields its settings make of them).
-pub fn explain(app: &http::App, config: &Config, event: &Value) -> Value {
+pub async fn explain(app: &http::App, config: &Config, event: &Value) -> Value {
     let body = event["body"].as_str().unwrap_or_default();
     let Ok(alert) = itsm_bridge::inbound::common_schema::parse(body.as_bytes()) else {
         return json!({"error": "not a common-schema alert"});
@@ -37,6 +39,14 @@ pub fn explain(app: &http::App, config: &Config, event: &Value) -> Value {
     });
     if let Some(issue) = jira {
         out["jira"] = issue;
+    }
+    if let (Some(plan), Some(groups)) = (&d.group, &app.groups) {
+        let would = groups
+            .preview(plan, &d.correlation_key)
+            .await
+            .unwrap_or_else(|e| format!("unknown ({e})"));
+        out["group"] = json!({"key": plan.key.id(), "by": plan.key.label(),
+            "child": plan.child_name, "would": would});
     }
     out
 }

@@ -217,6 +217,12 @@ async fn run(args: Args) -> Result<bool, Halt> {
     for (file, event) in args.files.iter().zip(&events) {
         let request = lambda_http::request::from_str(&event.to_string())
             .map_err(|e| format!("{}: not a function URL event: {e}", file.display()))?;
+        // Before it is processed: which group it would open or join.
+        let explained = if args.explain {
+            explain::explain(&app, &config, event).await
+        } else {
+            Value::Null
+        };
         let response = http::handle(&app, request).await;
         let status = response.status().as_u16();
         let body: Value = match response.body() {
@@ -231,11 +237,6 @@ async fn run(args: Args) -> Result<bool, Halt> {
             .unwrap_or("?");
         *counts.entry(outcome.to_string()).or_default() += 1;
         failed += usize::from(status >= 400);
-        let explained = if args.explain {
-            explain::explain(&app, &config, event)
-        } else {
-            Value::Null
-        };
         if args.json {
             let mut line = summary(file, status, &body, &requests);
             if args.explain {

@@ -27,9 +27,18 @@ pub async fn round(
     // Alert groups first, as the scheduled role does: parents, due updates.
     if let Some(groups) = &app.groups {
         let r = groups.round().await;
+        // The round's ITSM requests (a dry run's, or sent with --itsm).
+        let requests = log.take();
         if as_json {
-            writeln!(out, "{}", json!({ "groups": r }))?;
+            writeln!(out, "{}", json!({ "groups": r, "itsm_requests": requests }))?;
         } else {
+            for q in &requests {
+                writeln!(out, "  {} {}", q.method, q.path)?;
+                if let Some(body) = &q.body {
+                    let pretty = serde_json::to_string_pretty(body).expect("JSON");
+                    writeln!(out, "    {}", pretty.replace('\n', "\n    "))?;
+                }
+            }
             writeln!(
                 out,
                 "groups: {} with work left; {} parent(s) created, {} update(s) written, {} \

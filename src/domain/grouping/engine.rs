@@ -153,7 +153,9 @@ impl Grouped {
                 Some((mut g, version)) if g.admits(now, &g.policy.clone()) => {
                     add(&mut g, draft, plan, now);
                     if self.save(&gid, &g, Some(version), None).await? {
-                        self.make_parent(&gid).await;
+                        if g.parent.is_none() {
+                            g.parent = self.make_parent(&gid).await;
+                        }
                         return Ok(child_ref(&g, child));
                     }
                 }
@@ -171,7 +173,7 @@ impl Grouped {
                     add(&mut g, draft, plan, now);
                     if self.save(&gid, &g, None, None).await? {
                         tracing::info!(group = %gid, label = %g.label, "group opened");
-                        self.make_parent(&gid).await;
+                        g.parent = self.make_parent(&gid).await;
                         return Ok(child_ref(&g, child));
                     }
                 }
@@ -213,6 +215,32 @@ impl Grouped {
             }
         }
         Err(busy("the alert's group"))
+    }
+
+    /// What a grouped alert would do now (`replay --explain`): join which
+    /// group, or open a new one. Reads only.
+    pub async fn preview(&self, plan: &GroupPlan, child: &str) -> Result<String, ItsmError> {
+        let now = (self.clock)();
+        let key = plan.key.id();
+        let head: Option<(Head, u64)> = self.load(&key, now).await?;
+        let generation = head.map_or(0, |(h, _)| h.generation);
+        let gid = group_id(&key, generation);
+        let current: Option<(Group, u64)> = match generation {
+            0 => None,
+            _ => self.load(&gid, now).await?,
+        };
+        Ok(match current {
+            Some((g, _)) if g.members.contains_key(child) => format!("already in group {gid}"),
+            Some((g, _)) if g.admits(now, &g.policy) => format!(
+                "join group {gid} ({} alert(s), last joined {} s ago, parent {})",
+                g.members.len(),
+                now - g.last_join_at,
+                g.parent
+                    .as_ref()
+                    .map_or("not created yet", |p| p.number.as_str())
+            ),
+            _ => format!("open a new group {}", group_id(&key, generation + 1)),
+        })
     }
 
     /// Adds `gid` to the round's index, once.

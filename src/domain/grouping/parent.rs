@@ -61,10 +61,11 @@ fn parent_draft(gid: &str, g: &Group) -> IncidentDraft {
 
 impl Grouped {
     /// Makes the parent if it is missing; a failure is the round's to retry.
-    pub(super) async fn make_parent(&self, gid: &str) {
-        if let Err(e) = self.ensure_parent(gid).await {
+    pub(super) async fn make_parent(&self, gid: &str) -> Option<IncidentRef> {
+        self.ensure_parent(gid).await.unwrap_or_else(|e| {
             tracing::warn!(group = %gid, error = %e, "group parent not created yet; the scheduled round retries");
-        }
+            None
+        })
     }
 
     /// The parent, creating it under the group's claim if need be (`None`:

@@ -144,7 +144,14 @@ impl GroupPolicy {
     /// Refuses what `itsm_kind` cannot do: children as incidents of their
     /// own need ServiceNow's `parent_incident`.
     pub fn check_for(&self, itsm_kind: &str) -> Result<(), String> {
-        if self.children == Children::Incidents && itsm_kind != "servicenow" {
+        if self.children == Children::Incidents && itsm_kind == "servicenow" {
+            return Err(
+                "group.children \"incidents\" is not available yet in this version; use \"notes\" \
+                 (the default: entries in the parent's work notes)"
+                    .into(),
+            );
+        }
+        if self.children == Children::Incidents {
             return Err(format!(
                 "group.children \"incidents\" needs ServiceNow's parent_incident; {itsm_kind} \
                  takes \"notes\" (entries in the parent's journal)"
@@ -228,9 +235,13 @@ mod tests {
     }
 
     #[test]
-    fn child_incidents_are_servicenow_only() {
+    fn child_incidents_are_servicenow_only_and_not_yet_available() {
         let p = parse(json!({"by": ["alert_rule"], "children": "incidents"})).unwrap();
-        assert!(p.check_for("servicenow").is_ok());
+        assert!(
+            p.check_for("servicenow")
+                .unwrap_err()
+                .contains("not available yet")
+        );
         for kind in ["bmc-helix", "jira"] {
             assert!(p.check_for(kind).unwrap_err().contains("takes \"notes\""));
         }
