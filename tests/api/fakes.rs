@@ -276,6 +276,14 @@ fn servicenow(state: &mut FakeState, req: &Request) -> ResponseTemplate {
             Some(i) => {
                 if let Value::Object(fields) = body(req) {
                     for (k, v) in fields {
+                        // Work notes are a journal: each PATCH adds an entry.
+                        if k == "work_notes" {
+                            let journal = &mut state.incidents[i]["journal"];
+                            match journal.as_array_mut() {
+                                Some(entries) => entries.push(v.clone()),
+                                None => *journal = json!([v.clone()]),
+                            }
+                        }
                         state.incidents[i][k] = v;
                     }
                 }

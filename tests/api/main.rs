@@ -11,6 +11,7 @@ mod fake_jira;
 mod fake_limit;
 mod fakes;
 mod faults;
+mod groups;
 mod helpers;
 mod hostile;
 mod hot_text;

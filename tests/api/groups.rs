@@ -1,0 +1,101 @@
+//! Alert grouping end to end (docs/GROUPING.md): the webhook over HTTP,
+//! records and groups in DynamoDB (moto), the fake ServiceNow keeping
+//! incidents and work notes, and the scheduled round.
+
+use itsm_bridge::inbound::sync::round;
+use serde_json::{Value, json};
+
+use crate::fakes::{Fake, Vendor};
+use crate::helpers::{Spawn, TestApp, metric_alert};
+
+fn rules() -> String {
+    json!({"rules": [{"name": "storage", "match": {"alert_rule": "test-metric*"},
+        "set": {"assignment_group": "Storage"},
+        "group": {"by": ["alert_rule", "resource_group"], "notes_every_secs": 60}}]})
+    .to_string()
+}
+
+async fn spawn() -> (TestApp, Fake) {
+    let app = Spawn::default()
+        .dynamodb()
+        .var("ROUTING_RULES", &rules())
+        .start()
+        .await;
+    let fake = Fake::new(Vendor::ServiceNow);
+    fake.mount(&app.itsm).await;
+    (app, fake)
+}
+
+fn journal(fake: &Fake) -> Vec<String> {
+    let incidents = fake.incidents();
+    incidents[0]["journal"]
+        .as_array()
+        .map(|j| {
+            j.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_storm_over_http_and_dynamodb_makes_one_parent_updated_in_one_note_and_resolved_once() {
+    let (app, fake) = spawn().await;
+    for i in 0..20 {
+        let alert = metric_alert(&format!("group-{i}"), "Fired");
+        for _ in 0..2 {
+            let reply = app.post(&alert).await;
+            assert!(
+                reply.status == 201 || reply.status == 200,
+                "{:?}",
+                reply.body
+            );
+        }
+    }
+    let incidents = fake.incidents();
+    assert_eq!(incidents.len(), 1, "one parent: {incidents:?}");
+    assert_eq!(incidents[0]["state"], "1");
+    // The round before notes_every_secs writes nothing; the one after, one note.
+    round(&app.app).await.unwrap();
+    assert!(journal(&fake).is_empty());
+    app.advance(61);
+    let answer = round(&app.app).await.unwrap();
+    assert_eq!(answer["groups"]["updates_written"], 1, "{answer}");
+    let notes = journal(&fake);
+    assert_eq!(notes.len(), 1);
+    assert!(notes[0].contains("20 alert(s), 20 open"), "{}", notes[0]);
+    // Resolve all: only the last one resolves the parent; repeats change nothing.
+    for i in 0..19 {
+        app.post(&metric_alert(&format!("group-{i}"), "Resolved"))
+            .await;
+    }
+    assert_eq!(fake.incidents()[0]["state"], "1");
+    let last = metric_alert("group-19", "Resolved");
+    assert_eq!(app.post(&last).await.status, 200);
+    let parent = &fake.incidents()[0];
+    assert_eq!(parent["state"], "6", "{parent}");
+    let requests = app.itsm.received_requests().await.unwrap().len();
+    app.post(&last).await;
+    app.post(&metric_alert("group-3", "Resolved")).await;
+    app.advance(61);
+    round(&app.app).await.unwrap();
+    assert_eq!(app.itsm.received_requests().await.unwrap().len(), requests);
+}
+
+#[tokio::test]
+async fn a_storm_while_the_itsm_is_down_is_answered_2xx_and_ends_with_one_parent() {
+    let (app, fake) = spawn().await;
+    fake.set_down(true);
+    for i in 0..5 {
+        let reply = app.post(&metric_alert(&format!("down-{i}"), "Fired")).await;
+        assert!(reply.status < 300, "{:?}", reply.body);
+    }
+    assert!(fake.incidents().is_empty());
+    fake.set_down(false);
+    app.advance(61);
+    let answer = round(&app.app).await.unwrap();
+    assert_eq!(answer["groups"]["parents_created"], 1, "{answer}");
+    app.post(&metric_alert("down-5", "Fired")).await;
+    assert_eq!(fake.incidents().len(), 1);
+}
