@@ -386,7 +386,16 @@ fn bmc(state: &mut FakeState, req: &Request) -> ResponseTemplate {
                 .unwrap_or("")
                 .to_string();
             match find(&state.incidents, "Incident Number", &number) {
-                Some(_) => ResponseTemplate::new(201),
+                Some(i) => {
+                    // Kept as the incident's journal, for tests that count entries.
+                    let text = body(req)["values"]["Detailed Description"].clone();
+                    let journal = &mut state.incidents[i]["journal"];
+                    match journal.as_array_mut() {
+                        Some(entries) => entries.push(text),
+                        None => *journal = json!([text]),
+                    }
+                    ResponseTemplate::new(201)
+                }
                 None => error(400, "The incident does not exist", 1291053),
             }
         }

@@ -16,14 +16,79 @@ fn rules() -> String {
 }
 
 async fn spawn() -> (TestApp, Fake) {
-    let app = Spawn::default()
-        .dynamodb()
-        .var("ROUTING_RULES", &rules())
-        .start()
-        .await;
-    let fake = Fake::new(Vendor::ServiceNow);
+    spawn_for(Vendor::ServiceNow).await
+}
+
+async fn spawn_for(vendor: Vendor) -> (TestApp, Fake) {
+    let spawn = Spawn::default().dynamodb().var("ROUTING_RULES", &rules());
+    let spawn = match vendor {
+        Vendor::ServiceNow => spawn,
+        Vendor::Bmc => spawn.bmc(),
+        Vendor::Jira => spawn.jira(),
+    };
+    let app = spawn.start().await;
+    let fake = Fake::new(vendor);
     fake.mount(&app.itsm).await;
     (app, fake)
+}
+
+/// The parent's journal as text: work notes, work log entries, comments.
+fn updates(vendor: Vendor, parent: &Value) -> Vec<String> {
+    let entries = match vendor {
+        Vendor::Jira => &parent["comments"],
+        _ => &parent["journal"],
+    };
+    let all = entries.as_array().cloned().unwrap_or_default();
+    all.iter()
+        .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string))
+        .filter(|t| t.contains("group update"))
+        .collect()
+}
+
+fn resolved(vendor: Vendor, parent: &Value) -> bool {
+    match vendor {
+        Vendor::ServiceNow => parent["state"] == "6",
+        Vendor::Bmc => parent["values"]["Status"] == "Resolved",
+        Vendor::Jira => parent["fields"]["status"]["statusCategory"]["key"] == "done",
+    }
+}
+
+#[tokio::test]
+async fn every_itsm_gets_one_parent_its_batched_update_in_its_journal_and_one_resolve() {
+    for vendor in [Vendor::ServiceNow, Vendor::Bmc, Vendor::Jira] {
+        let (app, fake) = spawn_for(vendor).await;
+        for i in 0..6 {
+            for _ in 0..2 {
+                let reply = app.post(&metric_alert(&format!("v-{i}"), "Fired")).await;
+                assert!(reply.status < 300, "{vendor:?}: {:?}", reply.body);
+            }
+        }
+        assert_eq!(
+            fake.incidents().len(),
+            1,
+            "{vendor:?}: {:?}",
+            fake.incidents()
+        );
+        app.advance(61);
+        round(&app.app).await.unwrap();
+        let notes = updates(vendor, &fake.incidents()[0]);
+        assert_eq!(notes.len(), 1, "{vendor:?}: {:?}", fake.incidents()[0]);
+        assert!(
+            notes[0].contains("6 alert(s), 6 open"),
+            "{vendor:?}: {}",
+            notes[0]
+        );
+        for i in 0..5 {
+            app.post(&metric_alert(&format!("v-{i}"), "Resolved")).await;
+        }
+        assert!(!resolved(vendor, &fake.incidents()[0]), "{vendor:?}");
+        app.post(&metric_alert("v-5", "Resolved")).await;
+        assert!(
+            resolved(vendor, &fake.incidents()[0]),
+            "{vendor:?}: {:?}",
+            fake.incidents()[0]
+        );
+    }
 }
 
 fn journal(fake: &Fake) -> Vec<String> {
