@@ -300,3 +300,25 @@ async fn an_ended_group_turns_the_next_firing_into_a_new_group() {
         "a Fired after the group resolved opens a new one"
     );
 }
+
+#[tokio::test]
+async fn an_idle_group_of_alerts_azure_never_resolves_is_resolved_by_the_round_once() {
+    let r = rig(json!({"by": ["alert_rule"], "idle_resolve_secs": 3600}));
+    r.at(0);
+    r.fire(1).await;
+    r.fire(2).await;
+    r.at(3599);
+    let early = r.grouped.round().await;
+    assert_eq!(early.parents_resolved, 0);
+    assert!(r.itsm.resolves.lock().unwrap().is_empty());
+    r.at(3600);
+    let round = r.grouped.round().await;
+    assert_eq!((round.ended_idle, round.parents_resolved), (1, 1), "{round:?}");
+    assert_eq!(r.itsm.resolves.lock().unwrap().len(), 1);
+    r.at(3700);
+    r.grouped.round().await;
+    r.resolve(1).await;
+    assert_eq!(r.itsm.resolves.lock().unwrap().len(), 1, "resolved once");
+    r.fire(3).await;
+    assert_eq!(r.itsm.parents().len(), 2, "the next firing opens a new group");
+}
