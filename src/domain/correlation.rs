@@ -32,12 +32,23 @@ pub fn body_digest(body: &[u8]) -> String {
         .collect()
 }
 
+/// How a grouped alert's reference begins (`domain::grouping`): its
+/// "incident" is its membership of a group.
+pub const GROUP_CHILD: &str = "group:";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncidentRef {
     /// The ITSM's record id (ServiceNow sys_id, BMC Request ID).
     pub id: String,
     /// The number people quote (INC0010001).
     pub number: String,
+}
+
+impl IncidentRef {
+    /// Whether this is a grouped alert's membership, not an incident.
+    pub fn is_group_child(&self) -> bool {
+        self.id.starts_with(GROUP_CHILD)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::group::{ChildResolved, Group, ParentTemplate};
-use crate::domain::correlation::IncidentRef;
+use crate::domain::correlation::{GROUP_CHILD as CHILD, IncidentRef};
 use crate::domain::incident::group_key::GroupPlan;
 use crate::domain::incident::mapping::{IncidentDraft, Resolution};
 use crate::domain::ports::{
@@ -37,7 +37,6 @@ pub struct Grouped {
 /// notification then queues, and its retry joins).
 const ROUNDS: usize = 24;
 pub(super) const INDEX: &str = "groups-pending";
-const CHILD: &str = "group:";
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Head {

@@ -313,12 +313,51 @@ async fn an_idle_group_of_alerts_azure_never_resolves_is_resolved_by_the_round_o
     assert!(r.itsm.resolves.lock().unwrap().is_empty());
     r.at(3600);
     let round = r.grouped.round().await;
-    assert_eq!((round.ended_idle, round.parents_resolved), (1, 1), "{round:?}");
+    assert_eq!(
+        (round.ended_idle, round.parents_resolved),
+        (1, 1),
+        "{round:?}"
+    );
     assert_eq!(r.itsm.resolves.lock().unwrap().len(), 1);
     r.at(3700);
     r.grouped.round().await;
     r.resolve(1).await;
     assert_eq!(r.itsm.resolves.lock().unwrap().len(), 1, "resolved once");
     r.fire(3).await;
-    assert_eq!(r.itsm.parents().len(), 2, "the next firing opens a new group");
+    assert_eq!(
+        r.itsm.parents().len(),
+        2,
+        "the next firing opens a new group"
+    );
+}
+
+#[tokio::test]
+async fn a_grouped_alert_that_fires_again_joins_a_group_again_whatever_the_refire_policy() {
+    use crate::domain::settings::RefirePolicy;
+    for policy in [RefirePolicy::Reopen, RefirePolicy::Note, RefirePolicy::New] {
+        let r = rig(json!({"by": ["alert_rule"]}));
+        let mut settings = r.bridge.settings().clone();
+        settings.refire = policy;
+        let bridge = Bridge::new(r.grouped.clone(), r.store.clone(), settings, {
+            let now = r.now.clone();
+            Arc::new(move || now.load(Ordering::SeqCst))
+        });
+        let fired = r.alert(1, MonitorCondition::Fired, Severity::Sev3);
+        bridge.process(&fired).await.unwrap();
+        let resolved = r.alert(1, MonitorCondition::Resolved, Severity::Sev3);
+        bridge.process(&resolved).await.unwrap();
+        assert_eq!(r.itsm.resolves.lock().unwrap().len(), 1, "{policy:?}");
+        let mut again = fired.clone();
+        again.fired_at = Some("2026-12-04T11:00:00Z".into());
+        bridge.process(&again).await.unwrap();
+        assert_eq!(r.itsm.parents().len(), 2, "{policy:?}: a new group");
+        let mut resolved_again = resolved.clone();
+        resolved_again.fired_at = again.fired_at.clone();
+        bridge.process(&resolved_again).await.unwrap();
+        assert_eq!(
+            r.itsm.resolves.lock().unwrap().len(),
+            2,
+            "{policy:?}: and it resolves"
+        );
+    }
 }

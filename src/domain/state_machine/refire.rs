@@ -34,10 +34,12 @@ impl Bridge {
         tally: &Tally,
     ) -> Result<Processed, ProcessError> {
         let note = mapping::refire_note(alert);
+        // A grouped alert's group is not reopened or noted for one child:
+        // its new firing joins a group again (a new one if its group ended).
         let existing = r
             .incident
             .clone()
-            .filter(|_| r.state == RecordState::Resolved);
+            .filter(|i| r.state == RecordState::Resolved && !i.is_group_child());
         let (state, outcome) = match (self.settings.refire, existing) {
             (RefirePolicy::Reopen, Some(incident)) => {
                 self.settings
