@@ -30,8 +30,17 @@ pub async fn run(app: Arc<App>) -> Result<(), lambda_runtime::Error> {
 /// Handles one batch; never fails as a whole, so a bad message cannot take
 /// the rest of the batch back to the queue with it.
 pub async fn handle(app: &App, event: SqsEvent) -> SqsBatchResponse {
+    let fates = deliver_batch(app, &event.records).await;
+    batch_response(fates.iter().map(|(m, fate)| (*m, fate)))
+}
+
+/// The partial batch response for these fates: every message not done
+/// (delivered, a copy, or parked) goes back to the queue.
+pub fn batch_response<'a>(
+    fates: impl IntoIterator<Item = (&'a SqsMessage, &'a Fate)>,
+) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
-    for (message, fate) in deliver_batch(app, &event.records).await {
+    for (message, fate) in fates {
         if !fate.done() {
             response.add_failure(message.message_id.clone().unwrap_or_default());
         }
@@ -72,8 +81,12 @@ pub async fn deliver_batch<'a>(
     out
 }
 
-/// A message as the domain's rules take it.
-fn received(message: &SqsMessage) -> Result<Received, String> {
+/// A message as the domain's rules take it; `Err` for a body that is not a
+/// notification this bridge queued.
+///
+/// # Errors
+/// What is wrong with the body.
+pub fn received(message: &SqsMessage) -> Result<Received, String> {
     let receives = message
         .attributes
         .get("ApproximateReceiveCount")

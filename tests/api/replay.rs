@@ -627,7 +627,12 @@ async fn sync_shows_the_azure_request_then_sends_it_with_send() {
     // Dry run: the request it would send, nothing sent, nothing recorded.
     let (code, lines) = run(vec!["--sync"], vec![], env.clone()).await.unwrap();
     assert_eq!(code, 0, "{lines:?}");
-    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(
+        lines.len(),
+        2,
+        "an action and the round's summary: {lines:?}"
+    );
+    assert_eq!(lines[1]["sync"]["would_send"], 1);
     assert_eq!(lines[0]["outcome"], "would_send");
     assert_eq!(lines[0]["incident"], number.as_str());
     let path = lines[0]["azure_request"]["path"].as_str().unwrap();
@@ -646,7 +651,12 @@ async fn sync_shows_the_azure_request_then_sends_it_with_send() {
     assert_eq!(lines[0]["outcome"], "sent");
     assert_eq!(azure.changes().len(), 1);
     let (code, lines) = run(vec!["--sync", "--send"], vec![], env).await.unwrap();
-    assert_eq!((code, lines.len()), (0, 0), "{lines:?}");
+    // Nothing to do: the round's summary alone says so.
+    assert_eq!((code, lines.len()), (0, 1), "{lines:?}");
+    assert_eq!(
+        (&lines[0]["sync"]["sent"], &lines[0]["sync"]["dry_run"]),
+        (&json!(0), &json!(false))
+    );
     assert_eq!(azure.changes().len(), 1);
 }
 

@@ -1,129 +1,53 @@
-//! replay: the local front door. Runs alert files through the same handler
-//! as the Lambda, with the embedded store and, by default, a dry-run ITSM
-//! that shows the requests it would send.
+//! replay: the local front door. Runs Lambda event files through the same
+//! handlers as the Lambda (each file goes to the role its shape names:
+//! `event`), with the embedded store and, by default, a dry-run ITSM that
+//! shows the requests it would send.
 //!
 //! cargo run --bin replay -- --help
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser, ValueEnum};
+use clap::{CommandFactory, Parser};
 
 use itsm_bridge::adapters::clock::system_clock;
 use itsm_bridge::adapters::entra::DevKey;
 use itsm_bridge::adapters::store::DynamoStore;
-use itsm_bridge::adapters::wire::{ItsmRequest, RequestLog};
+use itsm_bridge::adapters::wire::RequestLog;
 use itsm_bridge::bootstrap;
 use itsm_bridge::config::{Config, Env, QueueConfig, StoreConfig};
-use itsm_bridge::inbound::http;
-use serde_json::{Value, json};
+use itsm_bridge::inbound::App;
 
+mod args;
 mod drain;
+mod event;
 mod explain;
 mod sync;
+mod webhook;
+mod worker;
+
+use args::{Args, Itsm, Store};
+use event::Event;
 
 /// Development defaults, used only where the environment sets nothing.
 use itsm_bridge::adapters::entra::{LOCAL_AUDIENCE as DEV_AUDIENCE, LOCAL_TENANT as DEV_TENANT};
 
-/// Runs Azure Monitor alert files through the same handler as the Lambda,
-/// with the embedded store and, by default, a dry run that shows the ITSM
-/// requests it would send.
-#[derive(Debug, Parser)]
-#[command(
-    name = "replay",
-    version,
-    after_help = "Exit status: 0 when every event succeeded, 1 when any got a 4xx or 5xx, \
-                  2 for usage or configuration errors."
-)]
-struct Args {
-    /// One JSON object per event on stdout.
-    #[arg(long)]
-    json: bool,
-    /// Where correlation records and the development key live.
-    #[arg(long, value_name = "DIR", default_value = ".itsm-bridge")]
-    state: PathBuf,
-    /// Whose requests to show (or, with --send, send).
-    #[arg(long, value_enum, value_name = "KIND", default_value_t = Itsm::Servicenow)]
-    itsm: Itsm,
-    /// Send the requests for real (needs the ITSM's URL and credentials in
-    /// the environment: SERVICENOW_*, BMC_* or JIRA_*, or ITSM_SECRET_ID); default: dry run.
-    #[arg(long)]
-    send: bool,
-    /// embedded: a redb file in the state folder; dynamodb: the table
-    /// CORRELATION_TABLE (default itsm-bridge-correlation) wherever the AWS SDK
-    /// is configured to go (created if missing when AWS_ENDPOINT_URL is set).
-    #[arg(long, value_enum, value_name = "KIND", default_value_t = Store::Embedded)]
-    store: Store,
-    /// Send this token, verified against ENTRA_* as configured, instead of
-    /// signing one with the local development key.
-    #[arg(long, value_name = "JWT")]
-    token: Option<String>,
-    /// Print each FILE as a function URL event carrying a fresh development
-    /// token (for cargo lambda invoke --data-file) instead of running it.
-    #[arg(long)]
-    print_event: bool,
-    /// Also show which routing rule matched and the fields it produced.
-    #[arg(long)]
-    explain: bool,
-    /// Deliver everything queued in the state folder's outbox, in order,
-    /// now (the ITSM is back): what the webhook queued while it failed.
-    #[arg(long, conflicts_with = "print_event")]
-    drain: bool,
-    /// With --drain: first put what earlier drains parked (the ITSM refused
-    /// it) back in the outbox at its place, as a dead-letter redrive does
-    /// on AWS, once the cause is fixed.
-    #[arg(long, requires = "drain")]
-    retry_parked: bool,
-    /// Run one sync round: incidents people resolved in the ITSM (read for
-    /// real, with its URL and credentials from the environment) close their
-    /// Azure alerts. Shows the Azure requests it would send; with --send,
-    /// sends them (needs AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET).
-    #[arg(long, conflicts_with_all = ["print_event", "drain", "files"])]
-    sync: bool,
-    /// A Lambda function URL event (payload 2.0) or a bare common-schema alert body.
-    #[arg(value_name = "FILE", required_unless_present_any = ["drain", "sync"])]
-    files: Vec<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Itsm {
-    Servicenow,
-    BmcHelix,
-    /// Jira Service Management (Cloud; Data Center with JIRA_PAT).
-    Jira,
-    /// The first release's spelling of a ServiceNow dry run.
-    #[value(hide = true)]
-    DryRun,
-}
-
-impl Itsm {
-    fn kind(self) -> &'static str {
-        match self {
-            Itsm::Servicenow | Itsm::DryRun => "servicenow",
-            Itsm::BmcHelix => "bmc-helix",
-            Itsm::Jira => "jira",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Store {
-    Embedded,
-    Dynamodb,
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    if args.itsm == Itsm::DryRun && args.send {
+    if args.itsm_kind() == "dry-run" && args.send {
+        let from = if args.itsm == Some(Itsm::DryRun) {
+            "--itsm dry-run"
+        } else {
+            "ITSM_KIND=dry-run"
+        };
         Args::command()
             .error(
                 ErrorKind::ArgumentConflict,
-                "--itsm dry-run cannot --send; name the ITSM: servicenow, bmc-helix or jira",
+                format!("{from} cannot --send; name the ITSM: servicenow, bmc-helix or jira"),
             )
             .exit();
     }
@@ -176,17 +100,19 @@ async fn run(args: Args) -> Result<bool, Halt> {
     let events = args
         .files
         .iter()
-        .map(|file| to_event(file, &token))
-        .collect::<Result<Vec<Value>, String>>()
+        .map(|file| event::read(file, &token))
+        .collect::<Result<Vec<_>, String>>()
         .map_err(|e| format!("{e}; nothing was processed"))?;
     let mut out = std::io::stdout().lock();
     if args.print_event {
-        for event in &events {
-            writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(event).expect("JSON")
-            )?;
+        for (event, raw) in &events {
+            let event = event.lambda_event(raw);
+            let text = if args.json {
+                event.to_string()
+            } else {
+                serde_json::to_string_pretty(&event).expect("JSON")
+            };
+            writeln!(out, "{text}")?;
         }
         return Ok(true);
     }
@@ -202,7 +128,7 @@ async fn run(args: Args) -> Result<bool, Halt> {
     // stdout is replay's own output.
     app.metrics = None;
     if args.sync {
-        return sync::round(&app, &config, args.send, &log, args.json, &mut out).await;
+        return sync::round(&app, &config, args.send, &log, args.json, None, &mut out).await;
     }
     if args.drain {
         let all_ok = drain::drain(&app, &log, args.retry_parked, args.json, &mut out).await?;
@@ -210,79 +136,93 @@ async fn run(args: Args) -> Result<bool, Halt> {
             return Ok(all_ok);
         }
     }
-    let colour =
-        !args.json && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    let mut failed = 0;
-    for (file, event) in args.files.iter().zip(&events) {
-        let request = lambda_http::request::from_str(&event.to_string())
-            .map_err(|e| format!("{}: not a function URL event: {e}", file.display()))?;
-        // Before it is processed: which group it would open or join.
-        let explained = if args.explain {
-            explain::explain(&app, &config, event).await
-        } else {
-            Value::Null
-        };
-        let response = http::handle(&app, request).await;
-        let status = response.status().as_u16();
-        let body: Value = match response.body() {
-            lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap_or(Value::Null),
-            _ => Value::Null,
-        };
-        let requests = log.take();
-        let outcome = body
-            .get("outcome")
-            .or_else(|| body.get("error"))
-            .and_then(Value::as_str)
-            .unwrap_or("?");
-        *counts.entry(outcome.to_string()).or_default() += 1;
-        failed += usize::from(status >= 400);
-        if args.json {
-            let mut line = summary(file, status, &body, &requests);
-            if args.explain {
-                line["explain"] = explained;
-            }
-            writeln!(out, "{line}")?;
-        } else {
-            print_human(&mut out, file, status, &body, &requests, colour)?;
-            if args.explain {
-                writeln!(
-                    out,
-                    "  explain: {}",
-                    serde_json::to_string_pretty(&explained)
-                        .expect("JSON")
-                        .replace('\n', "\n  ")
-                )?;
+    let run = Run {
+        app: &app,
+        config: &config,
+        log: &log,
+        style: webhook::Style {
+            json: args.json,
+            colour: !args.json
+                && std::io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none(),
+            explain: args.explain,
+        },
+    };
+    let mut tally = Tally::default();
+    for (file, (event, _)) in args.files.iter().zip(&events) {
+        match event {
+            Event::Webhook(event) => webhook::post(&run, file, event, &mut tally, &mut out).await?,
+            Event::Batch(batch) => worker::batch(&run, file, batch, &mut tally, &mut out).await?,
+            Event::Schedule => {
+                let ok = sync::round(
+                    &app,
+                    &config,
+                    args.send,
+                    &log,
+                    args.json,
+                    Some(file),
+                    &mut out,
+                )
+                .await?;
+                tally.count("sync_round", !ok);
             }
         }
     }
     if !args.json {
-        let tally: Vec<String> = counts
+        writeln!(out, "{}", tally.line(args.files.len()))?;
+    }
+    Ok(tally.failed == 0)
+}
+
+/// What every event of a run shares.
+pub struct Run<'a> {
+    pub app: &'a App,
+    pub config: &'a Config,
+    pub log: &'a RequestLog,
+    pub style: webhook::Style,
+}
+
+/// Outcomes counted over the run.
+#[derive(Default)]
+pub struct Tally {
+    counts: BTreeMap<String, usize>,
+    failed: usize,
+}
+
+impl Tally {
+    pub fn count(&mut self, outcome: &str, failed: bool) {
+        *self.counts.entry(outcome.to_string()).or_default() += 1;
+        self.failed += usize::from(failed);
+    }
+
+    fn line(&self, files: usize) -> String {
+        let tally: Vec<String> = self
+            .counts
             .iter()
             .map(|(outcome, n)| format!("{n} {outcome}"))
             .collect();
-        writeln!(
-            out,
-            "{} events: {}; {failed} failed",
-            args.files.len(),
-            tally.join(", ")
-        )?;
+        let events = if files == 1 { "event" } else { "events" };
+        format!(
+            "{files} {events}: {}; {} failed",
+            tally.join(", "),
+            self.failed
+        )
     }
-    Ok(failed == 0)
 }
 
 /// Configuration from the environment, with development defaults for Entra;
 /// and the token to send.
 fn configure(args: &Args) -> Result<(Config, String), String> {
-    let state = args.state.clone();
-    let itsm = args.itsm.kind().to_string();
+    let state = args.state_dir();
+    let itsm = args.itsm_kind();
     // A sync round reads the ITSM for real; --send is about Azure then.
-    let send = args.send || (args.sync && args.itsm != Itsm::DryRun);
+    let send = args.send || (args.sync && itsm != "dry-run");
     let dynamodb = args.store == Store::Dynamodb;
     let dev = args.token.is_none();
     let jwks_path = std::path::absolute(state.join("dev-jwks.json")).map_err(|e| e.to_string())?;
     let jwks_url =
         url::Url::from_file_path(&jwks_path).map_err(|()| "bad state path".to_string())?;
+    let key_dir = state.clone();
     let lookup = move |k: &str| -> Option<String> {
         match k {
             "ITSM_KIND" => return Some(itsm.clone()),
@@ -313,83 +253,11 @@ fn configure(args: &Args) -> Result<(Config, String), String> {
     let token = match &args.token {
         Some(t) => t.clone(),
         None => {
-            let key = DevKey::load_or_create(&args.state)?;
+            let key = DevKey::load_or_create(&key_dir)?;
             std::fs::write(&jwks_path, key.jwks().to_string())
                 .map_err(|e| format!("{}: {e}", jwks_path.display()))?;
             key.sign(&DevKey::claims_for(&config.entra, (system_clock())()))
         }
     };
     Ok((config, token))
-}
-
-/// A function URL event carrying `token`: the file's own event, or a bare
-/// body wrapped in one.
-fn to_event(file: &Path, token: &str) -> Result<Value, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let parsed: Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", file.display()))?;
-    let mut event = if parsed.get("requestContext").is_some() {
-        parsed
-    } else {
-        http::event::function_url_event("POST", None, &text)
-    };
-    event["headers"]["authorization"] = json!(format!("Bearer {token}"));
-    Ok(event)
-}
-
-fn summary(file: &Path, status: u16, body: &Value, requests: &[ItsmRequest]) -> Value {
-    json!({
-        "event": file.display().to_string(),
-        "status": status,
-        "outcome": body.get("outcome").or_else(|| body.get("error")).cloned().unwrap_or(Value::Null),
-        "alert_id": body.get("alert_id").cloned().unwrap_or(Value::Null),
-        "incident": body.get("incident").cloned().unwrap_or(Value::Null),
-        "message": body.get("message").cloned().unwrap_or(Value::Null),
-        "itsm_requests": requests,
-    })
-}
-
-fn print_human(
-    out: &mut impl Write,
-    file: &Path,
-    status: u16,
-    body: &Value,
-    requests: &[ItsmRequest],
-    colour: bool,
-) -> std::io::Result<()> {
-    let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("");
-    let outcome = if status < 400 {
-        text("outcome")
-    } else {
-        text("error")
-    };
-    let incident = body
-        .pointer("/incident/number")
-        .and_then(Value::as_str)
-        .map_or(String::new(), |n| format!(" incident {n}"));
-    let status_text = match (colour, status) {
-        (false, _) => status.to_string(),
-        (true, s) if s >= 500 => format!("\x1b[31m{s}\x1b[0m"),
-        (true, s) if s >= 400 => format!("\x1b[33m{s}\x1b[0m"),
-        (true, s) => format!("\x1b[32m{s}\x1b[0m"),
-    };
-    writeln!(out, "{}: {status_text} {outcome}{incident}", file.display())?;
-    if let Some(reason) = body.pointer("/queue/reason").and_then(Value::as_str) {
-        writeln!(
-            out,
-            "  in the outbox ({reason}): `replay --drain` delivers it when the ITSM is back"
-        )?;
-    }
-    if status >= 400 {
-        writeln!(out, "  {}", text("message"))?;
-    }
-    for r in requests {
-        writeln!(out, "  {} {}", r.method, r.path)?;
-        if let Some(b) = &r.body {
-            for line in serde_json::to_string_pretty(b).expect("JSON").lines() {
-                writeln!(out, "    {line}")?;
-            }
-        }
-    }
-    Ok(())
 }

@@ -3,6 +3,7 @@
 //! shown; with it, they are sent and recorded as the Lambda's round does.
 
 use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 
 use itsm_bridge::adapters::azure::{AzureDryRun, DEFAULT_API_VERSION};
@@ -11,6 +12,7 @@ use itsm_bridge::adapters::wire::RequestLog;
 use itsm_bridge::config::Config;
 use itsm_bridge::domain::sync::{ActionOutcome, AlertSync, RoundReport, SyncSettings};
 use itsm_bridge::inbound::App;
+use itsm_bridge::inbound::sync::summary;
 use serde_json::json;
 
 use super::Halt;
@@ -22,15 +24,22 @@ pub async fn round(
     send: bool,
     log: &Arc<RequestLog>,
     as_json: bool,
+    file: Option<&Path>,
     out: &mut impl Write,
 ) -> Result<bool, Halt> {
+    // From a FILE (a scheduled event), its lines name it.
+    let event = file.map(|f| f.display().to_string());
     // Alert groups first, as the scheduled role does: parents, due updates.
     if let Some(groups) = &app.groups {
         let r = groups.round().await;
         // The round's ITSM requests (a dry run's, or sent with --itsm).
         let requests = log.take();
         if as_json {
-            writeln!(out, "{}", json!({ "groups": r, "itsm_requests": requests }))?;
+            let mut line = json!({ "groups": r, "itsm_requests": requests });
+            if let Some(e) = &event {
+                line["event"] = json!(e);
+            }
+            writeln!(out, "{line}")?;
         } else {
             for q in &requests {
                 writeln!(out, "  {} {}", q.method, q.path)?;
@@ -99,6 +108,9 @@ pub async fn round(
             if let Some(r) = &request {
                 line["azure_request"] = json!(r);
             }
+            if let Some(e) = &event {
+                line["event"] = json!(e);
+            }
             writeln!(out, "{line}")?;
         } else {
             let detail = a
@@ -118,8 +130,18 @@ pub async fn round(
             }
         }
     }
-    if !as_json {
-        writeln!(out, "{}", tally(&report, send))?;
+    if as_json {
+        // The round's summary, also when it had nothing to do.
+        let mut line = json!({ "sync": summary(&report) });
+        line["sync"]["would_send"] = json!(report.count(ActionOutcome::WouldSend));
+        line["sync"]["dry_run"] = json!(!send);
+        if let Some(e) = &event {
+            line["event"] = json!(e);
+        }
+        writeln!(out, "{line}")?;
+    } else {
+        let prefix = event.map_or(String::new(), |e| format!("{e}: "));
+        writeln!(out, "{prefix}{}", tally(&report, send))?;
     }
     Ok(report.count(ActionOutcome::Denied) + report.count(ActionOutcome::Deferred) == 0)
 }
