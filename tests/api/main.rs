@@ -23,6 +23,7 @@ mod moto;
 mod properties;
 mod queue;
 mod replay;
+mod replay_drain;
 mod replay_roles;
 mod review;
 mod samples;

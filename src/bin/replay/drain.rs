@@ -5,10 +5,16 @@
 //! 4xx) is parked and reported rather than retried for ever; the first
 //! sign that the ITSM is down stops the drain (the ITSM's breaker opens for
 //! every role), with everything left queued for the next run.
+//!
+//! Without `--send` the drain is a dry run over a copy of the state file
+//! (`scratch`): it shows what it would send, and the outbox, the parked
+//! notifications and the records stay as they were.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use itsm_bridge::adapters::wire::RequestLog;
+use itsm_bridge::config::{Config, StoreConfig};
 use itsm_bridge::domain::delivery::{Fate, Received, WorkerPolicy};
 use itsm_bridge::inbound::{App, QueueHandle, worker};
 use serde_json::{Value, json};
@@ -22,11 +28,46 @@ enum Drained {
     Held(String),
 }
 
-/// Drains the outbox; whether nothing was left queued.
+/// A copy of the state file for a dry-run drain, removed when dropped.
+pub struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Points `config` at a copy of its embedded store, so that a dry run
+/// consumes nothing: the outbox, what is parked and the records stay.
+///
+/// # Errors
+/// The copy could not be made.
+pub fn scratch(config: &mut Config) -> Result<Scratch, String> {
+    let StoreConfig::Embedded(dir) = &config.store else {
+        return Err(
+            "--drain delivers the embedded store's outbox; it is not used with --store dynamodb"
+                .into(),
+        );
+    };
+    let copy = std::env::temp_dir().join(format!("itsm-bridge-dry-drain-{}", std::process::id()));
+    std::fs::create_dir_all(&copy).map_err(|e| format!("{}: {e}", copy.display()))?;
+    let scratch = Scratch(copy.clone());
+    let file = dir.join("correlation.redb");
+    if file.exists() {
+        std::fs::copy(&file, copy.join("correlation.redb"))
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+    }
+    config.store = StoreConfig::Embedded(copy);
+    Ok(scratch)
+}
+
+/// Drains the outbox; whether nothing was left queued. `dry`: the app
+/// runs on a `scratch` copy with a dry-run ITSM, and says so.
 pub async fn drain(
     app: &App,
     log: &RequestLog,
     retry_parked: bool,
+    dry: bool,
     as_json: bool,
     out: &mut impl Write,
 ) -> Result<bool, Halt> {
@@ -38,7 +79,15 @@ pub async fn drain(
     if retry_parked {
         let back = outbox.unpark().await.map_err(|e| e.to_string())?;
         if !as_json {
-            writeln!(out, "{back} parked notification(s) back in the outbox")?;
+            let (would, stays) = if dry {
+                (" would be", " (dry run: they stay parked)")
+            } else {
+                ("", "")
+            };
+            writeln!(
+                out,
+                "{back} parked notification(s){would} back in the outbox{stays}"
+            )?;
         }
     }
     let entries = outbox.entries().await.map_err(|e| e.to_string())?;
@@ -104,7 +153,7 @@ pub async fn drain(
             }
             Drained::Held(_) => held += 1,
         }
-        report(out, as_json, key, &alert_id, seq, &fate, &requests)?;
+        report(out, as_json, dry, key, &alert_id, seq, &fate, &requests)?;
     }
     // The last entry may be the one that found the ITSM down.
     if down.is_none() {
@@ -125,6 +174,12 @@ pub async fn drain(
                 "ITSM unavailable ({why}); {left} notification(s) left queued; run --drain again later"
             )?;
         }
+    } else if dry && !as_json {
+        writeln!(
+            out,
+            "{total} queued: {delivered} would be delivered, {parked} parked, {held} held; dry run: \
+             nothing was sent and all {total} stay queued (--send delivers them)"
+        )?;
     } else if !as_json {
         writeln!(
             out,
@@ -134,9 +189,11 @@ pub async fn drain(
     Ok(left == 0)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn report(
     out: &mut impl Write,
     as_json: bool,
+    dry: bool,
     key: u64,
     alert_id: &str,
     seq: u64,
@@ -144,7 +201,9 @@ fn report(
     requests: &Value,
 ) -> Result<(), Halt> {
     let (what, detail) = match fate {
+        Drained::Delivered(v) if dry => ("would_deliver", v.clone()),
         Drained::Delivered(v) => ("delivered", v.clone()),
+        Drained::Parked(why) if dry => ("would_park", json!({"reason": why})),
         Drained::Parked(why) => ("parked", json!({"reason": why})),
         Drained::Held(why) => ("still_queued", json!({"reason": why})),
     };

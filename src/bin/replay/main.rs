@@ -116,6 +116,13 @@ async fn run(args: Args) -> Result<bool, Halt> {
         }
         return Ok(true);
     }
+    // A dry-run drain works on a copy: queued work is never consumed.
+    let dry_drain = args.drain && !args.send;
+    let _scratch = if dry_drain {
+        Some(drain::scratch(&mut config)?)
+    } else {
+        None
+    };
     let aws = bootstrap::aws_config(&config).await;
     if let (StoreConfig::DynamoDb { table }, Some(aws)) = (&config.store, &aws)
         && std::env::var_os("AWS_ENDPOINT_URL").is_some()
@@ -131,7 +138,15 @@ async fn run(args: Args) -> Result<bool, Halt> {
         return sync::round(&app, &config, args.send, &log, args.json, None, &mut out).await;
     }
     if args.drain {
-        let all_ok = drain::drain(&app, &log, args.retry_parked, args.json, &mut out).await?;
+        let all_ok = drain::drain(
+            &app,
+            &log,
+            args.retry_parked,
+            dry_drain,
+            args.json,
+            &mut out,
+        )
+        .await?;
         if args.files.is_empty() {
             return Ok(all_ok);
         }
