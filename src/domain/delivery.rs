@@ -17,7 +17,7 @@ use crate::domain::correlation::{CorrelationRecord, RecordState, body_digest, co
 use crate::domain::delivery::breaker::{Breaker, Gate};
 use crate::domain::outcome::{ProcessError, Processed};
 use crate::domain::ports::{
-    Clock, CorrelationStore, DeliveryQueue, QueuedNotification, StoreError,
+    Clock, CorrelationStore, DeliveryQueue, ItsmError, QueuedNotification, StoreError,
 };
 use crate::domain::state_machine::Bridge;
 
@@ -53,7 +53,24 @@ pub enum Accepted {
     Queued {
         seq: u64,
         reason: QueueReason,
+        /// What the ITSM answered (`ItsmFailed`), or why it is held to be
+        /// down (`ItsmDown`): the operator's first question.
+        failure: Option<ItsmError>,
     },
+}
+
+impl Accepted {
+    /// A queued answer that names the ITSM's failure.
+    fn failed(self, e: ItsmError) -> Accepted {
+        match self {
+            Accepted::Queued { seq, reason, .. } => Accepted::Queued {
+                seq,
+                reason,
+                failure: Some(e),
+            },
+            processed => processed,
+        }
+    }
 }
 
 pub struct Delivery {
@@ -108,8 +125,13 @@ impl Delivery {
         let probing = match self.breaker.gate(false).await {
             Gate::Closed => false,
             Gate::ProbeDue if self.breaker.take_probe().await => true,
-            Gate::ProbeDue | Gate::Open { .. } => {
-                return self.enqueue(alert, body, None, QueueReason::ItsmDown).await;
+            held => {
+                let why = match held {
+                    Gate::Open { why, .. } => why,
+                    _ => "it was down; another delivery is probing whether it is back".into(),
+                };
+                let queued = self.enqueue(alert, body, None, QueueReason::ItsmDown).await;
+                return queued.map(|q| q.failed(ItsmError::Unavailable(why)));
             }
         };
         let attempt = self.inline.process_unless_queued(alert).await;
@@ -139,8 +161,10 @@ impl Delivery {
                     self.breaker.succeeded().await;
                 }
                 tracing::warn!(error = %e, alert_id = ?alert.alert_id, "ITSM failed inline; queuing");
-                self.enqueue(alert, body, None, QueueReason::ItsmFailed)
-                    .await
+                let queued = self
+                    .enqueue(alert, body, None, QueueReason::ItsmFailed)
+                    .await;
+                queued.map(|q| q.failed(e))
             }
             Err(other) => Err(other),
         }
@@ -179,6 +203,7 @@ impl Delivery {
                         return Ok(Accepted::Queued {
                             seq: r.queued_seq,
                             reason,
+                            failure: None,
                         });
                     }
                     // Its queuing was never confirmed (the send failed, or
@@ -243,7 +268,11 @@ impl Delivery {
             } else {
                 reason
             };
-            return Ok(Accepted::Queued { seq, reason });
+            return Ok(Accepted::Queued {
+                seq,
+                reason,
+                failure: None,
+            });
         }
         Err(ProcessError::InProgress)
     }

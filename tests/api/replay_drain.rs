@@ -129,3 +129,80 @@ async fn parked_notifications_are_retried_once_the_cause_is_fixed_and_a_dry_run_
     assert_eq!((code, results(&lines)), (0, vec!["delivered"]), "{lines:?}");
     assert_eq!(fake.incidents().len(), 1);
 }
+
+#[tokio::test]
+async fn every_queued_answer_says_why_and_a_refusal_fails_the_run_with_the_fix() {
+    let (servicenow, fake) = Fake::serve(Vendor::ServiceNow).await;
+    let state = tempfile::tempdir().unwrap();
+    let (path, uri) = (state.path().to_path_buf(), servicenow.uri());
+    fake.fail_next(ResponseTemplate::new(403).set_body_json(json!({
+        "error": {"message": "Operation Failed", "detail": "Data Policy Exception: Assignment group is mandatory"},
+        "status": "failure"
+    })));
+    let (code, lines) = replay(
+        path.clone(),
+        uri.clone(),
+        &["--send", "events/log-v2-fired.json"],
+    )
+    .await;
+    assert_eq!(code, 1, "a refusal is configuration to fix: {lines:?}");
+    let failure = &lines[0]["queue"]["failure"];
+    assert_eq!(
+        (lines[0]["status"].as_u64(), &failure["status"]),
+        (Some(202), &json!(403))
+    );
+    assert_eq!(failure["refused"], true);
+    assert!(
+        failure["message"]
+            .as_str()
+            .unwrap()
+            .contains("Assignment group is mandatory"),
+        "{failure}"
+    );
+    // In words: the reason and the fix.
+    fake.fail_next(ResponseTemplate::new(403).set_body_json(json!({
+        "error": {"message": "Operation Failed", "detail": "Data Policy Exception: Assignment group is mandatory"},
+        "status": "failure"
+    })));
+    let text = tokio::task::spawn_blocking(move || {
+        run(
+            &path,
+            &["--send", "events/metric-static-fired.json"],
+            &[
+                ("SERVICENOW_INSTANCE_URL", &uri),
+                ("SERVICENOW_USERNAME", SN_USER),
+                ("SERVICENOW_PASSWORD", SN_PASSWORD),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(text.0, 1, "{text:?}");
+    assert!(text.1.contains("202 queued"), "{}", text.1);
+    assert!(
+        text.1.contains("HTTP 403") && text.1.contains("Assignment group is mandatory"),
+        "{}",
+        text.1
+    );
+    assert!(
+        text.1.contains("configuration to fix") && text.1.contains("--send --drain"),
+        "{}",
+        text.1
+    );
+
+    // Down: queued with the reason, not a refusal: the run succeeds.
+    fake.set_down(true);
+    let (code, lines) = replay(
+        state.path().to_path_buf(),
+        servicenow.uri(),
+        &["--send", "events/prometheus-fired.json"],
+    )
+    .await;
+    assert_eq!(code, 0, "{lines:?}");
+    let failure = &lines[0]["queue"]["failure"];
+    assert_eq!(failure["refused"], false, "{failure}");
+    assert!(
+        failure["message"].as_str().unwrap().contains("503"),
+        "{failure}"
+    );
+}

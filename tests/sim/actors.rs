@@ -155,7 +155,7 @@ impl World {
                             .note(task, format!("answers 2xx {}", p.outcome.as_str()));
                         200
                     }
-                    Ok(Accepted::Queued { seq, reason }) => {
+                    Ok(Accepted::Queued { seq, reason, .. }) => {
                         self.ctx.note(
                             task,
                             format!("answers 202 queued seq {seq} ({})", reason.as_str()),

@@ -47,7 +47,10 @@ pub async fn post(
         .or_else(|| body.get("error"))
         .and_then(Value::as_str)
         .unwrap_or("?");
-    tally.count(outcome, status >= 400);
+    // A refusal queued (a 4xx: configuration to fix) fails the run: it
+    // will not go through until someone acts.
+    let refused = body.pointer("/queue/failure/refused") == Some(&Value::Bool(true));
+    tally.count(outcome, status >= 400 || refused);
     if style.json {
         let mut line = summary(file, status, &body, &requests);
         if style.explain {
@@ -77,6 +80,7 @@ fn summary(file: &Path, status: u16, body: &Value, requests: &[ItsmRequest]) -> 
         "alert_id": body.get("alert_id").cloned().unwrap_or(Value::Null),
         "incident": body.get("incident").cloned().unwrap_or(Value::Null),
         "message": body.get("message").cloned().unwrap_or(Value::Null),
+        "queue": body.get("queue").cloned().unwrap_or(Value::Null),
         "itsm_requests": requests,
     })
 }
@@ -107,10 +111,24 @@ fn print_human(
     };
     writeln!(out, "{}: {status_text} {outcome}{incident}", file.display())?;
     if let Some(reason) = body.pointer("/queue/reason").and_then(Value::as_str) {
-        writeln!(
-            out,
-            "  in the outbox ({reason}): `replay --drain` delivers it when the ITSM is back"
-        )?;
+        let failure = body.pointer("/queue/failure");
+        let why = failure
+            .and_then(|f| f["message"].as_str())
+            .map_or(String::new(), |m| format!(": {m}"));
+        writeln!(out, "  in the outbox ({reason}{why})")?;
+        if failure.is_some_and(|f| f["refused"] == true) {
+            writeln!(
+                out,
+                "  the ITSM refused it: configuration to fix (the credentials, the integration \
+                 user's roles, a data policy or a required field, as its message says); fix it, \
+                 then `replay --send --drain` delivers it"
+            )?;
+        } else {
+            writeln!(
+                out,
+                "  `replay --send --drain` delivers it when the ITSM is back"
+            )?;
+        }
     }
     if status >= 400 {
         writeln!(out, "  {}", text("message"))?;

@@ -202,7 +202,7 @@ impl Rig {
 
 fn queued(a: &Result<Accepted, ProcessError>) -> Option<(u64, QueueReason)> {
     match a {
-        Ok(Accepted::Queued { seq, reason }) => Some((*seq, *reason)),
+        Ok(Accepted::Queued { seq, reason, .. }) => Some((*seq, *reason)),
         _ => None,
     }
 }
@@ -345,3 +345,35 @@ mod holes;
 mod outage;
 mod review;
 mod review23;
+
+#[tokio::test]
+async fn a_queued_answer_carries_the_itsms_failure() {
+    let failure = |a: &Result<Accepted, ProcessError>| match a {
+        Ok(Accepted::Queued { failure, .. }) => failure.clone(),
+        other => panic!("not queued: {other:?}"),
+    };
+    let r = rig();
+    r.itsm.refuse.store(true, Ordering::SeqCst);
+    let (fired, body) = alert("a", MonitorCondition::Fired);
+    let refused = r.delivery.accept(&fired, &body).await;
+    assert_eq!(
+        failure(&refused),
+        Some(ItsmError::Rejected {
+            status: 403,
+            message: "insufficient rights".into()
+        })
+    );
+    r.itsm.refuse.store(false, Ordering::SeqCst);
+    r.itsm.down.store(true, Ordering::SeqCst);
+    let (other, body) = alert("b", MonitorCondition::Fired);
+    let down = r.delivery.accept(&other, &body).await;
+    assert_eq!(failure(&down), Some(ItsmError::Unavailable("503".into())));
+    // The breaker is open now: the next is queued untried, with its reason.
+    let (third, body) = alert("c", MonitorCondition::Fired);
+    let held = r.delivery.accept(&third, &body).await;
+    assert_eq!(queued(&held), Some((1, QueueReason::ItsmDown)));
+    assert!(
+        matches!(failure(&held), Some(ItsmError::Unavailable(why)) if why.contains("503")),
+        "{held:?}"
+    );
+}

@@ -147,8 +147,16 @@ impl Failure {
     }
 }
 
-/// 202: the notification is durably queued; Azure must not retry.
-pub fn queued(alert_id: &str, seq: u64, reason: QueueReason) -> Answer {
+/// 202: the notification is durably queued; Azure must not retry. The
+/// answer names the ITSM's failure, when one queued it: its HTTP status
+/// (when it answered) and message, and whether it refused (`refused`: a
+/// 4xx, configuration to fix; retries alone will not deliver it).
+pub fn queued(
+    alert_id: &str,
+    seq: u64,
+    reason: QueueReason,
+    failure: Option<&ItsmError>,
+) -> Answer {
     #[derive(serde::Serialize)]
     struct Body<'a> {
         outcome: &'static str,
@@ -160,7 +168,24 @@ pub fn queued(alert_id: &str, seq: u64, reason: QueueReason) -> Answer {
     struct Queue {
         seq: u64,
         reason: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        failure: Option<FailureBody>,
     }
+    #[derive(serde::Serialize)]
+    struct FailureBody {
+        status: Option<u16>,
+        message: String,
+        refused: bool,
+    }
+    let failure = failure.map(|e| FailureBody {
+        status: match e {
+            ItsmError::Rejected { status, .. } if *status > 0 => Some(*status),
+            ItsmError::Throttled { .. } => Some(429),
+            _ => None,
+        },
+        message: e.to_string(),
+        refused: !e.is_transient(),
+    });
     let body = Body {
         outcome: "queued",
         alert_id,
@@ -168,6 +193,7 @@ pub fn queued(alert_id: &str, seq: u64, reason: QueueReason) -> Answer {
         queue: Queue {
             seq,
             reason: reason.as_str(),
+            failure,
         },
     };
     Answer {
@@ -228,5 +254,35 @@ mod tests {
             message: "m".into(),
         };
         assert_eq!(Failure::Process(ProcessError::Itsm(rejected)).status(), 502);
+    }
+
+    #[test]
+    fn a_queued_answer_names_the_failure_and_whether_it_is_a_refusal() {
+        let body = |failure: Option<&ItsmError>| -> serde_json::Value {
+            let a = queued("a", 1, QueueReason::ItsmFailed, failure);
+            assert_eq!(a.status, 202);
+            serde_json::from_str(&a.body).unwrap()
+        };
+        let refused = ItsmError::Rejected {
+            status: 403,
+            message: "ACL Exception Insert Failed".into(),
+        };
+        let q = body(Some(&refused))["queue"].clone();
+        assert_eq!(q["failure"]["status"], 403);
+        assert_eq!(q["failure"]["refused"], true);
+        assert!(
+            q["failure"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("ACL Exception Insert Failed"),
+            "{q}"
+        );
+        let down = ItsmError::Unavailable("HTTP 503: hibernating".into());
+        let q = body(Some(&down))["queue"].clone();
+        assert_eq!(
+            (&q["failure"]["status"], &q["failure"]["refused"]),
+            (&serde_json::Value::Null, &serde_json::json!(false))
+        );
+        assert!(body(None)["queue"].get("failure").is_none());
     }
 }

@@ -126,7 +126,11 @@ async fn process(
     };
     let processed = match accepted {
         Ok(Accepted::Processed(processed)) => processed,
-        Ok(Accepted::Queued { seq, reason }) => {
+        Ok(Accepted::Queued {
+            seq,
+            reason,
+            failure,
+        }) => {
             tracing::info!(
                 request_id,
                 alert_id = ?alert.alert_id,
@@ -140,7 +144,7 @@ async fn process(
                 "event queued"
             );
             return Ok(Done {
-                answer: answer::queued(&alert.alert_id, seq, reason),
+                answer: answer::queued(&alert.alert_id, seq, reason, failure.as_ref()),
                 outcome: "queued",
                 itsm_ms: None,
             });
