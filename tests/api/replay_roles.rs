@@ -229,3 +229,73 @@ fn an_unknown_shape_gets_one_line_naming_the_shapes_replay_knows() {
         assert!(stderr.contains("nothing was processed"), "{stderr}");
     }
 }
+
+#[test]
+fn itsm_kind_picks_the_itsm_when_itsm_is_absent_and_the_flag_wins() {
+    let state = tempfile::tempdir().unwrap();
+    let first_path = |stdout: &str| json_lines(stdout)[0]["itsm_requests"][0]["path"].clone();
+    let (code, stdout, stderr) = run(
+        state.path(),
+        &["--json", "events/metric-static-fired.json"],
+        &[("ITSM_KIND", "jira")],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(first_path(&stdout), "/rest/api/3/issue", "{stdout}");
+    let state = tempfile::tempdir().unwrap();
+    let (code, stdout, _) = run(
+        state.path(),
+        &[
+            "--json",
+            "--itsm",
+            "bmc-helix",
+            "events/metric-static-fired.json",
+        ],
+        &[("ITSM_KIND", "jira")],
+    );
+    assert_eq!(code, 0);
+    let path = first_path(&stdout);
+    assert!(path.as_str().unwrap().starts_with("/api/arsys/"), "{path}");
+    // A kind the configuration does not know is named, as the Lambda names it.
+    let (code, _, stderr) = run(
+        state.path(),
+        &["events/metric-static-fired.json"],
+        &[("ITSM_KIND", "remedy")],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("ITSM_KIND") && stderr.contains("remedy"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn state_dir_is_the_state_folder_when_state_is_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("from-env");
+    let out = Command::new(env!("CARGO_BIN_EXE_replay"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["--json", "events/metric-static-fired.json"])
+        .env("STATE_DIR", &state)
+        .env_remove("ENTRA_JWKS_URL")
+        .env_remove("ITSM_KIND")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(state.join("correlation.redb").exists());
+    assert!(state.join("dev-jwks.json").exists());
+    // The same alert again, same STATE_DIR: the record is there.
+    let again = Command::new(env!("CARGO_BIN_EXE_replay"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["--json", "events/metric-static-fired.json"])
+        .env("STATE_DIR", &state)
+        .env_remove("ENTRA_JWKS_URL")
+        .env_remove("ITSM_KIND")
+        .output()
+        .unwrap();
+    let line: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(line["outcome"], "duplicate", "{line}");
+}

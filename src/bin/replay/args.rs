@@ -111,14 +111,20 @@ impl Args {
     pub fn itsm_kind(&self) -> String {
         match self.itsm {
             Some(i) => i.kind().to_string(),
-            None => "servicenow".into(),
+            None => std::env::var("ITSM_KIND")
+                .ok()
+                .map(|k| k.trim().to_string())
+                .filter(|k| !k.is_empty())
+                .unwrap_or_else(|| "servicenow".into()),
         }
     }
 
     /// The state folder: `--state`, else `STATE_DIR`, else `.itsm-bridge`.
     pub fn state_dir(&self) -> PathBuf {
-        self.state
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(".itsm-bridge"))
+        self.state.clone().unwrap_or_else(|| {
+            std::env::var_os("STATE_DIR")
+                .filter(|d| !d.is_empty())
+                .map_or_else(|| PathBuf::from(".itsm-bridge"), PathBuf::from)
+        })
     }
 }
