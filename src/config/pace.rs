@@ -34,12 +34,6 @@ pub fn per_container(env: &Env) -> Result<Option<f64>, ConfigError> {
             )
         })?;
     let containers = env.number("WORKER_MAX_CONCURRENCY", 1)?;
-    if !(1..=1000).contains(&containers) {
-        return Err(err(
-            "WORKER_MAX_CONCURRENCY",
-            format!("{containers} must be 1 to 1000: the worker containers that may run at once"),
-        ));
-    }
     let share = rps / containers as f64;
     if share < LEAST_PER_CONTAINER {
         return Err(err(

@@ -103,12 +103,8 @@ impl SyncConfig {
             overlap_secs: secs("SYNC_OVERLAP_SECS", defaults.overlap_secs)?,
             settle_secs: secs("SYNC_SETTLE_SECS", defaults.settle_secs)?,
             first_lookback_secs: secs("SYNC_FIRST_LOOKBACK_SECS", defaults.first_lookback_secs)?,
-            page_size: env
-                .number("SYNC_PAGE_SIZE", defaults.page_size as u64)?
-                .clamp(1, 1000) as usize,
-            max_pages: env
-                .number("SYNC_MAX_PAGES", defaults.max_pages as u64)?
-                .max(1) as usize,
+            page_size: env.number("SYNC_PAGE_SIZE", defaults.page_size as u64)? as usize,
+            max_pages: env.number("SYNC_MAX_PAGES", defaults.max_pages as u64)? as usize,
             budget: Duration::from_secs(
                 env.number("SYNC_ROUND_BUDGET_SECS", defaults.budget.as_secs())?,
             ),

@@ -15,9 +15,8 @@ use super::{ConfigError, Env, err};
 /// Around each message's ITSM calls the worker reads and writes its record
 /// and sets its visibility: room for that, per message.
 const PER_MESSAGE_OVERHEAD: Duration = Duration::from_secs(2);
-/// SQS's largest batch for a FIFO event source, and its longest retention.
-const MAX_BATCH: u64 = 10;
-const MAX_RETENTION_SECS: u64 = 1_209_600;
+/// SQS's longest retention (`numbers` bounds `QUEUE_RETENTION_SECS` by it).
+pub(super) const MAX_RETENTION_SECS: u64 = 1_209_600;
 /// A queue's retention when `QUEUE_RETENTION_SECS` does not say: SQS's default.
 const DEFAULT_RETENTION_SECS: u64 = 345_600;
 /// How long queued work holds its alert's later notifications in the queue:
@@ -59,24 +58,10 @@ impl DeliveryConfig {
             ));
         }
         let batch = env.number("WORKER_BATCH_SIZE", 1)?;
-        if !(1..=MAX_BATCH).contains(&batch) {
-            return Err(err(
-                "WORKER_BATCH_SIZE",
-                format!(
-                    "{batch} must be 1 to {MAX_BATCH}: the most an SQS FIFO event source hands over"
-                ),
-            ));
-        }
         let overhead = PER_MESSAGE_OVERHEAD.as_millis() as u64;
         let per_receive_secs = match env.get("WORKER_TIMEOUT_SECS") {
             Some(_) => {
-                let timeout = env.number("WORKER_TIMEOUT_SECS", 0)?;
-                if !(1..=900).contains(&timeout) {
-                    return Err(err(
-                        "WORKER_TIMEOUT_SECS",
-                        format!("{timeout} must be 1 to 900: a Lambda function's timeout"),
-                    ));
-                }
+                let timeout = env.number("WORKER_TIMEOUT_SECS", 1)?;
                 let most = (timeout * 1000 / batch).saturating_sub(overhead);
                 if deadline > most {
                     return Err(err(
@@ -96,13 +81,7 @@ impl DeliveryConfig {
         let Some(_) = env.get("QUEUE_MAX_RECEIVE_COUNT") else {
             return Ok(());
         };
-        let receives = env.number("QUEUE_MAX_RECEIVE_COUNT", 0)?;
-        if !(1..=1000).contains(&receives) {
-            return Err(err(
-                "QUEUE_MAX_RECEIVE_COUNT",
-                format!("{receives} must be 1 to 1000: SQS's range for maxReceiveCount"),
-            ));
-        }
+        let receives = env.number("QUEUE_MAX_RECEIVE_COUNT", 1)?;
         if u64::from(self.permanent_attempts) > receives {
             return Err(err(
                 "WORKER_PERMANENT_ATTEMPTS",
@@ -114,12 +93,6 @@ impl DeliveryConfig {
             ));
         }
         let retention = env.number("QUEUE_RETENTION_SECS", DEFAULT_RETENTION_SECS)?;
-        if !(60..=MAX_RETENTION_SECS).contains(&retention) {
-            return Err(err(
-                "QUEUE_RETENTION_SECS",
-                format!("{retention} must be 60 to {MAX_RETENTION_SECS}: SQS's range"),
-            ));
-        }
         // An alert's Resolved can wait behind its Fired for all the Fired's
         // receives, then take as many of its own: both within the retention.
         let fits = |n| 2 * self.time_to_dead_letter(n, per_receive_secs) <= retention;
@@ -188,7 +161,12 @@ mod tests {
         refused(
             config(&[("WORKER_BACKOFF_BASE_SECS", "50000")]).unwrap_err(),
             "WORKER_BACKOFF_BASE_SECS",
-            &["50000 must be 1 to WORKER_BACKOFF_MAX_SECS (1800)"],
+            &["50000 must be 1 to 43200"],
+        );
+        refused(
+            config(&[("WORKER_BACKOFF_BASE_SECS", "2000")]).unwrap_err(),
+            "WORKER_BACKOFF_BASE_SECS",
+            &["2000 must be 1 to WORKER_BACKOFF_MAX_SECS (1800)"],
         );
         refused(
             config(&[("WORKER_BACKOFF_MAX_SECS", "86400")]).unwrap_err(),
