@@ -79,14 +79,73 @@ async fn a_base64_encoded_body_is_decoded() {
     assert_eq!(send_event(&t.app, &event).await.status, 200);
 }
 
+/// The Lambda binary as Lambda starts it (the runtime API is never
+/// reached: these runs end at start-up), with `vars`.
+fn lambda_binary(vars: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_itsm-bridge"))
+        .env_clear()
+        .envs([
+            ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "itsm-bridge"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ])
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn the_lambda_refuses_to_start_without_entra_configuration() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_itsm-bridge"))
-        .env_clear()
-        .env("SERVICENOW_INSTANCE_URL", "https://dev1.service-now.com")
-        .output()
-        .unwrap();
+    let out = lambda_binary(&[("SERVICENOW_INSTANCE_URL", "https://dev1.service-now.com")]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("ENTRA_TENANT_ID"), "{stderr}");
+}
+
+#[test]
+fn a_configuration_error_is_one_sentence_naming_the_variable() {
+    let out = lambda_binary(&[
+        ("ENTRA_TENANT_ID", "aaaabbbb-0000-cccc-1111-dddd2222eeee"),
+        ("ENTRA_AUDIENCES", "api://itsm-bridge"),
+        ("ITSM_DRY_RUN", "true"),
+        ("ITSM_TIMEOUT_MS", "0"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        "itsm-bridge: configuration: ITSM_TIMEOUT_MS: 0 must be 100 to 60000: one request's time \
+         limit, in milliseconds"
+    );
+}
+
+#[test]
+fn outside_lambda_the_binary_says_in_one_line_what_to_run_instead() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_itsm-bridge"))
+        .env_clear()
+        .env("ENTRA_TENANT_ID", "aaaabbbb-0000-cccc-1111-dddd2222eeee")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cargo run --bin replay") && stderr.contains("cargo lambda watch"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn cargo_run_runs_replay() {
+    let manifest = include_str!("../../Cargo.toml");
+    let default_run = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("default-run = "))
+        .expect("Cargo.toml names a default-run");
+    assert_eq!(default_run.trim_matches('"'), "replay");
+    assert!(
+        manifest.contains("[[bin]]\nname = \"replay\""),
+        "replay is a binary"
+    );
 }
