@@ -41,7 +41,7 @@ pub enum StartError {
     #[error("start-up: cannot open the embedded correlation store: {0}")]
     Store(#[source] StoreError),
     /// A setting names an AWS service but the SDK configuration was not
-    /// loaded ([`aws_config`] decides that from the same settings).
+    /// loaded ([`aws_config()`] decides that from the same settings).
     #[error("start-up: {0} needs the AWS SDK configuration, which was not loaded")]
     AwsNotLoaded(&'static str),
     /// The local outbox lives in the embedded store's file.

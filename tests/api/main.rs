@@ -25,6 +25,7 @@ mod queue;
 mod replay;
 mod replay_drain;
 mod replay_roles;
+mod replay_small;
 mod review;
 mod samples;
 mod servicenow;

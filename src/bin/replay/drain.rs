@@ -151,7 +151,10 @@ pub async fn drain(
                     .map_err(|e| e.to_string())?;
                 parked += 1;
             }
-            Drained::Held(_) => held += 1,
+            Drained::Held(_) => {
+                held += 1;
+                super::failed();
+            }
         }
         report(out, as_json, dry, key, &alert_id, seq, &fate, &requests)?;
     }

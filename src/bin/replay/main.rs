@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
@@ -54,13 +55,24 @@ async fn main() -> ExitCode {
     match run(args).await {
         Ok(all_ok) if all_ok => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
-        // Whoever read our output stopped (`replay … | head`): nothing to say.
+        // Whoever read our output stopped (`replay … | head`): nothing to
+        // say, but the status still tells what was processed.
+        Err(Halt::Closed) if FAILED.load(Ordering::Relaxed) => ExitCode::FAILURE,
         Err(Halt::Closed) => ExitCode::SUCCESS,
         Err(Halt::Error(e)) => {
             eprintln!("replay: {e}");
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether anything processed so far failed: the exit status when the
+/// output closes before the run ends.
+static FAILED: AtomicBool = AtomicBool::new(false);
+
+/// Notes a failure for the exit status, however the run ends.
+pub fn failed() {
+    FAILED.store(true, Ordering::Relaxed);
 }
 
 /// Why replay stopped early.
@@ -208,6 +220,9 @@ impl Tally {
     pub fn count(&mut self, outcome: &str, failed: bool) {
         *self.counts.entry(outcome.to_string()).or_default() += 1;
         self.failed += usize::from(failed);
+        if failed {
+            self::failed();
+        }
     }
 
     fn line(&self, files: usize) -> String {
@@ -229,6 +244,18 @@ impl Tally {
 /// and the token to send.
 fn configure(args: &Args) -> Result<(Config, String), String> {
     let state = args.state_dir();
+    if state.exists() && !state.is_dir() {
+        let flag = if args.state.is_some() {
+            "--state"
+        } else {
+            "STATE_DIR"
+        };
+        return Err(format!(
+            "{flag} {}: is a file; name a folder (replay keeps its records, outbox and \
+             development key there; it is created if missing)",
+            state.display()
+        ));
+    }
     let itsm = args.itsm_kind();
     // A sync round reads the ITSM for real; --send is about Azure then.
     let send = args.send || (args.sync && itsm != "dry-run");

@@ -95,6 +95,10 @@ pub async fn round(
             .await
             .map_err(|e| e.to_string())?
     };
+    let all_ok = report.count(ActionOutcome::Denied) + report.count(ActionOutcome::Deferred) == 0;
+    if !all_ok {
+        super::failed();
+    }
     let mut requests = log
         .take()
         .into_iter()
@@ -143,7 +147,7 @@ pub async fn round(
         let prefix = event.map_or(String::new(), |e| format!("{e}: "));
         writeln!(out, "{prefix}{}", tally(&report, send))?;
     }
-    Ok(report.count(ActionOutcome::Denied) + report.count(ActionOutcome::Deferred) == 0)
+    Ok(all_ok)
 }
 
 fn tally(r: &RoundReport, send: bool) -> String {
