@@ -158,3 +158,5 @@ fn every_combination_the_template_allows_passes_the_start_up_checks() {
     }
     assert_eq!(checked, 10 * 2 * 3 * 2 * 2);
 }
+
+mod dashboard;
