@@ -4,6 +4,7 @@ mod auth;
 mod aws;
 mod binary_logs;
 mod bmc;
+mod docs;
 mod edge;
 mod fake_azure;
 mod fake_changes;
