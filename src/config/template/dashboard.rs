@@ -7,9 +7,10 @@ use serde_json::Value;
 use super::TEMPLATE;
 
 /// Where the EMF lines are written: every metric name is quoted there.
-const EMITTERS: [&str; 2] = [
+const EMITTERS: [&str; 3] = [
     include_str!("../../inbound/http/metrics.rs"),
     include_str!("../../inbound/sync.rs"),
+    include_str!("../../inbound/group_round.rs"),
 ];
 
 /// The dashboard's body with each `${…}` of `!Sub` replaced by `NS` for the
