@@ -7,8 +7,8 @@
 //! behaves as before.
 //!
 //! Documents in the group store: the head `<key>` (which generation is
-//! current), each group `<key>#<generation>`, and the index `groups-pending`
-//! (the groups the round visits). A child's reference is
+//! current), each group `<key>#<generation>`, and the index
+//! `groups-pending-<0-f>` (the groups the round visits). A child's reference is
 //! `group:<key>#<generation>/<child key>`.
 
 use std::sync::Arc;
@@ -36,7 +36,23 @@ pub struct Grouped {
 /// Read-decide-write rounds before a busy group answers "try again" (the
 /// notification then queues, and its retry joins).
 const ROUNDS: usize = 24;
-pub(super) const INDEX: &str = "groups-pending";
+/// The round's index of groups with work left, in 16 documents by the
+/// group key's first hex digit, so that none outgrows a store item.
+pub(super) const INDEX_SHARDS: u32 = 16;
+
+pub(super) fn index_id(shard: u32) -> String {
+    format!("groups-pending-{shard:x}")
+}
+
+/// The index document that lists `gid` (`grp-<hex>#<n>`).
+fn index_of(gid: &str) -> String {
+    let digit = gid
+        .strip_prefix("grp-")
+        .and_then(|h| h.chars().next())
+        .and_then(|c| c.to_digit(16))
+        .unwrap_or(0);
+    index_id(digit % INDEX_SHARDS)
+}
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Head {
@@ -205,6 +221,11 @@ impl Grouped {
                     if !self.save(gid, &g, Some(version), None).await? {
                         continue;
                     }
+                    // The round drops groups that take no one and have
+                    // nothing to write; a late resolve gives it work again.
+                    if !g.admits(now, &policy) {
+                        self.index_add(gid).await?;
+                    }
                     if decided == ChildResolved::ResolveParent {
                         tracing::info!(group = %gid, children = g.members.len(), "group resolved by policy");
                         self.finish_parent(gid).await;
@@ -243,16 +264,17 @@ impl Grouped {
     }
 
     /// Adds `gid` to the round's index, once.
-    async fn index_add(&self, gid: &str) -> Result<(), ItsmError> {
+    pub(super) async fn index_add(&self, gid: &str) -> Result<(), ItsmError> {
+        let index = index_of(gid);
         for _ in 0..ROUNDS {
-            let found: Option<(Index, u64)> = self.load(INDEX, (self.clock)()).await?;
+            let found: Option<(Index, u64)> = self.load(&index, (self.clock)()).await?;
             let (mut index, version) =
                 found.map_or((Index::default(), None), |(i, v)| (i, Some(v)));
             if index.groups.iter().any(|g| g == gid) {
                 return Ok(());
             }
             index.groups.push(gid.to_string());
-            if self.save(INDEX, &index, version, None).await? {
+            if self.save(&index_of(gid), &index, version, None).await? {
                 return Ok(());
             }
         }

@@ -94,17 +94,25 @@ pub struct ParentTemplate {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
-    /// What people read: the alert's target, else its id.
+    /// Its place in the order children joined (from 0).
+    pub n: u32,
+    /// What people read: the alert's target, else its id (at most
+    /// `NAME_MAX` characters: the document stays within a store item).
     pub name: String,
     pub open: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A join or resolve not yet written to the parent, by the child's number
+/// (a number, not the name: the document stays small through a long outage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Change {
-    Joined(String),
-    Resolved(String),
+    Joined(u32),
+    Resolved(u32),
 }
+
+/// The longest child name kept.
+pub const NAME_MAX: usize = 64;
 
 /// Why a group ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,13 +182,15 @@ impl Group {
         if self.members.contains_key(child) {
             return false;
         }
+        let n = u32::try_from(self.members.len()).unwrap_or(u32::MAX);
         let member = Member {
-            name: name.to_string(),
+            n,
+            name: name.chars().take(NAME_MAX).collect(),
             open: true,
         };
         self.members.insert(child.to_string(), member);
         self.last_join_at = self.last_join_at.max(now);
-        self.pending.push(Change::Joined(name.to_string()));
+        self.pending.push(Change::Joined(n));
         if severity < Severity::parse(&self.worst) {
             // The first child sets the parent's priority at its creation.
             self.raise = self.members.len() > 1;
@@ -195,11 +205,11 @@ impl Group {
             return ChildResolved::NoOp;
         };
         member.open = false;
-        let name = member.name.clone();
+        let n = member.n;
         if self.ended.is_some() {
             return ChildResolved::Counted;
         }
-        self.pending.push(Change::Resolved(name));
+        self.pending.push(Change::Resolved(n));
         let resolve = match policy.resolve {
             ResolvePolicy::All => self.open_children() == 0,
             ResolvePolicy::First => true,
@@ -251,13 +261,19 @@ impl Group {
         if std::mem::take(&mut self.raise) {
             lines.push(format!("Most severe alert now: {}.", self.worst));
         }
+        let names: BTreeMap<u32, &str> = self
+            .members
+            .values()
+            .map(|m| (m.n, m.name.as_str()))
+            .collect();
         let mut unlisted: BTreeMap<&str, usize> = BTreeMap::new();
         let (mut joined_more, mut resolved_more) = (0, 0);
         for change in &pending {
-            let (verb, name, more) = match change {
+            let (verb, n, more) = match change {
                 Change::Joined(n) => ("joined", n, &mut joined_more),
                 Change::Resolved(n) => ("resolved", n, &mut resolved_more),
             };
+            let name = names.get(n).copied().unwrap_or("?");
             if self.listed < policy.max_listed {
                 self.listed += 1;
                 lines.push(format!("- {verb}: {name}"));

@@ -39,7 +39,9 @@ fn parent_draft(gid: &str, g: &Group) -> IncidentDraft {
         "Alerts grouped by itsm-bridge ({}; group {gid}).\nFirst alerts:\n",
         g.label
     );
-    for m in g.members.values().take(g.policy.max_listed as usize) {
+    let mut first: Vec<_> = g.members.values().collect();
+    first.sort_by_key(|m| m.n);
+    for m in first.iter().take(g.policy.max_listed as usize) {
         description.push_str(&format!("- {}\n", m.name));
     }
     IncidentDraft {
@@ -71,7 +73,8 @@ impl Grouped {
     /// The parent, creating it under the group's claim if need be (`None`:
     /// another caller holds the claim, or a lost create may still show).
     pub(super) async fn ensure_parent(&self, gid: &str) -> Result<Option<IncidentRef>, ItsmError> {
-        let (g, claimed) = loop {
+        let mut taken = None;
+        for _ in 0..ROUNDS {
             let now = (self.clock)();
             let Some((mut g, version)) = self.load::<Group>(gid, now).await? else {
                 return Ok(None);
@@ -85,8 +88,13 @@ impl Grouped {
             g.parent_work.lease_until = now + self.lease_secs;
             g.parent_work.creates += 1;
             if self.save(gid, &g, Some(version), None).await? {
-                break (g, now);
+                taken = Some((g, now));
+                break;
             }
+        }
+        // A busy group (joins rewriting it): the next join or round claims it.
+        let Some((g, claimed)) = taken else {
+            return Ok(None);
         };
         let key = parent_key(gid);
         // An earlier create may have taken effect: look first.

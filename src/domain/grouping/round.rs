@@ -3,7 +3,7 @@
 //! is due, end it when idle, resolve the parent of an ended group, and drop
 //! from the index the groups nothing more can happen to.
 
-use super::engine::{Grouped, INDEX, Index};
+use super::engine::{Grouped, INDEX_SHARDS, Index, index_id};
 use super::group::{End, Group};
 use crate::domain::ports::ItsmError;
 
@@ -28,31 +28,34 @@ pub struct GroupRound {
 impl Grouped {
     pub async fn round(&self) -> GroupRound {
         let mut out = GroupRound::default();
-        let index = match self.load::<Index>(INDEX, (self.clock)()).await {
-            Ok(found) => found.map(|(i, _)| i).unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!(error = %e, "group round: index unreadable");
-                out.errors += 1;
-                return out;
-            }
-        };
-        out.groups = index.groups.len();
-        let mut finished = Vec::new();
-        for gid in &index.groups {
-            match self.visit(gid, &mut out).await {
-                Ok(true) => finished.push(gid.clone()),
-                Ok(false) => {}
+        for shard in 0..INDEX_SHARDS {
+            let id = index_id(shard);
+            let index = match self.load::<Index>(&id, (self.clock)()).await {
+                Ok(found) => found.map(|(i, _)| i).unwrap_or_default(),
                 Err(e) => {
+                    tracing::warn!(error = %e, index = %id, "group round: index unreadable");
                     out.errors += 1;
-                    tracing::warn!(group = %gid, error = %e, "group round: left for the next round");
+                    continue;
+                }
+            };
+            out.groups += index.groups.len();
+            let mut finished = Vec::new();
+            for gid in &index.groups {
+                match self.visit(gid, &mut out).await {
+                    Ok(true) => finished.push(gid.clone()),
+                    Ok(false) => {}
+                    Err(e) => {
+                        out.errors += 1;
+                        tracing::warn!(group = %gid, error = %e, "group round: left for the next round");
+                    }
                 }
             }
+            if let Err(e) = self.retire(&id, &finished).await {
+                out.errors += 1;
+                tracing::warn!(error = %e, "group round: index not updated");
+            }
+            out.done += finished.len();
         }
-        if let Err(e) = self.retire(&finished).await {
-            out.errors += 1;
-            tracing::warn!(error = %e, "group round: index not updated");
-        }
-        out.done = finished.len();
         out
     }
 
@@ -94,12 +97,13 @@ impl Grouped {
             return Ok(true);
         };
         out.batched += g.pending.len();
-        // Takes no one and has no one open: nothing more can happen to it.
+        // Takes no one and has nothing to write: off the index until a late
+        // resolve puts it back (`leave`); a group that may end idle stays.
         let now = (self.clock)();
         Ok(!g.admits(now, &g.policy)
-            && g.open_children() == 0
             && g.pending.is_empty()
-            && g.parent_work.note.is_none())
+            && g.parent_work.note.is_none()
+            && (g.open_children() == 0 || g.policy.idle_resolve_secs.is_none()))
     }
 
     /// Sends the group's due update, once per interval: taken from the
@@ -148,21 +152,27 @@ impl Grouped {
 
     /// Keeps the finished groups' documents a while (a late duplicate still
     /// finds its group and changes nothing), then drops them from the index.
-    async fn retire(&self, finished: &[String]) -> Result<(), ItsmError> {
+    async fn retire(&self, index_doc: &str, finished: &[String]) -> Result<(), ItsmError> {
+        if finished.is_empty() {
+            return Ok(());
+        }
         for gid in finished {
             let now = (self.clock)();
-            if let Some((g, version)) = self.load::<Group>(gid, now).await? {
+            // Kept while children may still resolve; then a while, then gone.
+            if let Some((g, version)) = self.load::<Group>(gid, now).await?
+                && g.open_children() == 0
+            {
                 self.save(gid, &g, Some(version), Some(now + RETAIN_SECS))
                     .await?;
             }
         }
         for _ in 0..8 {
-            let Some((mut index, version)) = self.load::<Index>(INDEX, (self.clock)()).await?
+            let Some((mut index, version)) = self.load::<Index>(index_doc, (self.clock)()).await?
             else {
                 return Ok(());
             };
             index.groups.retain(|g| !finished.contains(g));
-            if self.save(INDEX, &index, Some(version), None).await? {
+            if self.save(index_doc, &index, Some(version), None).await? {
                 return Ok(());
             }
         }

@@ -361,3 +361,45 @@ async fn a_grouped_alert_that_fires_again_joins_a_group_again_whatever_the_refir
         );
     }
 }
+
+#[tokio::test]
+async fn a_late_resolve_after_the_group_left_the_round_still_resolves_the_parent() {
+    let r = rig(json!({"by": ["alert_rule"], "window_secs": 60, "max_age_secs": 600}));
+    r.at(0);
+    r.fire(1).await;
+    r.fire(2).await;
+    r.resolve(1).await;
+    // Past its window and age, written, nothing pending: off the index.
+    r.at(700);
+    r.grouped.round().await;
+    let idle = r.grouped.round().await;
+    assert_eq!(idle.groups, 0, "{idle:?}");
+    // Hours later the last child resolves while the ITSM is down: the
+    // round, which had dropped the group, must still resolve the parent.
+    r.at(20_000);
+    r.itsm.down.store(true, Ordering::SeqCst);
+    r.resolve(2).await;
+    assert!(r.itsm.resolves.lock().unwrap().is_empty());
+    r.itsm.down.store(false, Ordering::SeqCst);
+    r.at(20_060);
+    let round = r.grouped.round().await;
+    assert_eq!(round.parents_resolved, 1, "{round:?}");
+    assert_eq!(r.itsm.resolves.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn many_groups_spread_over_the_index_and_every_one_is_visited() {
+    let r = rig(json!({"by": ["target"]}));
+    r.at(0);
+    for vm in 0..100 {
+        r.fire(vm).await;
+    }
+    assert_eq!(r.itsm.parents().len(), 100);
+    r.at(60);
+    let round = r.grouped.round().await;
+    assert_eq!(
+        (round.groups, round.updates_written),
+        (100, 100),
+        "{round:?}"
+    );
+}

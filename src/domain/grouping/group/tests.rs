@@ -223,3 +223,28 @@ fn the_title_names_the_rule_the_count_and_the_values() {
         "vm-cpu-high: 2 alerts in vm-cpu-high / rg-prod"
     );
 }
+
+#[test]
+fn a_full_group_with_everything_pending_fits_a_store_item() {
+    let p = policy(json!({}));
+    let mut g = group_with(&[], 0);
+    let long = "x".repeat(300);
+    for i in 0..MOST_MEMBERS {
+        g.join(
+            &format!("azmon-{i:032x}"),
+            &format!("{i}{long}"),
+            Severity::Sev3,
+            0,
+        );
+    }
+    for i in 0..MOST_MEMBERS {
+        g.resolve_child(&format!("azmon-{i:032x}"), &p);
+    }
+    let size = serde_json::to_string(&g).unwrap().len();
+    assert!(size < 350_000, "{size} bytes: past what GroupDoc promises");
+    assert!(
+        g.members
+            .values()
+            .all(|m| m.name.chars().count() <= NAME_MAX)
+    );
+}

@@ -84,19 +84,17 @@ async fn a_storm_makes_one_parent_with_batched_updates_naming_each_child_once() 
     // The figures BENCHMARKS.md §12 quotes (`--nocapture`).
     use crate::domain::ports::GroupStore;
     let now = r.now.load(Ordering::SeqCst);
-    let index = r.store.group_doc("groups-pending", now).await.unwrap();
-    let sizes: Vec<usize> = match index {
-        Some(doc) => {
+    let mut sizes = Vec::new();
+    for shard in 0..16 {
+        let id = format!("groups-pending-{shard:x}");
+        if let Some(doc) = r.store.group_doc(&id, now).await.unwrap() {
             let ids: serde_json::Value = serde_json::from_str(&doc.body).unwrap();
-            let mut sizes = Vec::new();
             for id in ids["groups"].as_array().unwrap() {
                 let group = r.store.group_doc(id.as_str().unwrap(), now).await.unwrap();
                 sizes.extend(group.map(|g| g.body.len()));
             }
-            sizes
         }
-        None => Vec::new(),
-    };
+    }
     println!(
         "storm: 1000 alerts; parents created {}, updates {notes}, resolves {}, children named \
          {}; group documents (bytes) {sizes:?}",
