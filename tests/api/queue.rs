@@ -627,6 +627,7 @@ async fn redrive(t: &TestApp, bodies: &[String]) {
 }
 
 mod breaker;
+mod groups;
 mod pace;
 mod park;
 mod review;
