@@ -269,7 +269,7 @@ pub fn build(
                 "AZURE_SECRET_ID",
             )?;
             let azure = Arc::new(AzureAlerts::new(&sc.azure, credential)?);
-            Some(AlertSync::new(
+            let sync = AlertSync::new(
                 sync_feed.changes.clone(),
                 sync_feed.store.clone(),
                 azure,
@@ -278,7 +278,12 @@ pub fn build(
                     ..sc.settings.clone()
                 },
                 clock.clone(),
-            ))
+            );
+            // A parent a person resolved closes its children's alerts.
+            Some(match config.settings.routing.groups() {
+                true => sync.with_groups(groups.clone()),
+                false => sync,
+            })
         }
     };
     let intake: Option<Arc<dyn Intake>> = match &config.delivery.event_source_mapping {

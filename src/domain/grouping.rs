@@ -3,11 +3,12 @@
 //! (`incident::group_key`) under one parent incident, updated in batches and
 //! resolved by policy. `group`: one group's rules; `engine`: grouping as
 //! the ITSM the state machine sees; `parent`: the parent incident; `round`:
-//! the scheduled round's part.
+//! the scheduled round's part; `person`: a parent a person resolved.
 
 mod engine;
 pub mod group;
 mod parent;
+mod person;
 mod round;
 
 pub use engine::Grouped;

@@ -179,12 +179,40 @@ pub enum SyncError {
     Store(#[from] StoreError),
 }
 
+/// The alert groups' side of a round (`domain::grouping` implements it): a
+/// group's parent incident that a person resolved closes the group, and its
+/// children still open are closed in Azure, each once.
+#[async_trait::async_trait]
+pub trait GroupParents: Send + Sync {
+    /// Whether `correlation_key` is a group parent's; if it is, and the
+    /// group had not ended, ends it as resolved by a person (unless `read_only`).
+    ///
+    /// # Errors
+    /// The group store failed; the change is read again next round.
+    async fn closed_by_person(
+        &self,
+        correlation_key: &str,
+        read_only: bool,
+    ) -> Result<Option<ClosedParent>, StoreError>;
+}
+
+/// A group whose parent a person resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedParent {
+    /// Its id (`<key>#<generation>`): the children's references name it.
+    pub group: String,
+    /// The correlation keys of its children still open: empty when the
+    /// group had ended by the bridge (its resolve policy or idleness).
+    pub open_children: Vec<String>,
+}
+
 pub struct AlertSync {
     itsm: Arc<dyn IncidentChanges>,
     store: Arc<dyn SyncStore>,
     azure: Arc<dyn AlertStates>,
     settings: SyncSettings,
     clock: Clock,
+    groups: Option<Arc<dyn GroupParents>>,
 }
 
 impl AlertSync {
@@ -201,7 +229,16 @@ impl AlertSync {
             azure,
             settings,
             clock,
+            groups: None,
         }
+    }
+
+    /// With alert groups: a parent a person resolved closes its children's
+    /// alerts.
+    #[must_use]
+    pub fn with_groups(mut self, groups: Arc<dyn GroupParents>) -> AlertSync {
+        self.groups = Some(groups);
+        self
     }
 
     /// One round: reads the ITSM's changes since the watermark and tells
@@ -275,10 +312,10 @@ impl AlertSync {
                     break;
                 }
                 report.examined += 1;
-                let action = match self.decide(change, now, &mut halt).await {
+                let actions = match self.decide(change, now, &mut halt, started).await {
                     Decision::Settled(a) => a,
                     Decision::Held {
-                        action,
+                        actions,
                         alert_id,
                         why,
                     } => {
@@ -288,13 +325,13 @@ impl AlertSync {
                             alert_id: (!alert_id.is_empty()).then_some(alert_id),
                             reason: why,
                         });
-                        action
+                        actions
                     }
                 };
-                match action {
-                    Some(a) => report.actions.push(a),
-                    None => report.needing_nothing += 1,
+                if actions.is_empty() {
+                    report.needing_nothing += 1;
                 }
+                report.actions.extend(actions);
             }
             if out_of_time {
                 tracing::info!("sync round stopped at its time budget; the next round goes on");
@@ -372,6 +409,7 @@ impl AlertSync {
 }
 
 mod comment;
+mod parent;
 mod tell;
 use tell::{Decision, Halt};
 

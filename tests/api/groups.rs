@@ -164,3 +164,76 @@ async fn a_storm_while_the_itsm_is_down_is_answered_2xx_and_ends_with_one_parent
     app.post(&metric_alert("down-5", "Fired")).await;
     assert_eq!(fake.incidents().len(), 1);
 }
+
+#[tokio::test]
+async fn a_person_resolving_the_parent_closes_each_open_alert_in_azure_once_and_the_rest_stays_quiet()
+ {
+    use crate::fake_azure::FakeAzure;
+    use crate::helpers::{alert_id, now};
+    for (vendor, done) in [
+        (Vendor::ServiceNow, "6"),
+        (Vendor::Bmc, "Resolved"),
+        (Vendor::Jira, "Resolved"),
+    ] {
+        let (azure_server, azure) = FakeAzure::serve().await;
+        let mut spawn = Spawn::default().dynamodb().var("ROUTING_RULES", &rules());
+        spawn.vars.extend(FakeAzure::vars(&azure_server));
+        let app = match vendor {
+            Vendor::ServiceNow => spawn,
+            Vendor::Bmc => spawn.bmc(),
+            Vendor::Jira => spawn.jira(),
+        }
+        .start()
+        .await;
+        let fake = Fake::new(vendor);
+        fake.mount(&app.itsm).await;
+        let alerts: Vec<Value> = (0..3)
+            .map(|i| metric_alert(&format!("person-{i}"), "Fired"))
+            .collect();
+        for a in &alerts {
+            assert!(app.post(a).await.status < 300, "{vendor:?}");
+        }
+        app.post(&metric_alert("person-0", "Resolved")).await;
+        let parent = &fake.incidents()[0];
+        let number = parent["number"]
+            .as_str()
+            .or(parent["values"]["Incident Number"].as_str())
+            .or(parent["key"].as_str())
+            .unwrap()
+            .to_string();
+        fake.person(&number, done, "jane.doe", now() - 5);
+        let sync = app.app.sync.as_ref().expect("sync configured");
+        let report = sync.round().await.unwrap();
+        let mut closed: Vec<String> = azure.changes().iter().map(|c| c.alert_id.clone()).collect();
+        closed.sort();
+        let mut open = vec![alert_id(&alerts[1]), alert_id(&alerts[2])];
+        open.sort();
+        assert_eq!(
+            closed, open,
+            "{vendor:?}: the open children, once: {report:?}"
+        );
+        assert!(
+            azure
+                .changes()
+                .iter()
+                .all(|c| c.new_state == "Closed" && c.comments.contains(&number)),
+            "{vendor:?}"
+        );
+        sync.round().await.unwrap();
+        assert_eq!(azure.changes().len(), 2, "{vendor:?}: not again");
+        // The group ended with the person's resolve: the children's
+        // Resolved and the scheduled round make no ITSM call.
+        let requests = app.itsm.received_requests().await.unwrap().len();
+        app.post(&metric_alert("person-1", "Resolved")).await;
+        app.post(&metric_alert("person-2", "Resolved")).await;
+        app.advance(61);
+        round(&app.app).await.unwrap();
+        let after = app.itsm.received_requests().await.unwrap();
+        let writes: Vec<String> = after[requests..]
+            .iter()
+            .filter(|r| r.method.as_str() != "GET")
+            .map(|r| format!("{} {}", r.method, r.url.path()))
+            .collect();
+        assert!(writes.is_empty(), "{vendor:?}: {writes:?}");
+    }
+}

@@ -90,10 +90,14 @@ pub async fn round(
             dry_run: true,
             ..settings
         };
-        AlertSync::new(feed.changes, feed.store, azure, dry, system_clock())
-            .round()
-            .await
-            .map_err(|e| e.to_string())?
+        let sync = AlertSync::new(feed.changes, feed.store, azure, dry, system_clock());
+        match &app.groups {
+            Some(groups) => sync.with_groups(groups.clone()),
+            None => sync,
+        }
+        .round()
+        .await
+        .map_err(|e| e.to_string())?
     };
     let all_ok = report.count(ActionOutcome::Denied) + report.count(ActionOutcome::Deferred) == 0;
     if !all_ok {

@@ -6,6 +6,7 @@
 
 use super::engine::{Grouped, busy};
 use super::group::Group;
+use super::person::{ParentOf, pointer_id};
 use crate::domain::alert::Severity;
 use crate::domain::alert::text::{clean, clean_line};
 use crate::domain::correlation::{IncidentRef, correlation_key};
@@ -97,6 +98,12 @@ impl Grouped {
             return Ok(None);
         };
         let key = parent_key(gid);
+        // Before any create: the sync round finds the group from the
+        // parent's key (a person resolving it ends the group).
+        let pointer = ParentOf {
+            group: gid.to_string(),
+        };
+        self.save(&pointer_id(&key), &pointer, None, None).await?;
         // An earlier create may have taken effect: look first.
         if g.parent_work.creates > 1 {
             if let Some(found) = self.itsm.find(&key).await? {

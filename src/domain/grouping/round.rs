@@ -5,6 +5,8 @@
 
 use super::engine::{Grouped, INDEX_SHARDS, Index, index_id};
 use super::group::{End, Group};
+use super::parent_key;
+use super::person::{ParentOf, pointer_id};
 use crate::domain::ports::ItsmError;
 
 /// Groups' documents are kept this long once nothing more can happen to
@@ -164,6 +166,12 @@ impl Grouped {
             {
                 self.save(gid, &g, Some(version), Some(now + RETAIN_SECS))
                     .await?;
+                // The parent's pointer goes with it.
+                let pointer = pointer_id(&parent_key(gid));
+                if let Some((p, v)) = self.load::<ParentOf>(&pointer, now).await? {
+                    self.save(&pointer, &p, Some(v), Some(now + RETAIN_SECS))
+                        .await?;
+                }
             }
         }
         for _ in 0..8 {

@@ -1,22 +1,48 @@
 //! One changed incident: what it asks of its alert, and telling Azure
 //! exactly once (lease, call, record; ask first after a lost answer).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Action, ActionOutcome, AlertSync};
-use crate::domain::correlation::{AzureMark, AzureSync, CorrelationRecord, RecordState};
+use crate::domain::correlation::{
+    AzureMark, AzureSync, CorrelationRecord, GROUP_CHILD, RecordState,
+};
 use crate::domain::ports::{AlertState, AzureError, IncidentChange, IncidentStatus, StoreError};
 
 /// What became of one change.
 pub(super) enum Decision {
     /// Nothing to do, done, or never doable: the watermark may pass it.
-    Settled(Option<Action>),
+    Settled(Vec<Action>),
     /// Not done for now: the watermark stays at it, for `why`.
     Held {
-        action: Option<Action>,
+        actions: Vec<Action>,
         alert_id: String,
         why: String,
     },
+}
+
+pub(super) fn action(
+    change: &IncidentChange,
+    target: AlertState,
+    alert_id: &str,
+    outcome: ActionOutcome,
+    detail: Option<String>,
+) -> Vec<Action> {
+    vec![Action {
+        alert_id: alert_id.to_string(),
+        incident: change.incident.number.clone(),
+        state: target.as_str(),
+        outcome,
+        detail,
+    }]
+}
+
+pub(super) fn held(alert_id: &str, actions: Vec<Action>, why: String) -> Decision {
+    Decision::Held {
+        actions,
+        alert_id: alert_id.to_string(),
+        why,
+    }
 }
 
 impl AlertSync {
@@ -36,48 +62,54 @@ impl AlertSync {
         change: &IncidentChange,
         now: i64,
         halt: &mut Option<Halt>,
+        started: Instant,
     ) -> Decision {
         let Some(target) = self.target(change) else {
-            return Decision::Settled(None);
+            return Decision::Settled(Vec::new());
         };
-        let action = |alert_id: &str, outcome, detail: Option<String>| {
-            Some(Action {
-                alert_id: alert_id.to_string(),
-                incident: change.incident.number.clone(),
-                state: target.as_str(),
-                outcome,
-                detail,
-            })
-        };
-        let held = |alert_id: &str, action: Option<Action>, why: String| Decision::Held {
-            action,
-            alert_id: alert_id.to_string(),
-            why,
-        };
-        let record = match self.store.by_key(&change.correlation_key, now).await {
-            Ok(Some(r)) => r,
-            // Not the bridge's, or its record expired: nothing to tell.
-            Ok(None) => return Decision::Settled(None),
+        match self.store.by_key(&change.correlation_key, now).await {
+            Ok(Some(record)) => self.act(record, change, target, now, halt, None).await,
+            // Not an alert's: a group's parent, another tool's incident, or
+            // a record expired (nothing to tell).
+            Ok(None) => self.decide_parent(change, target, now, halt, started).await,
             Err(e) => {
                 let why = e.to_string();
-                return held(
+                let deferred = action(
+                    change,
+                    target,
                     "",
-                    action("", ActionOutcome::Deferred, Some(why.clone())),
-                    why,
+                    ActionOutcome::Deferred,
+                    Some(why.clone()),
                 );
+                held("", deferred, why)
             }
-        };
+        }
+    }
+
+    /// Tells Azure what `change` asks of `record`'s alert. `group`: the
+    /// record is a child of that group, whose parent `change` is.
+    pub(super) async fn act(
+        &self,
+        record: CorrelationRecord,
+        change: &IncidentChange,
+        target: AlertState,
+        now: i64,
+        halt: &mut Option<Halt>,
+        group: Option<&str>,
+    ) -> Decision {
+        let action =
+            |alert_id: &str, outcome, detail| action(change, target, alert_id, outcome, detail);
         let id = record.alert_id.as_str();
-        let (record, recovering) = match self.needs(&record, change, target, now) {
-            Need::Nothing => return Decision::Settled(None),
-            Need::Wait(why) => return held(id, None, why.to_string()),
+        let (record, recovering) = match self.needs(&record, change, target, now, group) {
+            Need::Nothing => return Decision::Settled(Vec::new()),
+            Need::Wait(why) => return held(id, Vec::new(), why.to_string()),
             Need::Call { recovering } => (record, recovering),
             Need::Adopt if self.settings.dry_run => (record, false),
             Need::Adopt => match self.adopt(&record, change).await {
                 Ok(adopted) => (adopted, false),
                 Err(e) => {
                     let why = format!("recording the incident an attempt left unrecorded: {e}");
-                    return held(id, None, why);
+                    return held(id, Vec::new(), why);
                 }
             },
         };
@@ -143,12 +175,17 @@ impl AlertSync {
         change: &IncidentChange,
         target: AlertState,
         now: i64,
+        group: Option<&str>,
     ) -> Need {
         let mark = mark_for(target);
-        let same_incident = record
-            .incident
-            .as_ref()
-            .is_some_and(|i| i.id == change.incident.id || i.number == change.incident.number);
+        let same_incident = record.incident.as_ref().is_some_and(|i| match group {
+            // A child of the group whose parent this is (not of a later one).
+            Some(gid) => {
+                i.id.strip_prefix(GROUP_CHILD)
+                    .is_some_and(|rest| rest.starts_with(&format!("{gid}/")))
+            }
+            None => i.id == change.incident.id || i.number == change.incident.number,
+        });
         match record.state {
             // Mid-create by the webhook: look again next round.
             RecordState::Claimed if record.lease_until > now => {

@@ -1,0 +1,216 @@
+//! A person resolving a group's parent in the ITSM, as the sync round's
+//! change feed shows it: the group ends there, its children's later
+//! Resolved notifications make no ITSM call, and each child alert still open
+//! is closed in Azure exactly once, through a lost answer and a dry run.
+
+use std::sync::Mutex;
+
+use super::*;
+use crate::domain::ports::{
+    AlertState, AlertStates, AzureError, ChangePage, ChangeWindow, IncidentChange, IncidentChanges,
+    IncidentStatus,
+};
+use crate::domain::sync::{ActionOutcome, AlertSync, SyncSettings};
+
+/// The ITSM's change feed: whatever the test puts in it.
+#[derive(Default)]
+struct Feed(Mutex<Vec<IncidentChange>>);
+
+#[async_trait]
+impl IncidentChanges for Feed {
+    fn kind(&self) -> &'static str {
+        "servicenow"
+    }
+    async fn changed(&self, w: ChangeWindow, _: Option<&str>) -> Result<ChangePage, ItsmError> {
+        let changes = self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.updated_at >= w.since && c.updated_at < w.until)
+            .cloned()
+            .collect();
+        Ok(ChangePage {
+            changes,
+            next: None,
+        })
+    }
+}
+
+/// Azure: the changes it took, and failures to give the next ones.
+#[derive(Default)]
+struct Azure {
+    changed: Mutex<Vec<String>>,
+    /// The next change takes effect and its answer is lost.
+    lose_next: AtomicBool,
+}
+
+#[async_trait]
+impl AlertStates for Azure {
+    async fn current(&self, id: &str) -> Result<AlertState, AzureError> {
+        let done = self.changed.lock().unwrap().iter().any(|c| c == id);
+        Ok(if done {
+            AlertState::Closed
+        } else {
+            AlertState::New
+        })
+    }
+    async fn change(&self, id: &str, _: AlertState, _: &str) -> Result<(), AzureError> {
+        self.changed.lock().unwrap().push(id.to_string());
+        match self.lose_next.swap(false, Ordering::SeqCst) {
+            true => Err(AzureError::Unavailable("timed out".into())),
+            false => Ok(()),
+        }
+    }
+}
+
+struct Loop {
+    r: Rig,
+    feed: Arc<Feed>,
+    azure: Arc<Azure>,
+}
+
+impl Loop {
+    fn sync(&self, dry_run: bool) -> AlertSync {
+        let now = self.r.now.clone();
+        let settings = SyncSettings {
+            dry_run,
+            ..SyncSettings::default()
+        };
+        AlertSync::new(
+            self.feed.clone(),
+            self.r.store.clone(),
+            self.azure.clone(),
+            settings,
+            Arc::new(move || now.load(Ordering::SeqCst)),
+        )
+        .with_groups(self.r.grouped.clone())
+    }
+
+    /// A person resolves the parent incident `n` (from 0), five minutes ago.
+    fn person_resolves_parent(&self, n: usize) {
+        let (key, incident, ..) = self.r.itsm.incidents.lock().unwrap()[n].clone();
+        let at = self.r.now.load(Ordering::SeqCst) - 300;
+        self.feed.0.lock().unwrap().push(IncidentChange {
+            correlation_key: key,
+            incident,
+            status: IncidentStatus::Closed,
+            status_label: "Resolved".into(),
+            updated_at: at,
+            updated_by: Some("jane.doe".into()),
+        });
+    }
+
+    fn closed_in_azure(&self) -> Vec<String> {
+        let mut c = self.azure.changed.lock().unwrap().clone();
+        c.sort();
+        c
+    }
+}
+
+fn alert_id(vm: usize) -> String {
+    format!("/subscriptions/s1/providers/Microsoft.AlertsManagement/alerts/{vm}")
+}
+
+/// Three children fired; the first resolved by itself; a person resolves
+/// the parent 20 minutes in.
+async fn storm() -> Loop {
+    let l = Loop {
+        r: rig(json!({"by": ["alert_rule"]})),
+        feed: Arc::default(),
+        azure: Arc::default(),
+    };
+    l.r.at(0);
+    for vm in 0..3 {
+        l.r.fire(vm).await;
+    }
+    l.r.resolve(0).await;
+    l.r.at(1200);
+    l.person_resolves_parent(0);
+    l
+}
+
+#[tokio::test]
+async fn a_person_resolving_the_parent_closes_each_open_child_in_azure_once_and_ends_the_group() {
+    let l = storm().await;
+    let report = l.sync(false).round().await.unwrap();
+    assert_eq!(
+        l.closed_in_azure(),
+        vec![alert_id(1), alert_id(2)],
+        "the open children, not the resolved one"
+    );
+    assert_eq!(report.count(ActionOutcome::Sent), 2, "{report:?}");
+    // Later rounds re-read the change and send nothing again.
+    l.r.at(1260);
+    l.sync(false).round().await.unwrap();
+    assert_eq!(l.azure.changed.lock().unwrap().len(), 2);
+    // The group ended: the children's Resolved make no ITSM call, the
+    // round writes no update and no resolve.
+    let notes_before = l.r.itsm.notes.lock().unwrap().len();
+    l.r.resolve(1).await;
+    l.r.resolve(2).await;
+    l.r.at(1400);
+    l.r.grouped.round().await;
+    assert!(
+        l.r.itsm.resolves.lock().unwrap().is_empty(),
+        "the bridge never resolves what a person did"
+    );
+    assert_eq!(
+        l.r.itsm.notes.lock().unwrap().len(),
+        notes_before,
+        "no note on a closed parent"
+    );
+    // The next alert of the key opens a new group.
+    l.r.fire(7).await;
+    assert_eq!(l.r.itsm.parents().len(), 2);
+}
+
+#[tokio::test]
+async fn a_lost_azure_answer_is_asked_about_not_sent_again_and_no_child_is_skipped() {
+    let l = storm().await;
+    l.azure.lose_next.store(true, Ordering::SeqCst);
+    let first = l.sync(false).round().await.unwrap();
+    assert!(
+        first.held_by.is_some(),
+        "the parent's change holds the watermark: {first:?}"
+    );
+    l.r.at(1300);
+    let second = l.sync(false).round().await.unwrap();
+    assert!(second.held_by.is_none(), "{second:?}");
+    assert_eq!(
+        l.closed_in_azure(),
+        vec![alert_id(1), alert_id(2)],
+        "each child once, the lost one not sent twice"
+    );
+}
+
+#[tokio::test]
+async fn the_bridges_own_resolve_of_the_parent_closes_nothing_in_azure() {
+    let l = Loop {
+        r: rig(json!({"by": ["alert_rule"]})),
+        feed: Arc::default(),
+        azure: Arc::default(),
+    };
+    l.r.at(0);
+    l.r.fire(1).await;
+    l.r.fire(2).await;
+    l.r.resolve(1).await;
+    l.r.resolve(2).await;
+    assert_eq!(l.r.itsm.resolves.lock().unwrap().len(), 1);
+    l.r.at(1200);
+    l.person_resolves_parent(0);
+    let report = l.sync(false).round().await.unwrap();
+    assert!(l.closed_in_azure().is_empty(), "{report:?}");
+    assert_eq!(report.needing_nothing, 1);
+}
+
+#[tokio::test]
+async fn a_dry_run_shows_the_closes_and_leaves_the_group_open() {
+    let l = storm().await;
+    let report = l.sync(true).round().await.unwrap();
+    assert_eq!(report.count(ActionOutcome::WouldSend), 2, "{report:?}");
+    // Nothing changed: the last children resolving resolve the parent by policy.
+    l.r.resolve(1).await;
+    l.r.resolve(2).await;
+    assert_eq!(l.r.itsm.resolves.lock().unwrap().len(), 1);
+}
