@@ -63,6 +63,10 @@ impl ItsmClient for Instant {
     fn kind(&self) -> &'static str {
         "bench"
     }
+
+    async fn set_priority(&self, _: &IncidentRef, _: u8, _: u8) -> Result<(), ItsmError> {
+        Ok(())
+    }
     async fn create(&self, _: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
         Ok(IncidentRef {
             id: "0".into(),

@@ -73,6 +73,10 @@ impl ItsmClient for Itsm {
     fn kind(&self) -> &'static str {
         "servicenow"
     }
+
+    async fn set_priority(&self, _: &IncidentRef, _: u8, _: u8) -> Result<(), ItsmError> {
+        Ok(())
+    }
     async fn create(&self, _: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
         self.call()?;
         let n = self.created.fetch_add(1, Ordering::SeqCst);

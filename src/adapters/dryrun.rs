@@ -88,6 +88,16 @@ impl ItsmClient for DryRun {
         Ok(())
     }
 
+    async fn set_priority(
+        &self,
+        i: &IncidentRef,
+        impact: u8,
+        urgency: u8,
+    ) -> Result<(), ItsmError> {
+        self.show_all(self.format.set_priority(i, impact, urgency)?);
+        Ok(())
+    }
+
     async fn resolve(
         &self,
         incident: &IncidentRef,

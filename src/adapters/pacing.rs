@@ -132,6 +132,17 @@ impl ItsmClient for Paced {
         self.slot().await;
         self.after(self.inner.note(incident, note).await).await
     }
+
+    async fn set_priority(
+        &self,
+        i: &IncidentRef,
+        impact: u8,
+        urgency: u8,
+    ) -> Result<(), ItsmError> {
+        self.slot().await;
+        self.after(self.inner.set_priority(i, impact, urgency).await)
+            .await
+    }
 }
 
 #[cfg(test)]

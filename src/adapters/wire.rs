@@ -60,6 +60,12 @@ pub trait WireFormat: Send + Sync {
     ) -> Result<Vec<ItsmRequest>, ItsmError>;
     fn reopen(&self, incident: &IncidentRef, note: &str) -> Result<Vec<ItsmRequest>, ItsmError>;
     fn note(&self, incident: &IncidentRef, note: &str) -> Result<Vec<ItsmRequest>, ItsmError>;
+    fn set_priority(
+        &self,
+        incident: &IncidentRef,
+        impact: u8,
+        urgency: u8,
+    ) -> Result<Vec<ItsmRequest>, ItsmError>;
 }
 
 /// The requests sent (or, in dry-run, that would be sent), for `replay`.

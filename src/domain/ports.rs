@@ -171,6 +171,21 @@ pub trait ItsmClient: Send + Sync {
     /// # Errors
     /// `Rejected` when the incident does not exist.
     async fn note(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError>;
+
+    /// Sets the incident's priority from `impact` and `urgency` (1 most
+    /// severe to 4 or 5, as in [`IncidentDraft`]): ServiceNow's impact and
+    /// urgency, BMC's Impact and Urgency, Jira's priority by impact.
+    ///
+    /// **Idempotent**: setting the levels it has changes nothing.
+    ///
+    /// # Errors
+    /// `Rejected` when the incident does not exist.
+    async fn set_priority(
+        &self,
+        incident: &IncidentRef,
+        impact: u8,
+        urgency: u8,
+    ) -> Result<(), ItsmError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! The scheduled round's part for alert groups (`domain::grouping`): one
 //! log line when it did something, one EMF line (dimension `Outcome` =
 //! `groups`): `GroupsOpen` (groups with work left), `GroupParentsCreated`,
-//! `GroupUpdatesWritten`, `GroupUpdatesBatched` (joins and resolves waiting
+//! `GroupUpdatesWritten`, `GroupPrioritiesRaised`, `GroupUpdatesBatched` (joins and resolves waiting
 //! for their group's next update), `GroupParentsResolved`, `GroupsIdle`,
 //! `GroupErrors`.
 
@@ -17,6 +17,7 @@ pub async fn round(groups: &Grouped, metrics: Option<&str>) -> Value {
             groups = r.groups,
             parents_created = r.parents_created,
             updates_written = r.updates_written,
+            priorities_raised = r.priorities_raised,
             parents_resolved = r.parents_resolved,
             ended_idle = r.ended_idle,
             done = r.done,
@@ -36,6 +37,7 @@ fn emf(namespace: &str, r: &GroupRound) -> Value {
         ("GroupsOpen", r.groups),
         ("GroupParentsCreated", r.parents_created),
         ("GroupUpdatesWritten", r.updates_written),
+        ("GroupPrioritiesRaised", r.priorities_raised),
         ("GroupUpdatesBatched", r.batched),
         ("GroupParentsResolved", r.parents_resolved),
         ("GroupsIdle", r.ended_idle),

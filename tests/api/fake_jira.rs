@@ -151,6 +151,25 @@ pub fn jira(state: &mut FakeState, req: &Request) -> ResponseTemplate {
                     ResponseTemplate::new(200).set_body_json(json!({"transitions": offered}))
                 }
                 ("POST", "transitions") => transition(&mut state.incidents[i], &body(req), now, v2),
+                // Edit issue: 204; a field not on the edit screen is refused.
+                ("PUT", "") => {
+                    let b = body(req);
+                    let Some(fields) = b["fields"].as_object() else {
+                        return error(400, &["No fields to edit"], json!({}));
+                    };
+                    for (name, value) in fields {
+                        if !["priority", "summary", "labels"].contains(&name.as_str()) {
+                            return field_error(
+                                name,
+                                &format!(
+                                    "Field '{name}' cannot be set. It is not on the appropriate screen, or unknown."
+                                ),
+                            );
+                        }
+                        state.incidents[i]["fields"][name] = value.clone();
+                    }
+                    ResponseTemplate::new(204)
+                }
                 ("POST", "comment") => {
                     let b = body(req);
                     if !rich_ok(&b["body"], v2) {

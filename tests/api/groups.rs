@@ -237,3 +237,42 @@ async fn a_person_resolving_the_parent_closes_each_open_alert_in_azure_once_and_
         assert!(writes.is_empty(), "{vendor:?}: {writes:?}");
     }
 }
+
+#[tokio::test]
+async fn a_more_severe_child_raises_the_parents_priority_in_every_itsm() {
+    for vendor in [Vendor::ServiceNow, Vendor::Bmc, Vendor::Jira] {
+        let (app, fake) = spawn_for(vendor).await;
+        app.post(&metric_alert("raise-0", "Fired")).await;
+        let priority = |p: &Value| match vendor {
+            Vendor::ServiceNow => format!("{}/{}", p["impact"], p["urgency"]),
+            Vendor::Bmc => format!("{}/{}", p["values"]["Impact"], p["values"]["Urgency"]),
+            Vendor::Jira => p["fields"]["priority"]["name"].to_string(),
+        };
+        let created = priority(&fake.incidents()[0]);
+        let mut worse = metric_alert("raise-1", "Fired");
+        worse["data"]["essentials"]["severity"] = json!("Sev0");
+        assert!(app.post(&worse).await.status < 300, "{vendor:?}");
+        app.advance(61);
+        let answer = round(&app.app).await.unwrap();
+        assert_eq!(
+            answer["groups"]["priorities_raised"], 1,
+            "{vendor:?}: {answer}"
+        );
+        let parent = &fake.incidents()[0];
+        let expected = match vendor {
+            Vendor::ServiceNow => "\"1\"/\"1\"",
+            Vendor::Bmc => "\"1-Extensive/Widespread\"/\"1-Critical\"",
+            Vendor::Jira => "\"Highest\"",
+        };
+        assert_eq!(
+            priority(parent),
+            expected,
+            "{vendor:?}: created with {created}"
+        );
+        assert_ne!(created, expected, "{vendor:?}");
+        assert!(
+            updates(vendor, parent)[0].contains("Most severe alert now: Sev0"),
+            "{vendor:?}: {parent}"
+        );
+    }
+}

@@ -75,6 +75,11 @@ async fn contract(itsm: &dyn ItsmClient, name: &str) {
     }
 
     itsm.note(&incident, "a note").await.expect("note");
+    // A group's parent raised by a more severe child; setting it twice is harmless.
+    itsm.set_priority(&incident, 1, 1).await.expect("priority");
+    itsm.set_priority(&incident, 1, 1)
+        .await
+        .expect("priority, again");
     assert_eq!(
         itsm.resolve(&incident, &resolution()).await,
         Ok(ResolveOutcome::Resolved)
@@ -107,6 +112,10 @@ async fn contract_unknown_incident(itsm: &dyn ItsmClient, ghost: IncidentRef) {
     ));
     assert!(matches!(
         itsm.reopen(&ghost, "n").await,
+        Err(ItsmError::Rejected { .. })
+    ));
+    assert!(matches!(
+        itsm.set_priority(&ghost, 1, 1).await,
         Err(ItsmError::Rejected { .. })
     ));
 }

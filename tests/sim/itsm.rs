@@ -168,6 +168,10 @@ impl ItsmClient for SimItsm {
         self.kind
     }
 
+    async fn set_priority(&self, _: &IncidentRef, _: u8, _: u8) -> Result<(), ItsmError> {
+        Ok(())
+    }
+
     fn create_settle_secs(&self) -> i64 {
         if self.kind == "jira" {
             JIRA_SETTLE_SECS

@@ -352,6 +352,24 @@ impl ItsmClient for BmcClient {
         self.note(incident, note).await
     }
 
+    async fn set_priority(
+        &self,
+        i: &IncidentRef,
+        impact: u8,
+        urgency: u8,
+    ) -> Result<(), ItsmError> {
+        let entry = self.lookup(i).await?.ok_or_else(|| ItsmError::Rejected {
+            status: 404,
+            message: format!("BMC has no incident {}", i.number),
+        })?;
+        self.send(
+            self.format
+                .priority_request(&request_id(&entry)?, impact, urgency),
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn note(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
         self.send(self.format.work_log_request(safe(&incident.number)?, note))
             .await?;

@@ -193,6 +193,19 @@ impl BmcFormat {
         )
     }
 
+    /// BMC computes the priority from these two.
+    pub fn priority_request(&self, request_id: &PathId, impact: u8, urgency: u8) -> ItsmRequest {
+        ItsmRequest::new(
+            "PUT",
+            &format!("{}/{request_id}", entry_path(INCIDENT_FORM)),
+            &[],
+            Some(json!({"values": {
+                "Impact": level(&IMPACT, impact),
+                "Urgency": level(&URGENCY, urgency),
+            }})),
+        )
+    }
+
     /// A work log entry: BMC's incident journal.
     pub fn work_log_request(&self, number: &str, note: &str) -> ItsmRequest {
         ItsmRequest::new(
@@ -245,6 +258,19 @@ impl WireFormat for BmcFormat {
 
     fn note(&self, incident: &IncidentRef, note: &str) -> Result<Vec<ItsmRequest>, ItsmError> {
         Ok(vec![self.work_log_request(&incident.number, note)])
+    }
+
+    fn set_priority(
+        &self,
+        incident: &IncidentRef,
+        impact: u8,
+        urgency: u8,
+    ) -> Result<Vec<ItsmRequest>, ItsmError> {
+        let entry = PathId::placeholder(&format!("Request ID of {}", incident.number));
+        Ok(vec![
+            self.lookup_request(&incident.number),
+            self.priority_request(&entry, impact, urgency),
+        ])
     }
 }
 

@@ -368,6 +368,23 @@ impl ItsmClient for JiraClient {
         }
     }
 
+    /// Jira's priority follows the impact (`JIRA_PRIORITIES`); without
+    /// that setting issues keep the project's default and nothing is sent.
+    async fn set_priority(
+        &self,
+        i: &IncidentRef,
+        impact: u8,
+        _urgency: u8,
+    ) -> Result<(), ItsmError> {
+        let Some(request) = self.format.priority_request(&issue_key(i)?, impact) else {
+            return Ok(());
+        };
+        if self.send(request).await?.status == 404 {
+            return Err(gone(i));
+        }
+        Ok(())
+    }
+
     async fn note(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
         let request = self.format.comment_request(&issue_key(incident)?, note);
         let answer = self.send(request).await?;

@@ -165,6 +165,23 @@ impl JiraFormat {
         )
     }
 
+    /// The priority named for an impact level (`JIRA_PRIORITIES`), if any.
+    fn priority(&self, impact: u8) -> Option<&String> {
+        let p = &self.fields.priorities;
+        p.get(usize::from(impact.clamp(1, 5)) - 1).or(p.last())
+    }
+
+    /// Edits the issue's priority (`None` without `JIRA_PRIORITIES`).
+    pub fn priority_request(&self, key: &PathId, impact: u8) -> Option<ItsmRequest> {
+        let name = self.priority(impact)?;
+        Some(ItsmRequest::new(
+            "PUT",
+            &self.issue_path(key),
+            &[],
+            Some(json!({"fields": {"priority": {"name": name}}})),
+        ))
+    }
+
     pub fn comment_request(&self, key: &PathId, note: &str) -> ItsmRequest {
         ItsmRequest::new(
             "POST",
@@ -199,8 +216,7 @@ impl WireFormat for JiraFormat {
             "description".into(),
             self.rich(&d.description, adf::description),
         );
-        let level = usize::from(d.impact.clamp(1, 5)) - 1;
-        if let Some(name) = f.priorities.get(level).or(f.priorities.last()) {
+        if let Some(name) = self.priority(d.impact) {
             fields.insert("priority".into(), json!({"name": name}));
         }
         if let Some(ci) = &d.configuration_item {
@@ -285,5 +301,17 @@ impl WireFormat for JiraFormat {
 
     fn note(&self, incident: &IncidentRef, note: &str) -> Result<Vec<ItsmRequest>, ItsmError> {
         Ok(vec![self.comment_request(&issue_key(incident)?, note)])
+    }
+
+    fn set_priority(
+        &self,
+        incident: &IncidentRef,
+        impact: u8,
+        _urgency: u8,
+    ) -> Result<Vec<ItsmRequest>, ItsmError> {
+        Ok(self
+            .priority_request(&issue_key(incident)?, impact)
+            .into_iter()
+            .collect())
     }
 }

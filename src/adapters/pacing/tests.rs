@@ -29,6 +29,10 @@ impl ItsmClient for Itsm {
     fn kind(&self) -> &'static str {
         "test"
     }
+
+    async fn set_priority(&self, _: &IncidentRef, _: u8, _: u8) -> Result<(), ItsmError> {
+        Ok(())
+    }
     async fn create(&self, _: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
         unreachable!()
     }

@@ -230,6 +230,16 @@ impl ItsmClient for ServiceNowClient {
         self.update(incident, request).await
     }
 
+    async fn set_priority(
+        &self,
+        i: &IncidentRef,
+        impact: u8,
+        urgency: u8,
+    ) -> Result<(), ItsmError> {
+        let request = self.format.priority_request(&sys_id(i)?, impact, urgency);
+        self.update(i, request).await
+    }
+
     async fn resolve(
         &self,
         incident: &IncidentRef,

@@ -126,6 +126,19 @@ impl WireFormat for ServiceNowFormat {
     fn note(&self, incident: &IncidentRef, note: &str) -> Result<Vec<ItsmRequest>, ItsmError> {
         Ok(vec![self.note_request(&sys_id(incident)?, note)])
     }
+
+    fn set_priority(
+        &self,
+        incident: &IncidentRef,
+        impact: u8,
+        urgency: u8,
+    ) -> Result<Vec<ItsmRequest>, ItsmError> {
+        Ok(vec![self.priority_request(
+            &sys_id(incident)?,
+            impact,
+            urgency,
+        )])
+    }
 }
 
 /// The incident's `sys_id`, checked for its place in a path.
@@ -163,6 +176,14 @@ impl ServiceNowFormat {
     /// `work_notes` is a journal field: each write appends an entry.
     pub fn note_request(&self, sys_id: &PathId, note: &str) -> ItsmRequest {
         self.update_request(sys_id, json!({"work_notes": note}))
+    }
+
+    /// ServiceNow computes the priority from these two.
+    pub fn priority_request(&self, sys_id: &PathId, impact: u8, urgency: u8) -> ItsmRequest {
+        self.update_request(
+            sys_id,
+            json!({"impact": impact.to_string(), "urgency": urgency.to_string()}),
+        )
     }
 
     /// One PATCH of the incident.

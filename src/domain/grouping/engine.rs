@@ -293,6 +293,9 @@ fn add(g: &mut Group, draft: &IncidentDraft, plan: &GroupPlan, now: i64) {
         now,
     );
     let worse = g.worst != before;
+    if worse {
+        g.worst_levels = Some((draft.impact, draft.urgency));
+    }
     let work = &mut g.parent_work;
     if work.template.is_none() || (worse && g.parent.is_none()) {
         work.template = Some(ParentTemplate {
@@ -372,6 +375,19 @@ impl ItsmClient for Grouped {
         match parse_child(incident) {
             Some(_) => Ok(()),
             None => self.itsm.note(incident, note).await,
+        }
+    }
+
+    async fn set_priority(
+        &self,
+        i: &IncidentRef,
+        impact: u8,
+        urgency: u8,
+    ) -> Result<(), ItsmError> {
+        match parse_child(i) {
+            // The parent's priority is the group's business (the round).
+            Some(_) => Ok(()),
+            None => self.itsm.set_priority(i, impact, urgency).await,
         }
     }
 }

@@ -46,6 +46,9 @@ pub struct Group {
     /// A more severe child joined since the last update: the next update
     /// raises the parent's priority, once for the step.
     pub raise: bool,
+    /// The impact and urgency of the most severe child (`worst`).
+    #[serde(default)]
+    pub worst_levels: Option<(u8, u8)>,
     /// Children by correlation key; `true` while open.
     pub members: BTreeMap<String, Member>,
     /// Joins and resolves not yet written to the parent.
@@ -79,6 +82,10 @@ pub struct ParentWork {
     /// An update sent and not yet confirmed: re-sent after its lease if its
     /// sender died (so an update may be written twice, never lost).
     pub note: Option<(String, i64)>,
+    /// The impact and urgency the update in flight raises the parent to
+    /// (set again with a re-sent update: setting a priority is idempotent).
+    #[serde(default)]
+    pub raise_to: Option<(u8, u8)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,6 +163,7 @@ impl Group {
             parent: None,
             worst: Severity::Unknown.as_str().to_string(),
             raise: false,
+            worst_levels: None,
             members: BTreeMap::new(),
             pending: Vec::new(),
             listed: 0,

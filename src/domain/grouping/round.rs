@@ -19,6 +19,8 @@ pub struct GroupRound {
     pub groups: usize,
     pub parents_created: usize,
     pub updates_written: usize,
+    /// Parents whose priority a more severe child raised.
+    pub priorities_raised: usize,
     pub parents_resolved: usize,
     pub ended_idle: usize,
     pub done: usize,
@@ -126,7 +128,19 @@ impl Grouped {
                 if take {
                     let text = match g.parent_work.note.take() {
                         Some((text, _)) => text,
-                        None => g.take_update(now, &policy),
+                        None => {
+                            // A more severe child joined: this update raises
+                            // the parent, once for the step (never lowers it).
+                            let created_at = g
+                                .parent_work
+                                .template
+                                .as_ref()
+                                .map(|t| (t.impact, t.urgency));
+                            if g.raise && g.worst_levels != created_at {
+                                g.parent_work.raise_to = g.worst_levels;
+                            }
+                            g.take_update(now, &policy)
+                        }
                     };
                     g.parent_work.note = Some((text, now + lease));
                     mine.set(true);
@@ -141,11 +155,16 @@ impl Grouped {
         else {
             return Ok(());
         };
+        if let Some((impact, urgency)) = g.parent_work.raise_to {
+            self.itsm.set_priority(&parent, impact, urgency).await?;
+            out.priorities_raised += 1;
+        }
         self.itsm.note(&parent, &text).await?;
         out.updates_written += 1;
         self.update(gid, |g, _| {
             if g.parent_work.note.as_ref().is_some_and(|(t, _)| *t == text) {
                 g.parent_work.note = None;
+                g.parent_work.raise_to = None;
             }
         })
         .await?;

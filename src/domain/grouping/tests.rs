@@ -32,6 +32,8 @@ pub(super) struct Itsm {
     pub incidents: Mutex<Vec<(String, IncidentRef, String, bool)>>,
     pub notes: Mutex<Vec<(String, String)>>,
     pub resolves: Mutex<Vec<String>>,
+    /// Priorities set: incident number, impact, urgency.
+    pub priorities: Mutex<Vec<(String, u8, u8)>>,
     pub down: AtomicBool,
     /// The next create takes effect and its answer is lost.
     pub lose_create: AtomicBool,
@@ -112,6 +114,18 @@ impl ItsmClient for Itsm {
         self.up()
     }
 
+    async fn set_priority(
+        &self,
+        i: &IncidentRef,
+        impact: u8,
+        urgency: u8,
+    ) -> Result<(), ItsmError> {
+        self.up()?;
+        let set = (i.number.clone(), impact, urgency);
+        self.priorities.lock().unwrap().push(set);
+        Ok(())
+    }
+
     async fn note(&self, i: &IncidentRef, note: &str) -> Result<(), ItsmError> {
         self.up()?;
         self.notes
@@ -180,6 +194,11 @@ impl Rig {
 
     pub async fn fire(&self, vm: usize) -> Outcome {
         let a = self.alert(vm, MonitorCondition::Fired, Severity::Sev3);
+        self.bridge.process(&a).await.expect("fired").outcome
+    }
+
+    pub async fn fire_as(&self, vm: usize, severity: Severity) -> Outcome {
+        let a = self.alert(vm, MonitorCondition::Fired, severity);
         self.bridge.process(&a).await.expect("fired").outcome
     }
 
@@ -403,4 +422,65 @@ async fn many_groups_spread_over_the_index_and_every_one_is_visited() {
         (100, 100),
         "{round:?}"
     );
+}
+
+#[tokio::test]
+async fn a_more_severe_child_raises_the_parents_priority_once_per_step_and_never_lowers_it() {
+    let r = rig(json!({"by": ["alert_rule"], "notes_every_secs": 60}));
+    r.at(0);
+    r.fire_as(1, Severity::Sev3).await;
+    let created_at = {
+        let i = r.itsm.incidents.lock().unwrap();
+        i[0].2.clone()
+    };
+    assert!(created_at.starts_with("vm-cpu"), "{created_at}");
+    // Two more severe children, one less severe: one raise, to Sev1's levels.
+    r.fire_as(2, Severity::Sev1).await;
+    r.fire_as(3, Severity::Sev1).await;
+    r.fire_as(4, Severity::Sev4).await;
+    r.at(60);
+    let round = r.grouped.round().await;
+    assert_eq!(round.priorities_raised, 1, "{round:?}");
+    let raised = r.itsm.priorities.lock().unwrap().clone();
+    let sev1 = r.bridge.settings().severity.levels(Severity::Sev1);
+    assert_eq!(raised, vec![("INC0000001".to_string(), sev1.0, sev1.1)]);
+    let notes = r.itsm.notes.lock().unwrap().clone();
+    assert!(
+        notes[0].1.contains("Most severe alert now: Sev1"),
+        "{notes:?}"
+    );
+    // A less severe one and an equal one: no raise. A Sev0: the next step.
+    r.fire_as(5, Severity::Sev2).await;
+    r.at(120);
+    assert_eq!(r.grouped.round().await.priorities_raised, 0);
+    r.fire_as(6, Severity::Sev0).await;
+    r.at(180);
+    assert_eq!(r.grouped.round().await.priorities_raised, 1);
+    let raised = r.itsm.priorities.lock().unwrap().clone();
+    assert_eq!(raised.len(), 2, "{raised:?}");
+    let sev0 = r.bridge.settings().severity.levels(Severity::Sev0);
+    assert_eq!((raised[1].1, raised[1].2), sev0);
+}
+
+#[tokio::test]
+async fn a_raise_whose_update_failed_is_sent_again_with_it() {
+    let r = rig(json!({"by": ["alert_rule"], "notes_every_secs": 60}));
+    r.at(0);
+    r.fire(1).await;
+    let a = r.alert(2, MonitorCondition::Fired, Severity::Sev0);
+    r.bridge.process(&a).await.unwrap();
+    r.itsm.down.store(true, Ordering::SeqCst);
+    r.at(60);
+    r.grouped.round().await;
+    assert!(r.itsm.priorities.lock().unwrap().is_empty());
+    r.itsm.down.store(false, Ordering::SeqCst);
+    // The update in flight is re-sent after its lease, with its raise.
+    r.at(200);
+    let round = r.grouped.round().await;
+    assert_eq!(
+        (round.priorities_raised, round.updates_written),
+        (1, 1),
+        "{round:?}"
+    );
+    assert_eq!(r.itsm.priorities.lock().unwrap().len(), 1);
 }

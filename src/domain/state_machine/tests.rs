@@ -58,6 +58,10 @@ impl ItsmClient for Scripted {
     fn kind(&self) -> &'static str {
         "scripted"
     }
+
+    async fn set_priority(&self, _: &IncidentRef, _: u8, _: u8) -> Result<(), ItsmError> {
+        Ok(())
+    }
     async fn create(&self, draft: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
         let n = self.note(format!("create {}", draft.correlation_key));
         if let Some(d) = self.create_delay {

@@ -200,6 +200,10 @@ impl ItsmClient for Probe {
     fn kind(&self) -> &'static str {
         "test"
     }
+
+    async fn set_priority(&self, _: &IncidentRef, _: u8, _: u8) -> Result<(), ItsmError> {
+        Ok(())
+    }
     async fn create(&self, _: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
         unreachable!("a probe only reads")
     }

@@ -114,6 +114,10 @@ impl ItsmClient for SlowResolve {
     fn kind(&self) -> &'static str {
         "test"
     }
+
+    async fn set_priority(&self, _: &IncidentRef, _: u8, _: u8) -> Result<(), ItsmError> {
+        Ok(())
+    }
     async fn create(&self, _: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
         if self.down.load(Ordering::SeqCst) {
             return Err(ItsmError::Unavailable("503".into()));

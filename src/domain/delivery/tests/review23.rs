@@ -122,6 +122,10 @@ impl ItsmClient for Throttling {
     fn kind(&self) -> &'static str {
         "test"
     }
+
+    async fn set_priority(&self, _: &IncidentRef, _: u8, _: u8) -> Result<(), ItsmError> {
+        Ok(())
+    }
     async fn create(&self, _: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
         Err(self.answer())
     }

@@ -20,6 +20,10 @@ impl ItsmClient for Laggy {
     fn kind(&self) -> &'static str {
         "laggy"
     }
+
+    async fn set_priority(&self, _: &IncidentRef, _: u8, _: u8) -> Result<(), ItsmError> {
+        Ok(())
+    }
     fn create_settle_secs(&self) -> i64 {
         LAG
     }
