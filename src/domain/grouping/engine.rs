@@ -218,13 +218,17 @@ impl Grouped {
             match g.resolve_child(child, &policy) {
                 ChildResolved::NoOp => return Ok(ResolveOutcome::Resolved),
                 decided => {
-                    if !self.save(gid, &g, Some(version), None).await? {
-                        continue;
-                    }
                     // The round drops groups that take no one and have
                     // nothing to write; a late resolve gives it work again.
+                    // Listed before the change is written: a caller that
+                    // fails or dies after the write leaves the change (and
+                    // the last child's parent resolve) to the round, since
+                    // its retry finds the child counted and does nothing.
                     if !g.admits(now, &policy) {
                         self.index_add(gid).await?;
+                    }
+                    if !self.save(gid, &g, Some(version), None).await? {
+                        continue;
                     }
                     if decided == ChildResolved::ResolveParent {
                         tracing::info!(group = %gid, children = g.members.len(), "group resolved by policy");

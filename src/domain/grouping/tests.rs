@@ -23,6 +23,7 @@ use crate::domain::retry::RetryPolicy;
 use crate::domain::settings::Settings;
 use crate::domain::state_machine::Bridge;
 
+mod sim_findings;
 mod storm;
 
 #[derive(Default)]
