@@ -2,7 +2,7 @@
 //! "Grouped routes"), each as a test that failed before its fix: a store
 //! write that fails between two of grouping's writes.
 
-use crate::domain::correlation::{CorrelationRecord, RecordState};
+use crate::domain::correlation::{CorrelationRecord, RecordState, correlation_key};
 use crate::domain::ports::{CorrelationStore, GroupDoc, GroupStore, StoreError};
 
 use super::*;
@@ -88,6 +88,23 @@ fn flaky(group: serde_json::Value) -> (Rig, Arc<Flaky>) {
     (rig, store)
 }
 
+/// The groups (`<key>#<n>`, n from 1) that hold vm `vm`'s alert.
+async fn groups_of(r: &Rig, vm: usize) -> Vec<u32> {
+    let alert = r.alert(vm, MonitorCondition::Fired, Severity::Sev3);
+    let key = r.bridge.draft(&alert).1.group.expect("grouped").key.id();
+    let child = correlation_key(&alert.alert_id);
+    let mut out = Vec::new();
+    for n in 1..10 {
+        if let Some(doc) = r.store.group_doc(&format!("{key}#{n}"), 0).await.unwrap() {
+            let g: group::Group = serde_json::from_str(&doc.body).unwrap();
+            if g.members.contains_key(&child) {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
 /// Seed 117 and its kind: the last child's resolve is written to its group
 /// (which had left the round's index), then the index write fails; the
 /// retry finds the child counted and does nothing, and no round ever sees
@@ -114,5 +131,51 @@ async fn a_resolve_whose_index_write_fails_still_resolves_the_parent() {
         r.itsm.resolves.lock().unwrap().len(),
         1,
         "the parent resolved once"
+    );
+}
+
+/// Seed 18 and its kind: a child joins, the record write after it fails;
+/// two groups later its retry looks in the current group and the one
+/// before, not finding it, and joins again: one child in two groups, the
+/// first of which counts it open for good.
+#[tokio::test]
+async fn a_join_whose_answer_was_lost_is_found_groups_later_not_made_twice() {
+    let (r, store) = flaky(json!({"by": ["alert_rule"], "window_secs": 60, "max_age_secs": 600}));
+    r.at(0);
+    store.fail_open.store(true, Ordering::SeqCst);
+    let first = r.alert(1, MonitorCondition::Fired, Severity::Sev3);
+    assert!(r.bridge.process(&first).await.is_err());
+    r.at(700);
+    r.fire(2).await;
+    r.at(1400);
+    r.fire(3).await;
+    r.at(1500);
+    r.fire(1).await;
+    assert_eq!(
+        groups_of(&r, 1).await,
+        vec![1],
+        "a child of its first group only"
+    );
+}
+
+/// Seed 51 and its kind: a child joins, the record write after it fails,
+/// and its Resolved finds the record still claimed: the search finds no
+/// incident of the child's own, the alert is recorded resolved without
+/// one, and its group counts it open for good (its parent never resolves).
+#[tokio::test]
+async fn a_resolve_after_a_join_whose_answer_was_lost_counts_the_child_out() {
+    let (r, store) = flaky(json!({"by": ["alert_rule"]}));
+    r.at(0);
+    store.fail_open.store(true, Ordering::SeqCst);
+    let first = r.alert(1, MonitorCondition::Fired, Severity::Sev3);
+    assert!(r.bridge.process(&first).await.is_err());
+    r.fire(2).await;
+    r.at(120);
+    r.resolve(1).await;
+    r.resolve(2).await;
+    assert_eq!(
+        r.itsm.resolves.lock().unwrap().len(),
+        1,
+        "both children counted out: the parent resolved"
     );
 }
