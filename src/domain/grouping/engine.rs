@@ -125,6 +125,16 @@ impl Grouped {
         Ok(Some((value, doc.version)))
     }
 
+    /// Whether `gid` is being opened: its key's head names it (its opener
+    /// lists it before it writes it).
+    pub(super) async fn opening(&self, gid: &str, now: i64) -> Result<bool, ItsmError> {
+        let Some((key, generation)) = gid.rsplit_once('#') else {
+            return Ok(false);
+        };
+        let head: Option<(Head, u64)> = self.load(key, now).await?;
+        Ok(head.is_some_and(|(h, _)| h.generation.to_string() == generation))
+    }
+
     /// Writes `value` over version `expected`: `Ok(false)` when someone
     /// else wrote first.
     pub(super) async fn save<T: Serialize>(
@@ -278,7 +288,14 @@ impl Grouped {
             };
             let policy = g.policy.clone();
             match g.resolve_child(child, &policy) {
-                ChildResolved::NoOp => return Ok(ResolveOutcome::Resolved),
+                ChildResolved::NoOp => {
+                    // A retry after a failure or crash between a change and
+                    // its listing (below): the group is listed again.
+                    if !g.parked && !g.admits(now, &policy) && !super::round::settled(&g, now) {
+                        self.index_add(gid).await?;
+                    }
+                    return Ok(ResolveOutcome::Resolved);
+                }
                 decided => {
                     // The round drops groups that take no one and have
                     // nothing to write; a late resolve gives it work again.
@@ -289,8 +306,16 @@ impl Grouped {
                     if !g.admits(now, &policy) {
                         self.index_add(gid).await?;
                     }
+                    // A group the round is dropping (or dropped) is taken
+                    // back by this write, and listed again after it: the
+                    // round's removal, conditional on the index's version,
+                    // then fails and looks again, or comes before.
+                    let unpark = std::mem::take(&mut g.parked);
                     if !self.save(gid, &g, Some(version), None).await? {
                         continue;
+                    }
+                    if unpark {
+                        self.index_write(gid, true).await?;
                     }
                     if decided == ChildResolved::ResolveParent {
                         tracing::info!(group = %gid, children = g.members.len(), "group resolved by policy");
@@ -344,15 +369,24 @@ impl Grouped {
 
     /// Adds `gid` to the round's index, once.
     pub(super) async fn index_add(&self, gid: &str) -> Result<(), ItsmError> {
+        self.index_write(gid, false).await
+    }
+
+    /// Adds `gid` to the round's index; `always`: writes the index even if
+    /// it lists the group already (a removal read before fails).
+    async fn index_write(&self, gid: &str, always: bool) -> Result<(), ItsmError> {
         let index = index_of(gid);
         for _ in 0..ROUNDS {
             let found: Option<(Index, u64)> = self.load(&index, (self.clock)()).await?;
             let (mut index, version) =
                 found.map_or((Index::default(), None), |(i, v)| (i, Some(v)));
-            if index.groups.iter().any(|g| g == gid) {
+            let listed = index.groups.iter().any(|g| g == gid);
+            if listed && !always {
                 return Ok(());
             }
-            index.groups.push(gid.to_string());
+            if !listed {
+                index.groups.push(gid.to_string());
+            }
             if self.save(&index_of(gid), &index, version, None).await? {
                 return Ok(());
             }

@@ -7,13 +7,20 @@ use crate::domain::ports::{CorrelationStore, GroupDoc, GroupStore, StoreError};
 
 use super::*;
 
+/// Work that runs inside a store call, before its write: another
+/// container's, between two of this one's (run to its end at once: the
+/// rig's store and ITSM never wait).
+type Meanwhile = Box<dyn FnOnce() + Send>;
+
 /// The rig's store, failing one write on request: the record write after a
 /// join (the answer that would have recorded it), or the write of the
-/// round's index.
+/// round's index; or running other work just before one write.
 struct Flaky {
     inner: Arc<MemoryStore>,
     fail_open: AtomicBool,
     fail_index: AtomicBool,
+    /// Before the next write of a document whose id starts so.
+    before: Mutex<Option<(String, Meanwhile)>>,
 }
 
 fn failed() -> StoreError {
@@ -54,6 +61,16 @@ impl GroupStore for Flaky {
         if doc.id.starts_with("groups-pending") && self.fail_index.swap(false, Ordering::SeqCst) {
             return Err(failed());
         }
+        let due = {
+            let mut before = self.before.lock().unwrap();
+            match before.as_ref() {
+                Some((prefix, _)) if doc.id.starts_with(prefix.as_str()) => before.take(),
+                _ => None,
+            }
+        };
+        if let Some((_, meanwhile)) = due {
+            meanwhile();
+        }
         self.inner.put_group_doc(doc, expected, now).await
     }
 }
@@ -65,6 +82,7 @@ fn flaky(group: serde_json::Value) -> (Rig, Arc<Flaky>) {
         inner: r.store.clone(),
         fail_open: AtomicBool::new(false),
         fail_index: AtomicBool::new(false),
+        before: Mutex::new(None),
     });
     let clock: Clock = {
         let now = r.now.clone();
@@ -178,4 +196,66 @@ async fn a_resolve_after_a_join_whose_answer_was_lost_counts_the_child_out() {
         1,
         "both children counted out: the parent resolved"
     );
+}
+
+/// Seed 1095 and its kind: the round finds a group with nothing left to do
+/// and drops it from the index; in between, a late resolve (the group
+/// still listed, so it writes no index) counts a child out. The change is
+/// never written to the parent.
+#[tokio::test]
+async fn a_late_resolve_while_the_round_drops_its_group_is_still_written() {
+    let (r, store) = flaky(
+        json!({"by": ["alert_rule"], "window_secs": 60, "max_age_secs": 600,
+                                  "resolve": "never"}),
+    );
+    r.at(0);
+    r.fire(1).await;
+    r.fire(2).await;
+    r.at(60);
+    r.grouped.round().await;
+    assert_eq!(r.itsm.notes.lock().unwrap().len(), 1);
+    r.at(700);
+    let alert = r.alert(1, MonitorCondition::Fired, Severity::Sev3);
+    let key = r.bridge.draft(&alert).1.group.expect("grouped").key.id();
+    let child = IncidentRef {
+        id: format!("group:{key}#1/{}", correlation_key(&alert.alert_id)),
+        number: "INC0000001".into(),
+    };
+    let grouped = r.grouped.clone();
+    let late: Meanwhile = Box::new(move || {
+        let notes = Resolution {
+            notes: "resolved".into(),
+        };
+        futures::executor::block_on(grouped.resolve(&child, &notes)).expect("counted out");
+    });
+    *store.before.lock().unwrap() = Some(("groups-pending".into(), late));
+    r.grouped.round().await;
+    r.at(800);
+    r.grouped.round().await;
+    let notes = r.itsm.notes.lock().unwrap();
+    assert!(
+        notes.iter().any(|(_, n)| n.contains("- resolved: vm-1")),
+        "{notes:?}"
+    );
+}
+
+/// Seed 486 and its kind: a group's opener lists it, then writes it; the
+/// round reads the index in between, finds no document and drops it. No
+/// update of the group is ever written.
+#[tokio::test]
+async fn a_group_the_round_meets_before_its_opener_wrote_it_stays_listed() {
+    let (r, store) = flaky(json!({"by": ["alert_rule"]}));
+    r.at(0);
+    let alert = r.alert(1, MonitorCondition::Fired, Severity::Sev3);
+    let key = r.bridge.draft(&alert).1.group.expect("grouped").key.id();
+    let grouped = r.grouped.clone();
+    let round: Meanwhile = Box::new(move || {
+        futures::executor::block_on(grouped.round());
+    });
+    *store.before.lock().unwrap() = Some((format!("{key}#1"), round));
+    r.fire(1).await;
+    r.fire(2).await;
+    r.at(60);
+    let round = r.grouped.round().await;
+    assert_eq!(round.updates_written, 1, "{round:?}");
 }
