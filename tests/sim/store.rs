@@ -81,8 +81,15 @@ impl SimStore {
     }
 
     /// A group document's id in the trace: `G0#2` for the second group of
-    /// rule G0's key (the index documents keep theirs).
+    /// rule G0's key, `member A3` for A3's marker (the index documents keep
+    /// theirs).
     pub fn doc_name(&self, id: &str) -> String {
+        if let Some(child) = id.strip_prefix("member-") {
+            return format!("member {}", self.ctx.name(child));
+        }
+        if id.starts_with("groups-pending") {
+            return id.to_string();
+        }
         match id.split_once('#') {
             Some((key, generation)) => format!("{}#{generation}", self.ctx.name(key)),
             None => self.ctx.name(id),

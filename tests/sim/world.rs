@@ -177,8 +177,30 @@ impl World {
                 settings.lease_secs,
             ))
         });
-        if sc.grouping.is_some() {
+        if let Some(g) = &sc.grouping {
             name_groups(&ctx, &sc);
+            for (r, rule) in g.rules.iter().enumerate() {
+                let p = &rule.policy;
+                let children: Vec<&str> = sc
+                    .alerts
+                    .iter()
+                    .filter(|a| a.group == Some(r))
+                    .map(|a| a.name.as_str())
+                    .collect();
+                ctx.note(
+                    0,
+                    format!(
+                        "routing: {} groups {} (window {} s, max age {} s, resolve {:?}, an update every {} s, {} listed)",
+                        rule.name,
+                        children.join(" "),
+                        p.window_secs,
+                        p.max_age_secs,
+                        p.resolve,
+                        p.notes_every_secs,
+                        p.max_listed
+                    ),
+                );
+            }
         }
         let mut world = World {
             ctx,
