@@ -286,13 +286,36 @@ impl World {
         }
     }
 
+    /// The scheduled role's invocation: in a grouped seed the group round
+    /// first, then the sync round, in one invocation as `inbound::sync`
+    /// runs them.
     pub(crate) fn sync_round(&mut self) {
         let sync = self.sync.clone();
+        let groups = self.groups.clone();
+        let ctx = self.ctx.clone();
         self.spawn(
             Kind::Sync,
             "sync round".into(),
             SYNC_TIMEOUT,
-            Box::pin(async move { Done::Sync(sync.round().await) }),
+            Box::pin(async move {
+                if let Some(groups) = groups {
+                    let r = groups.round().await;
+                    ctx.note(
+                        ctx.current(),
+                        format!(
+                            "group round: {} groups, {} parents created, {} updates, {} resolved, {} done, {} batched, {} errors",
+                            r.groups,
+                            r.parents_created,
+                            r.updates_written,
+                            r.parents_resolved,
+                            r.done,
+                            r.batched,
+                            r.errors
+                        ),
+                    );
+                }
+                Done::Sync(sync.round().await)
+            }),
         );
         let next = self.now() + SYNC_EVERY;
         self.at(next, Event::SyncTick);

@@ -20,15 +20,40 @@
 //!    holds in progress (a live claim) and that Azure is then answered 2xx
 //!    for; the worker delivers an alert's queued notifications in the
 //!    order of their numbers.
+//!
+//! With grouped routes (`groups`), for each group (a key and a
+//! generation) and each alert a grouping rule takes:
+//!
+//! 8. at most one parent incident per group, and one once any child's
+//!    Fired was answered 2xx; the group records that one;
+//! 9. a child whose Fired was answered 2xx (before its Resolved was sent)
+//!    is in exactly one group, and none is ever in two; a child whose
+//!    Resolved was answered 2xx is counted out; no grouped alert has an
+//!    incident of its own;
+//! 10. each child is named at most once as joining and once as resolving
+//!     across the parent's updates (an update re-sent after a crash
+//!     carries its number and the same text; one number, one text), and
+//!     only its own group's children;
+//! 11. the parent is resolved by policy: at most once in effect; `all`:
+//!     never while a child is open (its Resolved not yet sent), and
+//!     resolved once every child's Resolved was answered 2xx; `first`:
+//!     not before a child's Resolved was sent, and resolved once one was
+//!     answered 2xx; `never`: never by the bridge;
+//! 12. nothing of a group waits past the bound: its parent recorded, no
+//!     update in flight, no change waiting for an update, an ended
+//!     group's parent resolved.
 
 use std::fmt;
 
 use itsm_bridge::adapters::queue::Message;
 use itsm_bridge::domain::correlation::{AzureMark, correlation_key};
+use itsm_bridge::domain::grouping::group::Group;
+use itsm_bridge::domain::grouping::parent_key;
+use itsm_bridge::domain::incident::group_policy::ResolvePolicy;
 use itsm_bridge::domain::ports::{AlertState, IncidentStatus};
 use itsm_bridge::domain::sync::ActionOutcome;
 
-use crate::itsm::Who;
+use crate::itsm::{Backend, Who};
 use crate::scenario::START;
 use crate::world::World;
 
@@ -131,7 +156,9 @@ pub fn check(w: &World, late: bool) -> Vec<Violation> {
         let r_ok = resolved
             .and_then(|r| w.ledger.first_ok.get(&r).copied())
             .filter(|_| !waiting(resolved));
+        // A grouped alert's "incident" is its membership of a group: 8-12.
         if let Some(f) = f_ok
+            && alert.group.is_none()
             && !waiting(Some(fired))
             && r_start.is_none_or(|r| f < r)
             && incidents.is_empty()
@@ -297,6 +324,9 @@ pub fn check(w: &World, late: bool) -> Vec<Violation> {
             ),
         );
     }
+    if w.sc.grouping.is_some() {
+        out.extend(groups(w, late, &backend, &parked));
+    }
     out
 }
 
@@ -306,12 +336,28 @@ pub fn check(w: &World, late: bool) -> Vec<Violation> {
 pub fn facts(w: &World) -> usize {
     let incidents = w.backend.lock().expect("itsm lock").incidents.len();
     let writes = w.store.writes.lock().expect("writes").len();
+    let groups: usize = w
+        .store
+        .groups()
+        .iter()
+        .map(|(_, g)| 1 + g.members.len())
+        .sum();
+    let updates: usize = w
+        .backend
+        .lock()
+        .expect("itsm lock")
+        .incidents
+        .iter()
+        .map(|i| i.journal.len())
+        .sum();
     w.sc.notifications.len()
         + 3 * w.sc.alerts.len()
         + incidents
         + writes
         + w.ledger.worker_delivered.len()
         + 3
+        + groups
+        + updates
 }
 
 /// The digests that went through the state machine: processed inline,
@@ -332,6 +378,351 @@ fn delivered(w: &World) -> std::collections::BTreeSet<String> {
     for (group, seq, digest) in &w.ledger.already {
         if reached.contains(&(group.clone(), *seq)) {
             out.insert(digest.clone());
+        }
+    }
+    out
+}
+
+/// The number of a group update (`itsm-bridge group update N: …`).
+fn update_number(text: &str) -> Option<u32> {
+    text.strip_prefix("itsm-bridge group update ")?
+        .split(':')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Invariants 8-12, for a grouped seed.
+fn groups(w: &World, late: bool, backend: &Backend, parked: &[String]) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let mut v = |invariant, names: Vec<String>, detail: String| {
+        out.push(Violation {
+            invariant,
+            alerts: names,
+            detail,
+        })
+    };
+    if w.sc.grouping.is_none() {
+        return out;
+    }
+    let groups: Vec<(String, String, Group)> = w
+        .store
+        .groups()
+        .into_iter()
+        .map(|(gid, g)| (w.store.doc_name(&gid), gid, g))
+        .collect();
+    let notif = |a: usize, fired: bool| {
+        w.sc.notifications
+            .iter()
+            .position(|n| n.alert == a && n.fired == fired && (late || !n.late))
+    };
+    let waiting = |n: usize| parked.contains(&w.sc.notifications[n].digest);
+    // First answered 2xx, unless still parked (not taken effect yet).
+    let ok = |n: Option<usize>| {
+        n.filter(|&n| !waiting(n))
+            .and_then(|n| w.ledger.first_ok.get(&n).copied())
+    };
+    let sent = |n: Option<usize>| n.and_then(|n| w.ledger.first_start.get(&n).copied());
+    let alert_of = |key: &str| w.sc.alerts.iter().position(|a| a.key == key);
+    let name_of =
+        |key: &str| alert_of(key).map_or_else(|| w.ctx.name(key), |a| w.sc.alerts[a].name.clone());
+
+    for (a, alert) in w.sc.alerts.iter().enumerate() {
+        if alert.group.is_none() {
+            continue;
+        }
+        let name = alert.name.clone();
+        let within: Vec<&(String, String, Group)> = groups
+            .iter()
+            .filter(|(_, _, g)| g.members.contains_key(&alert.key))
+            .collect();
+        let in_names: Vec<&str> = within.iter().map(|(n, _, _)| n.as_str()).collect();
+        if within.len() > 1 {
+            v(
+                9,
+                vec![name.clone()],
+                format!("{name} is a child of {} groups: {in_names:?}", within.len()),
+            );
+        }
+        let (fired, resolved) = (notif(a, true), notif(a, false));
+        if let Some(f) = ok(fired)
+            && sent(resolved).is_none_or(|r| f < r)
+            && within.is_empty()
+        {
+            v(
+                9,
+                vec![name.clone()],
+                format!(
+                    "{name}'s Fired was answered 2xx at {}, yet it is a child of no group",
+                    rel(f)
+                ),
+            );
+        }
+        if let Some(r) = ok(resolved) {
+            for (gname, _, g) in &within {
+                if g.members[&alert.key].open {
+                    v(
+                        9,
+                        vec![name.clone(), gname.clone()],
+                        format!(
+                            "{name}'s Resolved was answered 2xx at {}, yet {gname} still counts it open",
+                            rel(r)
+                        ),
+                    );
+                }
+            }
+        }
+        let own: Vec<&str> = backend
+            .incidents
+            .iter()
+            .filter(|i| i.key == alert.key)
+            .map(|i| i.number.as_str())
+            .collect();
+        if !own.is_empty() {
+            v(
+                9,
+                vec![name.clone()],
+                format!("{name} is grouped, yet has incidents of its own: {own:?}"),
+            );
+        }
+    }
+
+    for (gname, gid, g) in &groups {
+        let pkey = parent_key(gid);
+        let parents: Vec<&crate::itsm::Incident> =
+            backend.incidents.iter().filter(|i| i.key == pkey).collect();
+        let children: Vec<String> = g.members.keys().map(|k| name_of(k)).collect();
+        let mut names = vec![gname.split('#').next().unwrap_or("").to_string()];
+        names.extend(children.iter().cloned());
+        let numbers: Vec<&str> = parents.iter().map(|i| i.number.as_str()).collect();
+        if parents.len() > 1 {
+            v(
+                8,
+                names.clone(),
+                format!(
+                    "{gname} has {} parent incidents: {numbers:?}",
+                    parents.len()
+                ),
+            );
+        }
+        let answered = g.members.keys().find_map(|k| {
+            alert_of(k).and_then(|a| ok(notif(a, true)).map(|t| (w.sc.alerts[a].name.clone(), t)))
+        });
+        if parents.is_empty()
+            && let Some((child, t)) = &answered
+        {
+            v(
+                8,
+                names.clone(),
+                format!(
+                    "{gname} has no parent incident, yet its child {child}'s Fired was answered 2xx at {}",
+                    rel(*t)
+                ),
+            );
+        }
+        if let Some(p) = &g.parent
+            && !parents.iter().any(|i| i.id == p.id)
+        {
+            v(
+                8,
+                names.clone(),
+                format!(
+                    "{gname} records {} as its parent, which is not its parent in the ITSM ({numbers:?})",
+                    p.number
+                ),
+            );
+        }
+
+        let member_names: std::collections::BTreeSet<&str> =
+            g.members.values().map(|m| m.name.as_str()).collect();
+        for inc in &parents {
+            let mut texts: std::collections::BTreeMap<u32, &str> = Default::default();
+            for (at, text) in &inc.journal {
+                let Some(n) = update_number(text) else {
+                    continue;
+                };
+                match texts.get(&n) {
+                    Some(before) if before != text => v(
+                        10,
+                        names.clone(),
+                        format!(
+                            "{gname}'s parent {} got two different updates numbered {n} (the second at {})",
+                            inc.number,
+                            rel(*at)
+                        ),
+                    ),
+                    Some(_) => {}
+                    None => {
+                        texts.insert(n, text);
+                    }
+                }
+            }
+            let mut said: std::collections::BTreeMap<&str, Vec<u32>> = Default::default();
+            for (n, text) in &texts {
+                for line in text.lines().filter(|l| l.starts_with("- ")) {
+                    said.entry(line).or_default().push(*n);
+                }
+            }
+            for (line, ns) in said {
+                if ns.len() > 1 {
+                    v(
+                        10,
+                        names.clone(),
+                        format!(
+                            "{gname}'s parent {}: updates {ns:?} each say \"{line}\"",
+                            inc.number
+                        ),
+                    );
+                }
+                let child = line.split_once(": ").map_or("", |(_, c)| c);
+                if !member_names.contains(child) {
+                    v(
+                        10,
+                        names.clone(),
+                        format!(
+                            "{gname}'s parent {}: update {ns:?} says \"{line}\", not a child of {gname}",
+                            inc.number
+                        ),
+                    );
+                }
+            }
+
+            let by_bridge: Vec<i64> = inc
+                .closes
+                .iter()
+                .filter(|(_, who)| *who == Who::Bridge)
+                .map(|(t, _)| *t)
+                .collect();
+            if by_bridge.len() > 1 {
+                v(
+                    11,
+                    names.clone(),
+                    format!(
+                        "{gname}'s parent {} was resolved {} times by the bridge",
+                        inc.number,
+                        by_bridge.len()
+                    ),
+                );
+            }
+            // When each child's Resolved was first sent, and answered 2xx.
+            let resolves: Vec<(String, Option<i64>, Option<i64>)> = g
+                .members
+                .keys()
+                .map(|k| match alert_of(k) {
+                    Some(a) => (
+                        w.sc.alerts[a].name.clone(),
+                        sent(notif(a, false)),
+                        ok(notif(a, false)),
+                    ),
+                    None => (w.ctx.name(k), None, None),
+                })
+                .collect();
+            let closed = inc.status == IncidentStatus::Closed;
+            match g.policy.resolve {
+                ResolvePolicy::Never => {
+                    for t in &by_bridge {
+                        v(
+                            11,
+                            names.clone(),
+                            format!(
+                                "{gname} resolves \"never\", yet the bridge resolved its parent {} at {}",
+                                inc.number,
+                                rel(*t)
+                            ),
+                        );
+                    }
+                }
+                ResolvePolicy::All => {
+                    for t in &by_bridge {
+                        for (child, at, _) in &resolves {
+                            if at.is_none_or(|at| at > *t) {
+                                v(
+                                    11,
+                                    names.clone(),
+                                    format!(
+                                        "the bridge resolved {gname}'s parent {} at {} while its child {child} was open (its Resolved {})",
+                                        inc.number,
+                                        rel(*t),
+                                        at.map_or("never sent".into(), |at| format!(
+                                            "first sent at {}",
+                                            rel(at)
+                                        ))
+                                    ),
+                                );
+                            }
+                        }
+                    }
+                    if !closed
+                        && !resolves.is_empty()
+                        && resolves.iter().all(|(_, _, ok)| ok.is_some())
+                    {
+                        v(
+                            11,
+                            names.clone(),
+                            format!(
+                                "every child of {gname} had its Resolved answered 2xx (the last at {}), yet its parent {} is open",
+                                rel(resolves.iter().filter_map(|r| r.2).max().unwrap_or(0)),
+                                inc.number
+                            ),
+                        );
+                    }
+                }
+                ResolvePolicy::First => {
+                    for t in &by_bridge {
+                        if !resolves
+                            .iter()
+                            .any(|(_, at, _)| at.is_some_and(|at| at <= *t))
+                        {
+                            v(
+                                11,
+                                names.clone(),
+                                format!(
+                                    "the bridge resolved {gname}'s parent {} at {} before any child's Resolved was sent",
+                                    inc.number,
+                                    rel(*t)
+                                ),
+                            );
+                        }
+                    }
+                    if let Some((child, _, Some(t))) = resolves.iter().find(|r| r.2.is_some())
+                        && !closed
+                    {
+                        v(
+                            11,
+                            names.clone(),
+                            format!(
+                                "{child}'s Resolved was answered 2xx at {} and {gname} resolves \"first\", yet its parent {} is open",
+                                rel(*t),
+                                inc.number
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+
+        let mut stuck = Vec::new();
+        if !g.members.is_empty() && g.parent.is_none() {
+            stuck.push("no parent recorded".to_string());
+        }
+        if let Some((text, _)) = &g.parent_work.note {
+            stuck.push(format!(
+                "update {} still in flight",
+                update_number(text).unwrap_or(0)
+            ));
+        }
+        if g.ended.is_none() && g.parent.is_some() && !g.pending.is_empty() {
+            stuck.push(format!("{} changes wait for an update", g.pending.len()));
+        }
+        if g.ended.is_some() && !g.parent_work.resolved {
+            stuck.push("ended, its parent not resolved".into());
+        }
+        if !stuck.is_empty() {
+            v(
+                12,
+                names.clone(),
+                format!("{gname} at {}: {}", rel(w.now()), stuck.join("; ")),
+            );
         }
     }
     out

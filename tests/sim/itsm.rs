@@ -41,6 +41,10 @@ pub struct Incident {
     pub committed_at: i64,
     pub notes: u32,
     pub reopens: u32,
+    /// The notes' texts, when written (a group's parent: its updates).
+    pub journal: Vec<(i64, String)>,
+    /// Every change to closed that took effect: when, by whom.
+    pub closes: Vec<(i64, Who)>,
 }
 
 #[derive(Default)]
@@ -73,6 +77,9 @@ impl Backend {
     pub fn person(&mut self, i: usize, resolve: bool, now: i64) {
         let inc = &mut self.incidents[i];
         if resolve {
+            if inc.status != IncidentStatus::Closed {
+                inc.closes.push((now, Who::Person));
+            }
             inc.status = IncidentStatus::Closed;
             inc.closed_by = Some(Who::Person);
             inc.first_closed_by.get_or_insert(Who::Person);
@@ -211,6 +218,8 @@ impl ItsmClient for SimItsm {
                         committed_at: now,
                         notes: 0,
                         reopens: 0,
+                        journal: Vec::new(),
+                        closes: Vec::new(),
                     });
                     IncidentRef { id, number }
                 },
@@ -277,6 +286,7 @@ impl ItsmClient for SimItsm {
                     return ResolveOutcome::AlreadyClosed;
                 }
                 inc.status = IncidentStatus::Closed;
+                inc.closes.push((now, Who::Bridge));
                 inc.closed_by = Some(Who::Bridge);
                 inc.first_closed_by.get_or_insert(Who::Bridge);
                 inc.updated_at = now;
@@ -314,9 +324,14 @@ impl ItsmClient for SimItsm {
         .await?
     }
 
-    async fn note(&self, incident: &IncidentRef, _note: &str) -> Result<(), ItsmError> {
+    async fn note(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {
+        // A group's update names itself by its number.
+        let update = note
+            .strip_prefix("itsm-bridge group ")
+            .and_then(|s| s.split(':').next())
+            .unwrap_or("");
         self.call(
-            ("itsm.note", &incident.number),
+            ("itsm.note", &format!("{} {update}", incident.number)),
             true,
             || {
                 let now = self.ctx.now();
@@ -328,6 +343,7 @@ impl ItsmClient for SimItsm {
                     });
                 };
                 inc.notes += 1;
+                inc.journal.push((now, note.to_string()));
                 inc.updated_at = now;
                 Ok(())
             },

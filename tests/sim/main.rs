@@ -5,7 +5,11 @@
 //! invariants after each run (`check.rs`).
 //!
 //! - `cargo test --test sim seeded` runs the seeds CI runs (`SIM_SEEDS`,
-//!   default 3,000, from `SIM_FIRST`, default 1).
+//!   default 3,000, from `SIM_FIRST`, default 1). Every third seed runs
+//!   with grouped routes (`scenario::Grouping`; `SIM_GROUPS=all` makes
+//!   every seed grouped, `SIM_GROUPS=none` none): the ITSM clients wrapped
+//!   in `Grouped` as bootstrap wraps them, the group round beside the sync
+//!   round, and invariants 8-12 (`check.rs`).
 //! - `SIM_SEED=N cargo test --test sim seeded -- --nocapture` replays seed
 //!   N exactly and prints its trace.
 //! - `cargo test --test sim -- --ignored long_search --nocapture`
@@ -73,7 +77,12 @@ pub fn run(seed: u64) -> Run {
 fn simulate(seed: u64) -> (World, Vec<Violation>, usize) {
     let mut rng = Rng::new(seed ^ 0x5eed_5eed);
     let lag = env("SIM_JIRA_LAG_MAX").unwrap_or(10) as i64;
-    let sc = Scenario::new(&mut rng, lag, &scenario::Without::from_env());
+    let parts = scenario::Without::from_env();
+    // Grouping draws from a generator of its own: a grouped seed's other
+    // choices are those it would make without grouping.
+    let mut grouping = Rng::new(seed ^ 0x960_9ed5);
+    let grouped = scenario::grouped(seed, &parts).then_some(&mut grouping);
+    let sc = Scenario::new(&mut rng, lag, &parts, grouped);
     let mut w = World::new(seed, sc);
     let end = START + FAULT_PHASE + QUIET;
     let mut violations = Vec::new();
@@ -350,4 +359,100 @@ fn each_invariant_catches_what_it_is_for() {
         broken(&w).contains(&6),
         "a message left waiting: invariant 6"
     );
+}
+
+/// The same for the grouped invariants: a clean grouped run with a parent
+/// that got an update, then one fact broken at a time (a second parent, a
+/// grouped alert with an incident of its own, a child named in two
+/// updates, the parent resolved by the bridge before any child resolved,
+/// an update left in flight).
+#[test]
+fn each_grouped_invariant_catches_what_it_is_for() {
+    use itsm_bridge::domain::grouping::parent_key;
+    let (w, gid) = (1..400)
+        .filter(|s: &u64| s.is_multiple_of(3))
+        .map(simulate)
+        .filter(|(_, v, _)| v.is_empty())
+        .find_map(|(w, _, _)| {
+            let gid = w.store.groups().into_iter().find_map(|(gid, _)| {
+                let b = w.backend.lock().unwrap();
+                b.incidents
+                    .iter()
+                    .any(|i| i.key == parent_key(&gid) && !i.journal.is_empty())
+                    .then_some(gid)
+            })?;
+            Some((w, gid))
+        })
+        .expect("a grouped seed that keeps the promise and writes an update");
+    let broken = |w: &World| -> Vec<u8> {
+        let mut found: Vec<u8> = check::check(w, true).iter().map(|v| v.invariant).collect();
+        found.sort();
+        found.dedup();
+        found
+    };
+    assert!(broken(&w).is_empty());
+    let parent = w
+        .backend
+        .lock()
+        .unwrap()
+        .incidents
+        .iter()
+        .position(|i| i.key == parent_key(&gid))
+        .expect("the parent");
+
+    let copy = w.backend.lock().unwrap().incidents[parent].clone();
+    w.backend.lock().unwrap().incidents.push(itsm::Incident {
+        id: "second".into(),
+        ..copy.clone()
+    });
+    assert!(broken(&w).contains(&8), "a second parent: invariant 8");
+    w.backend.lock().unwrap().incidents.pop();
+
+    let (_, group) = w
+        .store
+        .groups()
+        .into_iter()
+        .find(|(g, _)| *g == gid)
+        .expect("the group");
+    let child = group.members.keys().next().expect("a child").clone();
+    w.backend.lock().unwrap().incidents.push(itsm::Incident {
+        id: "own".into(),
+        key: child,
+        ..copy.clone()
+    });
+    assert!(
+        broken(&w).contains(&9),
+        "a grouped alert's own incident: invariant 9"
+    );
+    w.backend.lock().unwrap().incidents.pop();
+
+    let (at, text) = copy.journal[0].clone();
+    let again = text.replacen("update ", "update 9", 1);
+    w.backend.lock().unwrap().incidents[parent]
+        .journal
+        .push((at, again));
+    assert!(
+        broken(&w).contains(&10),
+        "a child named in two updates: invariant 10"
+    );
+    w.backend.lock().unwrap().incidents[parent].journal.pop();
+
+    w.backend.lock().unwrap().incidents[parent]
+        .closes
+        .insert(0, (START, itsm::Who::Bridge));
+    assert!(
+        broken(&w).contains(&11),
+        "the parent resolved before any child: invariant 11"
+    );
+    w.backend.lock().unwrap().incidents[parent].closes.remove(0);
+
+    let mut stuck = group.clone();
+    stuck.parent_work.note = Some((text, START));
+    w.store.overwrite_group(&gid, &stuck);
+    assert!(
+        broken(&w).contains(&12),
+        "an update left in flight: invariant 12"
+    );
+    w.store.overwrite_group(&gid, &group);
+    assert!(broken(&w).is_empty());
 }

@@ -1,16 +1,20 @@
 //! The correlation store: the crate's own in-memory store (conditional
 //! writes on versions, records expiring at `expires_at`, the sync side's
-//! reverse lookup and watermark, the ITSM's breaker), with a fault at every call. A lost answer
+//! reverse lookup and watermark, the ITSM's breaker, alert groups' documents),
+//! with a fault at every call. A lost answer
 //! is a write that happened while the caller heard an error, as DynamoDB's
 //! time-outs do.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use itsm_bridge::adapters::store::MemoryStore;
 use itsm_bridge::domain::correlation::CorrelationRecord;
+use itsm_bridge::domain::grouping::group::Group;
 use itsm_bridge::domain::ports::{
-    BreakerState, BreakerStore, CorrelationStore, StoreError, SyncStore, Watermark,
+    BreakerState, BreakerStore, CorrelationStore, GroupDoc, GroupStore, StoreError, SyncStore,
+    Watermark,
 };
 
 use crate::exec::{Class, Ctx, Plan};
@@ -20,6 +24,11 @@ pub struct SimStore {
     ctx: Arc<Ctx>,
     /// Every write that took effect, in order (for checks).
     pub writes: Mutex<Vec<Write>>,
+    /// Every group document ever written (for checks: an expired one is
+    /// still read).
+    group_ids: Mutex<BTreeSet<String>>,
+    /// Group document writes that took effect: (time, task, id, version).
+    pub group_writes: Mutex<Vec<(i64, usize, String, u64)>>,
 }
 
 /// A write that took effect: who wrote what, when.
@@ -36,6 +45,54 @@ impl SimStore {
             inner: MemoryStore::new(),
             ctx,
             writes: Mutex::default(),
+            group_ids: Mutex::default(),
+            group_writes: Mutex::default(),
+        }
+    }
+
+    /// Every alert group (`<key>#<generation>`) as last written, expired or
+    /// not, with no fault (for checks).
+    pub fn groups(&self) -> Vec<(String, Group)> {
+        let ids = self.group_ids.lock().expect("group ids").clone();
+        ids.into_iter()
+            .filter(|id| id.starts_with("grp-") && id.contains('#'))
+            .filter_map(|id| {
+                let doc = now_or_never(self.inner.group_doc(&id, i64::MIN)).ok()??;
+                let group = serde_json::from_str(&doc.body).expect("a group document");
+                Some((id, group))
+            })
+            .collect()
+    }
+
+    /// Overwrites a group as it stands, with no fault (for the checks' own
+    /// test).
+    pub fn overwrite_group(&self, gid: &str, group: &Group) {
+        let doc = now_or_never(self.inner.group_doc(gid, i64::MIN))
+            .ok()
+            .flatten()
+            .expect("the group");
+        let next = GroupDoc {
+            body: serde_json::to_string(group).expect("json"),
+            version: doc.version + 1,
+            ..doc.clone()
+        };
+        now_or_never(self.inner.put_group_doc(&next, Some(doc.version), i64::MIN))
+            .expect("written");
+    }
+
+    /// A group document's id in the trace: `G0#2` for the second group of
+    /// rule G0's key, `member A3` for A3's marker (the index documents keep
+    /// theirs).
+    pub fn doc_name(&self, id: &str) -> String {
+        if let Some(child) = id.strip_prefix("member-") {
+            return format!("member {}", self.ctx.name(child));
+        }
+        if id.starts_with("groups-pending") {
+            return id.to_string();
+        }
+        match id.split_once('#') {
+            Some((key, generation)) => format!("{}#{generation}", self.ctx.name(key)),
+            None => self.ctx.name(id),
         }
     }
 
@@ -54,6 +111,41 @@ impl SimStore {
             .flatten()
             .map(|w| w.since)
     }
+}
+
+/// A group document in a few words, for the trace.
+fn doc_shape(doc: &GroupDoc) -> String {
+    let expiring = doc
+        .expires_at
+        .map_or(String::new(), |_| " (expiring)".into());
+    let Ok(g) = serde_json::from_str::<Group>(&doc.body) else {
+        return format!("v{}{expiring}", doc.version);
+    };
+    let mut s = format!(
+        "v{} {} in, {} open, parent {}, lease {}, {} pending, update {}",
+        doc.version,
+        g.members.len(),
+        g.open_children(),
+        g.parent.as_ref().map_or("none", |p| p.number.as_str()),
+        g.parent_work.lease_until % 1000,
+        g.pending.len(),
+        g.updates
+    );
+    if g.parent_work.note.is_some() {
+        s.push_str(" in flight");
+    }
+    if let Some(end) = g.ended {
+        s.push_str(&format!(
+            ", ended {end:?}{}",
+            if g.parent_work.resolved {
+                " (resolved)"
+            } else {
+                ""
+            }
+        ));
+    }
+    s.push_str(&expiring);
+    s
 }
 
 fn failed(plan: Plan) -> StoreError {
@@ -229,6 +321,53 @@ impl BreakerStore for SimStore {
             "store.put_breaker",
             &subject,
             || now_or_never(self.inner.put_breaker(state, expected)),
+            |_| None,
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl GroupStore for SimStore {
+    async fn group_doc(&self, id: &str, now: i64) -> Result<Option<GroupDoc>, StoreError> {
+        let name = self.doc_name(id);
+        attempt(
+            &self.ctx,
+            "store.group_doc",
+            &name,
+            || now_or_never(self.inner.group_doc(id, now)),
+            |d| Some(d.as_ref().map_or("none".into(), doc_shape)),
+        )
+        .await
+    }
+
+    async fn put_group_doc(
+        &self,
+        doc: &GroupDoc,
+        expected: Option<u64>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let subject = format!("{} {}", self.doc_name(&doc.id), doc_shape(doc));
+        attempt(
+            &self.ctx,
+            "store.put_group_doc",
+            &subject,
+            || {
+                let written = now_or_never(self.inner.put_group_doc(doc, expected, now));
+                if written.is_ok() {
+                    self.group_ids
+                        .lock()
+                        .expect("group ids")
+                        .insert(doc.id.clone());
+                    self.group_writes.lock().expect("group writes").push((
+                        self.ctx.now(),
+                        self.ctx.current(),
+                        doc.id.clone(),
+                        doc.version,
+                    ));
+                }
+                written
+            },
             |_| None,
         )
         .await

@@ -14,8 +14,10 @@ use itsm_bridge::config::DeliveryConfig;
 use itsm_bridge::domain::delivery::Fate;
 use itsm_bridge::domain::delivery::breaker::Breaker;
 use itsm_bridge::domain::delivery::{Accepted, Delivery};
+use itsm_bridge::domain::grouping::{Grouped, parent_key};
+use itsm_bridge::domain::incident::routing::Routing;
 use itsm_bridge::domain::outcome::ProcessError;
-use itsm_bridge::domain::ports::Clock;
+use itsm_bridge::domain::ports::{Clock, ItsmClient};
 use itsm_bridge::domain::retry::RetryPolicy;
 use itsm_bridge::domain::settings::Settings;
 use itsm_bridge::domain::state_machine::Bridge;
@@ -96,6 +98,8 @@ pub struct World {
     pub queue: Arc<Fifo>,
     pub azure: Arc<SimAzure>,
     pub sync: Arc<AlertSync>,
+    /// The scheduled role's grouping (its group round), in a grouped seed.
+    pub groups: Option<Arc<Grouped>>,
     pub config: DeliveryConfig,
     settings: Settings,
     clock: Clock,
@@ -157,8 +161,47 @@ impl World {
                 base: Duration::from_millis(200),
             },
             ttl_secs: TTL_SECS,
+            routing: sc.grouping.as_ref().map_or_else(Routing::default, |g| {
+                Routing::parse(&g.json, 5).expect("the sim's routing rules")
+            }),
             ..Settings::default()
         };
+        // The scheduled role's grouping, as bootstrap builds it: the same
+        // decorator around an ITSM client of its own.
+        let groups = sc.grouping.as_ref().map(|_| {
+            let raw = Arc::new(SimItsm::new(sc.kind, backend.clone(), ctx.clone()));
+            Arc::new(Grouped::new(
+                raw,
+                store.clone(),
+                clock.clone(),
+                settings.lease_secs,
+            ))
+        });
+        if let Some(g) = &sc.grouping {
+            name_groups(&ctx, &sc);
+            for (r, rule) in g.rules.iter().enumerate() {
+                let p = &rule.policy;
+                let children: Vec<&str> = sc
+                    .alerts
+                    .iter()
+                    .filter(|a| a.group == Some(r))
+                    .map(|a| a.name.as_str())
+                    .collect();
+                ctx.note(
+                    0,
+                    format!(
+                        "routing: {} groups {} (window {} s, max age {} s, resolve {:?}, an update every {} s, {} listed)",
+                        rule.name,
+                        children.join(" "),
+                        p.window_secs,
+                        p.max_age_secs,
+                        p.resolve,
+                        p.notes_every_secs,
+                        p.max_listed
+                    ),
+                );
+            }
+        }
         let mut world = World {
             ctx,
             sc,
@@ -167,6 +210,7 @@ impl World {
             queue,
             azure,
             sync,
+            groups,
             config: DeliveryConfig {
                 // The template's redrive policy, which the worker knows.
                 max_receives: Some(crate::queue::MAX_RECEIVES),
@@ -242,11 +286,21 @@ impl World {
             return p;
         }
         self.next_process += 1;
-        let itsm = Arc::new(SimItsm::new(
+        let raw = Arc::new(SimItsm::new(
             self.sc.kind,
             self.backend.clone(),
             self.ctx.clone(),
         ));
+        // As bootstrap wires it: grouping around every ITSM client.
+        let itsm: Arc<dyn ItsmClient> = match &self.groups {
+            Some(_) => Arc::new(Grouped::new(
+                raw,
+                self.store.clone(),
+                self.clock.clone(),
+                self.settings.lease_secs,
+            )),
+            None => raw,
+        };
         let bridge = |s: &World| {
             Bridge::new(
                 itsm.clone(),
@@ -390,6 +444,33 @@ impl World {
                 self.ctx.set_faults(false);
                 self.ctx.note(0, "faults stop; the ITSM is fixed");
             }
+        }
+    }
+}
+
+/// Gives each grouped rule's group key its rule's short name (`G0`), and
+/// the parents of its first generations theirs (`G0#2`), for the trace.
+fn name_groups(ctx: &Ctx, sc: &Scenario) {
+    use itsm_bridge::domain::incident::group_key::GroupKey;
+    let Some(grouping) = &sc.grouping else { return };
+    for rule in &grouping.rules {
+        let Some(a) = sc.alerts.iter().position(|a| {
+            a.group
+                .is_some_and(|r| grouping.rules[r].alert_rule == rule.alert_rule)
+        }) else {
+            continue;
+        };
+        let n = sc
+            .notifications
+            .iter()
+            .find(|n| n.alert == a)
+            .expect("fires");
+        let alert = itsm_bridge::inbound::common_schema::parse(&n.body).expect("parses");
+        let key = GroupKey::of(Some(&rule.name), &rule.policy, &alert).id();
+        ctx.name_as(&key, &rule.name);
+        for generation in 1..=64 {
+            let gid = format!("{key}#{generation}");
+            ctx.name_as(&parent_key(&gid), &format!("{}#{generation}", rule.name));
         }
     }
 }

@@ -7,9 +7,10 @@
 //! behaves as before.
 //!
 //! Documents in the group store: the head `<key>` (which generation is
-//! current), each group `<key>#<generation>`, and the index
-//! `groups-pending-<0-f>` (the groups the round visits). A child's reference is
-//! `group:<key>#<generation>/<child key>`.
+//! current), each group `<key>#<generation>`, the index
+//! `groups-pending-<0-f>` (the groups the round visits), and each child's
+//! marker `member-<child key>` (the group it joined, written before it joins
+//! there). A child's reference is `group:<key>#<generation>/<child key>`.
 
 use std::sync::Arc;
 
@@ -64,6 +65,25 @@ pub(super) struct Index {
     pub groups: Vec<String>,
 }
 
+/// Which group a child joined, named before it is written there: a retry
+/// whose join's answer was lost, however many groups later, and a Resolved
+/// that finds no record of the join (`find`) find the child where it is.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Membership {
+    group: String,
+}
+
+fn member_id(child: &str) -> String {
+    format!("member-{child}")
+}
+
+/// A marker is kept this long after its child resolved.
+const MEMBER_RETAIN_SECS: i64 = 30 * 24 * 3600;
+
+/// What the marker says: the group holding the child (if it is there), and
+/// the marker's own group and version.
+type Marked = (Option<Group>, Option<(String, u64)>);
+
 pub(super) fn group_id(key: &str, generation: u32) -> String {
     format!("{key}#{generation}")
 }
@@ -105,6 +125,16 @@ impl Grouped {
         Ok(Some((value, doc.version)))
     }
 
+    /// Whether `gid` is being opened: its key's head names it (its opener
+    /// lists it before it writes it).
+    pub(super) async fn opening(&self, gid: &str, now: i64) -> Result<bool, ItsmError> {
+        let Some((key, generation)) = gid.rsplit_once('#') else {
+            return Ok(false);
+        };
+        let head: Option<(Head, u64)> = self.load(key, now).await?;
+        Ok(head.is_some_and(|(h, _)| h.generation.to_string() == generation))
+    }
+
     /// Writes `value` over version `expected`: `Ok(false)` when someone
     /// else wrote first.
     pub(super) async fn save<T: Serialize>(
@@ -131,7 +161,39 @@ impl Grouped {
         }
     }
 
-    /// Joins the alert's group, once: a retry finds it where it joined (in
+    /// The group the child's marker names, if the child is in it.
+    async fn membership(&self, child: &str, now: i64) -> Result<Marked, ItsmError> {
+        let Some((m, version)) = self.load::<Membership>(&member_id(child), now).await? else {
+            return Ok((None, None));
+        };
+        let joined = self
+            .load::<Group>(&m.group, now)
+            .await?
+            .map(|(g, _)| g)
+            .filter(|g| g.members.contains_key(child));
+        Ok((joined, Some((m.group, version))))
+    }
+
+    /// Names `gid` as the child's group before the child is written there;
+    /// `Ok(false)` when another attempt for the child wrote the marker first.
+    async fn mark(
+        &self,
+        child: &str,
+        gid: &str,
+        marker: Option<&(String, u64)>,
+    ) -> Result<bool, ItsmError> {
+        if marker.is_some_and(|(g, _)| g == gid) {
+            return Ok(true);
+        }
+        let m = Membership {
+            group: gid.to_string(),
+        };
+        self.save(&member_id(child), &m, marker.map(|(_, v)| *v), None)
+            .await
+    }
+
+    /// Joins the alert's group, once: a retry finds it where it joined (the
+    /// group its marker names; for children that joined before markers,
     /// the current generation or the one before). The parent is then made
     /// if it is missing; if that fails the round makes it, since the join
     /// is durable already.
@@ -144,6 +206,10 @@ impl Grouped {
         let child = draft.correlation_key.as_str();
         for _ in 0..ROUNDS {
             let now = (self.clock)();
+            let (joined, marker) = self.membership(child, now).await?;
+            if let Some(g) = joined {
+                return Ok(child_ref(&g, child));
+            }
             let head: Option<(Head, u64)> = self.load(&key, now).await?;
             let generation = head.as_ref().map_or(0, |(h, _)| h.generation);
             let gid = group_id(&key, generation);
@@ -167,6 +233,9 @@ impl Grouped {
             match current {
                 Some((mut g, version)) if g.admits(now, &g.policy.clone()) => {
                     add(&mut g, draft, plan, now);
+                    if !self.mark(child, &gid, marker.as_ref()).await? {
+                        continue;
+                    }
                     if self.save(&gid, &g, Some(version), None).await? {
                         if g.parent.is_none() {
                             g.parent = self.make_parent(&gid).await;
@@ -186,6 +255,9 @@ impl Grouped {
                         now,
                     );
                     add(&mut g, draft, plan, now);
+                    if !self.mark(child, &gid, marker.as_ref()).await? {
+                        continue;
+                    }
                     if self.save(&gid, &g, None, None).await? {
                         tracing::info!(group = %gid, label = %g.label, "group opened");
                         g.parent = self.make_parent(&gid).await;
@@ -216,25 +288,57 @@ impl Grouped {
             };
             let policy = g.policy.clone();
             match g.resolve_child(child, &policy) {
-                ChildResolved::NoOp => return Ok(ResolveOutcome::Resolved),
+                ChildResolved::NoOp => {
+                    // A retry after a failure or crash between a change and
+                    // its listing (below): the group is listed again.
+                    if !g.parked && !g.admits(now, &policy) && !super::round::settled(&g, now) {
+                        self.index_add(gid).await?;
+                    }
+                    return Ok(ResolveOutcome::Resolved);
+                }
                 decided => {
+                    // The round drops groups that take no one and have
+                    // nothing to write; a late resolve gives it work again.
+                    // Listed before the change is written: a caller that
+                    // fails or dies after the write leaves the change (and
+                    // the last child's parent resolve) to the round, since
+                    // its retry finds the child counted and does nothing.
+                    if !g.admits(now, &policy) {
+                        self.index_add(gid).await?;
+                    }
+                    // A group the round is dropping (or dropped) is taken
+                    // back by this write, and listed again after it: the
+                    // round's removal, conditional on the index's version,
+                    // then fails and looks again, or comes before.
+                    let unpark = std::mem::take(&mut g.parked);
                     if !self.save(gid, &g, Some(version), None).await? {
                         continue;
                     }
-                    // The round drops groups that take no one and have
-                    // nothing to write; a late resolve gives it work again.
-                    if !g.admits(now, &policy) {
-                        self.index_add(gid).await?;
+                    if unpark {
+                        self.index_write(gid, true).await?;
                     }
                     if decided == ChildResolved::ResolveParent {
                         tracing::info!(group = %gid, children = g.members.len(), "group resolved by policy");
                         self.finish_parent(gid).await;
                     }
+                    self.retire_marker(gid, child, now).await;
                     return Ok(ResolveOutcome::Resolved);
                 }
             }
         }
         Err(busy("the alert's group"))
+    }
+
+    /// A resolved child's marker expires a while later (best effort: one
+    /// left behind is only a small item more).
+    async fn retire_marker(&self, gid: &str, child: &str, now: i64) {
+        let id = member_id(child);
+        if let Ok(Some((m, version))) = self.load::<Membership>(&id, now).await
+            && m.group == gid
+        {
+            let until = Some(now + MEMBER_RETAIN_SECS);
+            let _ = self.save(&id, &m, Some(version), until).await;
+        }
     }
 
     /// What a grouped alert would do now (`replay --explain`): join which
@@ -265,15 +369,24 @@ impl Grouped {
 
     /// Adds `gid` to the round's index, once.
     pub(super) async fn index_add(&self, gid: &str) -> Result<(), ItsmError> {
+        self.index_write(gid, false).await
+    }
+
+    /// Adds `gid` to the round's index; `always`: writes the index even if
+    /// it lists the group already (a removal read before fails).
+    async fn index_write(&self, gid: &str, always: bool) -> Result<(), ItsmError> {
         let index = index_of(gid);
         for _ in 0..ROUNDS {
             let found: Option<(Index, u64)> = self.load(&index, (self.clock)()).await?;
             let (mut index, version) =
                 found.map_or((Index::default(), None), |(i, v)| (i, Some(v)));
-            if index.groups.iter().any(|g| g == gid) {
+            let listed = index.groups.iter().any(|g| g == gid);
+            if listed && !always {
                 return Ok(());
             }
-            index.groups.push(gid.to_string());
+            if !listed {
+                index.groups.push(gid.to_string());
+            }
             if self.save(&index_of(gid), &index, version, None).await? {
                 return Ok(());
             }
@@ -347,8 +460,16 @@ impl ItsmClient for Grouped {
     }
 
     async fn find(&self, correlation_key: &str) -> Result<Option<IncidentRef>, ItsmError> {
-        // A grouped alert's membership is found by joining again, which
-        // changes nothing for a member.
+        // A grouped alert's membership, whose answer may have been lost (a
+        // takeover looks before it joins again; a Resolved after it looks
+        // for something to resolve): its marker names its group. An
+        // alert's key only: the breaker's probe asks the ITSM alone.
+        if correlation_key.starts_with("azmon-") {
+            let (joined, _) = self.membership(correlation_key, (self.clock)()).await?;
+            if let Some(g) = joined {
+                return Ok(Some(child_ref(&g, correlation_key)));
+            }
+        }
         self.itsm.find(correlation_key).await
     }
 

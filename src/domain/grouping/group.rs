@@ -61,6 +61,11 @@ pub struct Group {
     /// The parent's creation, resolve and updates in progress.
     #[serde(default)]
     pub parent_work: ParentWork,
+    /// Off the round's index: the round found nothing left to do and wrote
+    /// so before it dropped the group; a late resolve clears it and lists
+    /// the group again.
+    #[serde(default)]
+    pub parked: bool,
 }
 
 /// What the parent incident needs, and who is doing it: the same claim,
@@ -171,6 +176,7 @@ impl Group {
             last_update_at: now,
             ended: None,
             parent_work: ParentWork::default(),
+            parked: false,
         }
     }
 

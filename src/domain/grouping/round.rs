@@ -67,7 +67,8 @@ impl Grouped {
     async fn visit(&self, gid: &str, out: &mut GroupRound) -> Result<bool, ItsmError> {
         let now = (self.clock)();
         let Some((g, _)) = self.load::<Group>(gid, now).await? else {
-            return Ok(true);
+            // Gone; or listed by its opener, who has yet to write it.
+            return Ok(!self.opening(gid, now).await?);
         };
         if g.parent.is_none() && !g.members.is_empty() {
             if self.ensure_parent(gid).await?.is_some() {
@@ -173,23 +174,35 @@ impl Grouped {
 
     /// Keeps the finished groups' documents a while (a late duplicate still
     /// finds its group and changes nothing), then drops them from the index.
+    /// Each is parked first, on the version that had nothing left to do (a
+    /// change since keeps it listed), and dropped only if still parked once
+    /// the index is read: a resolve that takes it back writes the index
+    /// after the group, so that this removal fails and looks again.
     async fn retire(&self, index_doc: &str, finished: &[String]) -> Result<(), ItsmError> {
         if finished.is_empty() {
             return Ok(());
         }
+        let mut parked = Vec::new();
         for gid in finished {
             let now = (self.clock)();
+            let Some((mut g, version)) = self.load::<Group>(gid, now).await? else {
+                parked.push(gid.clone());
+                continue;
+            };
+            if !settled(&g, now) {
+                continue;
+            }
+            g.parked = true;
             // Kept while children may still resolve; then a while, then gone.
-            if let Some((g, version)) = self.load::<Group>(gid, now).await?
-                && g.open_children() == 0
-            {
-                self.save(gid, &g, Some(version), Some(now + RETAIN_SECS))
-                    .await?;
+            let until = (g.open_children() == 0).then_some(now + RETAIN_SECS);
+            if self.save(gid, &g, Some(version), until).await? {
+                parked.push(gid.clone());
                 // The parent's pointer goes with it.
                 let pointer = pointer_id(&parent_key(gid));
-                if let Some((p, v)) = self.load::<ParentOf>(&pointer, now).await? {
-                    self.save(&pointer, &p, Some(v), Some(now + RETAIN_SECS))
-                        .await?;
+                if until.is_some()
+                    && let Some((p, v)) = self.load::<ParentOf>(&pointer, now).await?
+                {
+                    self.save(&pointer, &p, Some(v), until).await?;
                 }
             }
         }
@@ -198,11 +211,38 @@ impl Grouped {
             else {
                 return Ok(());
             };
-            index.groups.retain(|g| !finished.contains(g));
+            let mut gone = Vec::new();
+            for gid in &parked {
+                let now = (self.clock)();
+                match self.load::<Group>(gid, now).await? {
+                    Some((g, _)) if !g.parked => {}
+                    None if self.opening(gid, now).await? => {}
+                    _ => gone.push(gid.clone()),
+                }
+            }
+            index.groups.retain(|g| !gone.contains(g));
             if self.save(index_doc, &index, Some(version), None).await? {
                 return Ok(());
             }
         }
         Err(super::engine::busy("the group index"))
+    }
+}
+
+/// Whether nothing more can happen to `g` unless a child resolves late: it
+/// ended and its parent is resolved, or it takes no one and has nothing to
+/// write (and cannot end idle).
+pub(super) fn settled(g: &Group, now: i64) -> bool {
+    if g.parent_work.note.is_some() {
+        return false;
+    }
+    match g.ended {
+        Some(_) => g.parent_work.resolved,
+        None => {
+            g.parent.is_some()
+                && !g.admits(now, &g.policy)
+                && g.pending.is_empty()
+                && (g.open_children() == 0 || g.policy.idle_resolve_secs.is_none())
+        }
     }
 }

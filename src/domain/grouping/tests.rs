@@ -24,6 +24,7 @@ use crate::domain::settings::Settings;
 use crate::domain::state_machine::Bridge;
 
 mod person;
+mod sim_findings;
 mod storm;
 
 #[derive(Default)]
