@@ -1,5 +1,5 @@
 //! Every setting, from the environment, checked once at start. Errors name
-//! the variable to fix. The README's configuration table mirrors this file.
+//! the variable to fix. docs/CONFIGURATION.md's reference mirrors this file.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Every numeric setting's range, checked at start (whether or not the
 //! role reads it), so that no value can overflow a computation or mean
 //! nothing: the error names the variable, the value and the range. The
-//! README's configuration reference says the same ranges (a test compares).
+//! configuration reference (docs/CONFIGURATION.md) says the same ranges (a test compares).
 //! Settings whose bounds depend on another (`WORKER_BACKOFF_BASE_SECS` up to
 //! `WORKER_BACKOFF_MAX_SECS`, `RECORD_TTL_DAYS` with a queue) are checked
 //! again where they are read.

@@ -121,22 +121,17 @@ fn at_its_bounds_every_setting_loads_or_is_refused_for_another_reason_never_a_pa
 }
 
 #[test]
-fn the_readme_states_every_range() {
-    let readme = include_str!("../../../README.md");
+fn the_configuration_reference_states_every_range() {
+    let reference = include_str!("../../../docs/CONFIGURATION.md");
     for n in NUMBERS {
-        let row = readme
+        let row = reference
             .lines()
             .find(|l| {
                 l.split('|')
                     .nth(1)
                     .is_some_and(|first| first.contains(&format!("`{}`", n.var)))
             })
-            .unwrap_or_else(|| {
-                panic!(
-                    "{} has no row in the README's configuration reference",
-                    n.var
-                )
-            });
+            .unwrap_or_else(|| panic!("{} has no row in docs/CONFIGURATION.md", n.var));
         let range = format!("{} to {}", n.min, n.max);
         assert!(
             row.contains(&range),
