@@ -131,6 +131,11 @@ impl Delivery {
                     _ => "it was down; another delivery is probing whether it is back".into(),
                 };
                 let queued = self.enqueue(alert, body, None, QueueReason::ItsmDown).await;
+                // The breaker keeps the failure as it read: said once, not
+                // "ITSM unavailable: ITSM unavailable: …".
+                let why = why
+                    .strip_prefix("ITSM unavailable: ")
+                    .map_or(why.clone(), str::to_string);
                 return queued.map(|q| q.failed(ItsmError::Unavailable(why)));
             }
         };

@@ -223,6 +223,18 @@ async fn a_failed_inline_attempt_queues_and_opens_the_breaker_for_the_next_attem
     let (other, body) = alert("b", MonitorCondition::Fired);
     let second = r.delivery.accept(&other, &body).await;
     assert_eq!(queued(&second), Some((1, QueueReason::ItsmDown)));
+    let Ok(Accepted::Queued {
+        failure: Some(why), ..
+    }) = &second
+    else {
+        panic!("an itsm_down answer names the failure: {second:?}");
+    };
+    let said = why.to_string();
+    assert_eq!(
+        said.matches("ITSM unavailable").count(),
+        1,
+        "said once: {said}"
+    );
     assert_eq!(
         r.itsm_calls(),
         1,
