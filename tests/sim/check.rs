@@ -459,8 +459,12 @@ fn groups(w: &World, late: bool, backend: &Backend, parked: &[String]) -> Vec<Vi
             );
         }
         if let Some(r) = ok(resolved) {
-            for (gname, _, g) in &within {
-                if g.members[&alert.key].open {
+            for (gname, gid, g) in &within {
+                // An ended group is kept a while, then expires: a child's
+                // Resolved after that has nothing left to count (and no
+                // ITSM call to make).
+                let expired = w.store.group_expiry(gid).is_some_and(|e| e <= r);
+                if g.members[&alert.key].open && !(g.ended.is_some() && expired) {
                     v(
                         9,
                         vec![name.clone(), gname.clone()],

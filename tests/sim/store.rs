@@ -64,6 +64,14 @@ impl SimStore {
             .collect()
     }
 
+    /// When a group document expires (`None`: never), with no fault.
+    pub fn group_expiry(&self, id: &str) -> Option<i64> {
+        now_or_never(self.inner.group_doc(id, i64::MIN))
+            .ok()
+            .flatten()
+            .and_then(|d| d.expires_at)
+    }
+
     /// Overwrites a group as it stands, with no fault (for the checks' own
     /// test).
     pub fn overwrite_group(&self, gid: &str, group: &Group) {

@@ -193,8 +193,10 @@ impl Grouped {
                 continue;
             }
             g.parked = true;
-            // Kept while children may still resolve; then a while, then gone.
-            let until = (g.open_children() == 0).then_some(now + RETAIN_SECS);
+            // Kept while children may still resolve to some effect, then a
+            // while, then gone. An ended group's children are only counted
+            // (an idle group's may never resolve): it expires too.
+            let until = (g.open_children() == 0 || g.ended.is_some()).then_some(now + RETAIN_SECS);
             if self.save(gid, &g, Some(version), until).await? {
                 parked.push(gid.clone());
                 // The parent's pointer goes with it.

@@ -485,3 +485,49 @@ async fn a_raise_whose_update_failed_is_sent_again_with_it() {
     );
     assert_eq!(r.itsm.priorities.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn an_idle_group_whose_children_never_resolve_is_kept_thirty_days_then_gone() {
+    use crate::domain::ports::{CorrelationStore, GroupStore};
+    let r = rig(json!({"by": ["alert_rule"], "idle_resolve_secs": 3600}));
+    r.at(0);
+    r.fire(1).await;
+    let a = r.alert(1, MonitorCondition::Fired, Severity::Sev3);
+    let record = r
+        .store
+        .get(&a.alert_id, 1_800_000_000)
+        .await
+        .unwrap()
+        .unwrap();
+    let gid = record.incident.unwrap().id;
+    let gid = gid
+        .trim_start_matches("group:")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    // Ended for idleness, its parent resolved, then off the round's index.
+    for t in [3600, 3660, 3720] {
+        r.at(t);
+        r.grouped.round().await;
+    }
+    assert_eq!(r.itsm.resolves.lock().unwrap().len(), 1);
+    let at = |t: i64| 1_800_000_000 + t;
+    let doc = r.store.group_doc(&gid, at(3720)).await.unwrap();
+    assert!(
+        doc.is_some_and(|d| d.expires_at.is_some()),
+        "kept, with an end"
+    );
+    assert!(
+        r.store
+            .group_doc(&gid, at(3720 + 31 * 24 * 3600))
+            .await
+            .unwrap()
+            .is_none(),
+        "gone after 30 days"
+    );
+    // The child's Resolved months later: nothing to count, no ITSM call.
+    r.at(3720 + 31 * 24 * 3600);
+    r.resolve(1).await;
+    assert_eq!(r.itsm.resolves.lock().unwrap().len(), 1);
+}
