@@ -45,6 +45,22 @@ impl ItsmRequest {
     }
 }
 
+/// Refuses a draft with a parent for an ITSM without child incidents
+/// (start-up refuses `children: incidents` for them; this is the port's
+/// contract should one reach the client anyway). Nothing is sent.
+pub fn no_parent(kind: &str, draft: &IncidentDraft) -> Result<(), ItsmError> {
+    match &draft.parent {
+        Some(_) => Err(ItsmError::Rejected {
+            status: 0,
+            message: format!(
+                "{kind} has no child incidents: group.children \"incidents\" needs ServiceNow; \
+                 use \"notes\""
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// How one ITSM spells each operation on the wire.
 pub trait WireFormat: Send + Sync {
     fn kind(&self) -> &'static str;

@@ -32,6 +32,10 @@ pub enum QueueReason {
     Behind,
     /// Azure delivered this notification again while it was still queued.
     AlreadyQueued,
+    /// The inline attempt waited on the bridge's own state, not the ITSM
+    /// (a grouped alert's parent incident still being created by another
+    /// attempt): the worker delivers it shortly.
+    Busy,
 }
 
 impl QueueReason {
@@ -41,6 +45,7 @@ impl QueueReason {
             QueueReason::ItsmDown => "itsm_down",
             QueueReason::Behind => "behind_queued",
             QueueReason::AlreadyQueued => "already_queued",
+            QueueReason::Busy => "busy",
         }
     }
 }
@@ -165,10 +170,12 @@ impl Delivery {
                     // A refusal is an answer: the ITSM is up.
                     self.breaker.succeeded().await;
                 }
-                tracing::warn!(error = %e, alert_id = ?alert.alert_id, "ITSM failed inline; queuing");
-                let queued = self
-                    .enqueue(alert, body, None, QueueReason::ItsmFailed)
-                    .await;
+                let reason = match e {
+                    ItsmError::Busy(_) => QueueReason::Busy,
+                    _ => QueueReason::ItsmFailed,
+                };
+                tracing::warn!(error = %e, alert_id = ?alert.alert_id, reason = reason.as_str(), "not delivered inline; queuing");
+                let queued = self.enqueue(alert, body, None, reason).await;
                 queued.map(|q| q.failed(e))
             }
             Err(other) => Err(other),

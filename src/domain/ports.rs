@@ -86,6 +86,13 @@ pub enum ItsmError {
     /// logs and metrics (0 when nothing was sent).
     #[error("ITSM rejected the request (HTTP {status}): {message}")]
     Rejected { status: u16, message: String },
+    /// Transient, on the bridge's side and not the ITSM's: another attempt
+    /// holds what this one needs (a group's parent incident being
+    /// created), or the bridge's own shared state was busy. Retried and
+    /// queued like `Unavailable`, but it says nothing about the ITSM: the
+    /// breaker does not open on it.
+    #[error("busy: {0}")]
+    Busy(String),
 }
 
 impl ItsmError {

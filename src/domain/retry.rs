@@ -50,7 +50,7 @@ impl RetryPolicy {
         let backoff = || jitter(self.base.saturating_mul(1 << n.saturating_sub(1).min(8)));
         let wait = match error {
             ItsmError::Rejected { .. } => return None,
-            ItsmError::Unavailable(_) | ItsmError::Unanswered(_) => backoff(),
+            ItsmError::Unavailable(_) | ItsmError::Unanswered(_) | ItsmError::Busy(_) => backoff(),
             ItsmError::Throttled { retry_after, .. } => retry_after.unwrap_or_else(backoff),
         };
         // Saturating: a `Retry-After` of u64::MAX seconds is no retry, not a panic.

@@ -194,6 +194,14 @@ pub trait GroupParents: Send + Sync {
         correlation_key: &str,
         read_only: bool,
     ) -> Result<Option<ClosedParent>, StoreError>;
+
+    /// Whether `correlation_key` is an alert that joined (or is joining) a
+    /// group: its incident, if any, is a group's child incident, whose
+    /// record only the alert's own attempts write.
+    ///
+    /// # Errors
+    /// The group store failed; the change is read again next round.
+    async fn is_child(&self, correlation_key: &str) -> Result<bool, StoreError>;
 }
 
 /// A group whose parent a person resolved.

@@ -108,6 +108,15 @@ impl Fake {
     /// code, BMC's Status) at `at` (Unix seconds).
     pub fn person(&self, number: &str, status: &str, by: &str, at: i64) {
         let mut state = self.state.lock().unwrap();
+        if self.vendor == Vendor::ServiceNow
+            && let Some(i) = state.incidents.iter().position(|i| i["number"] == number)
+        {
+            state.incidents[i]["state"] = json!(status);
+            state.incidents[i]["sys_updated_on"] = json!(sn_time(at));
+            state.incidents[i]["sys_updated_by"] = json!(by);
+            cascade(&mut state.incidents, i, by, at);
+            return;
+        }
         for i in state.incidents.iter_mut() {
             match self.vendor {
                 Vendor::ServiceNow if i["number"] == number => {
@@ -237,9 +246,26 @@ fn servicenow(state: &mut FakeState, req: &Request) -> ResponseTemplate {
     match (req.method.as_str(), id) {
         ("POST", None) if path == "/api/now/table/incident" => {
             let n = state.incidents.len() + 1;
-            let incident = json!({"sys_id": format!("{n:032x}"), "number": format!("INC{n:07}"),
-                "correlation_id": body(req)["correlation_id"], "state": "1",
+            let sent = body(req);
+            let mut incident = json!({"sys_id": format!("{n:032x}"), "number": format!("INC{n:07}"),
+                "correlation_id": sent["correlation_id"], "state": "1",
+                "short_description": sent["short_description"],
+                "impact": sent["impact"], "urgency": sent["urgency"],
                 "sys_updated_on": sn_time(crate::helpers::now()), "sys_updated_by": SN_USER});
+            // A reference field sent by display value (the bridge sets
+            // sysparm_input_display_value): the incident's number. One
+            // that names no incident is left empty, as ServiceNow does.
+            if let Some(parent) = sent["parent_incident"].as_str() {
+                let display = query(req, "sysparm_input_display_value").as_deref() == Some("true");
+                let found = state.incidents.iter().find(|i| {
+                    if display {
+                        i["number"] == parent
+                    } else {
+                        i["sys_id"] == parent
+                    }
+                });
+                incident["parent_incident"] = found.map_or(json!(""), |i| i["sys_id"].clone());
+            }
             state.incidents.push(incident.clone());
             ResponseTemplate::new(201).set_body_json(json!({"result": incident}))
         }
@@ -289,10 +315,42 @@ fn servicenow(state: &mut FakeState, req: &Request) -> ResponseTemplate {
                 }
                 state.incidents[i]["sys_updated_on"] = json!(sn_time(crate::helpers::now()));
                 state.incidents[i]["sys_updated_by"] = json!(SN_USER);
+                cascade(&mut state.incidents, i, SN_USER, crate::helpers::now());
                 ResponseTemplate::new(200).set_body_json(json!({"result": state.incidents[i]}))
             }
         },
         _ => error(400, "Invalid request", path),
+    }
+}
+
+/// ServiceNow's parent-child synchronisation ("Synchronization between a
+/// parent and a child incident"): a parent set to Resolved resolves its
+/// active children, copying the close code and notes into them; In
+/// Progress sets them In Progress; Closed does not close them.
+fn cascade(incidents: &mut [Value], parent: usize, by: &str, at: i64) {
+    let (sys_id, state) = (
+        incidents[parent]["sys_id"].clone(),
+        incidents[parent]["state"].clone(),
+    );
+    if state != "6" && state != "2" {
+        return;
+    }
+    let (code, notes) = (
+        incidents[parent]["close_code"].clone(),
+        incidents[parent]["close_notes"].clone(),
+    );
+    for child in incidents.iter_mut() {
+        let active = !matches!(child["state"].as_str(), Some("6" | "7" | "8"));
+        if child["parent_incident"] != sys_id || !active || child["state"] == state {
+            continue;
+        }
+        child["state"] = state.clone();
+        if state == "6" {
+            child["close_code"] = code.clone();
+            child["close_notes"] = notes.clone();
+        }
+        child["sys_updated_on"] = json!(sn_time(at));
+        child["sys_updated_by"] = json!(by);
     }
 }
 

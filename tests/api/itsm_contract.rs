@@ -41,6 +41,7 @@ pub(crate) fn draft(key: &str) -> IncidentDraft {
         caller: None,
         fields: Default::default(),
         group: None,
+        parent: None,
     }
 }
 

@@ -296,6 +296,7 @@ impl ItsmClient for BmcClient {
     }
 
     async fn create(&self, draft: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
+        crate::adapters::wire::no_parent(self.kind(), draft)?;
         let answer = self.send(self.format.create_request(draft)).await?;
         if answer.status == 404 {
             return Err(ItsmError::Rejected {

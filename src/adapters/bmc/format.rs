@@ -295,6 +295,7 @@ mod tests {
             caller: None,
             fields: Default::default(),
             group: None,
+            parent: None,
         };
         let r = BmcFormat::default().create_request(&draft);
         assert_eq!(

@@ -285,6 +285,7 @@ impl ItsmClient for JiraClient {
     }
 
     async fn create(&self, draft: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
+        crate::adapters::wire::no_parent(self.kind(), draft)?;
         let sent = self.send(self.format.create(draft)).await;
         sent.and_then(|a| {
             let id = a.body["id"].as_str().map(str::to_string);

@@ -82,6 +82,11 @@ impl WireFormat for ServiceNowFormat {
         for (k, v) in &d.fields {
             set(k, v);
         }
+        // A group's child incident: the parent by its number, the incident
+        // table's display value, as the create reads reference fields.
+        if let Some(parent) = &d.parent {
+            set("parent_incident", &parent.number);
+        }
         ItsmRequest::new(
             "POST",
             INCIDENT_PATH,

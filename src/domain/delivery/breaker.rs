@@ -157,7 +157,7 @@ impl BreakerState {
 
 /// Whether a failure says the ITSM is down (rather than refusing this request).
 pub fn is_outage(e: &ItsmError) -> bool {
-    e.is_transient()
+    e.is_transient() && !matches!(e, ItsmError::Busy(_))
 }
 
 /// A role's handle on the shared breaker.

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::group::{ChildResolved, Group, ParentTemplate};
 use crate::domain::correlation::{GROUP_CHILD as CHILD, IncidentRef};
 use crate::domain::incident::group_key::GroupPlan;
+use crate::domain::incident::group_policy::Children;
 use crate::domain::incident::mapping::{IncidentDraft, Resolution};
 use crate::domain::ports::{
     Clock, GroupDoc, GroupStore, ItsmClient, ItsmError, ResolveOutcome, StoreError,
@@ -73,7 +74,7 @@ struct Membership {
     group: String,
 }
 
-fn member_id(child: &str) -> String {
+pub(super) fn member_id(child: &str) -> String {
     format!("member-{child}")
 }
 
@@ -89,11 +90,13 @@ pub(super) fn group_id(key: &str, generation: u32) -> String {
 }
 
 pub(super) fn busy(what: &str) -> ItsmError {
-    ItsmError::Unavailable(format!("{what} is busy (concurrent writes); try again"))
+    ItsmError::Busy(format!("{what} is busy (concurrent writes); try again"))
 }
 
+/// The group store failing is the bridge's trouble, not the ITSM's: it
+/// does not open the ITSM's breaker.
 pub(super) fn unavailable(e: StoreError) -> ItsmError {
-    ItsmError::Unavailable(format!("group store: {e}"))
+    ItsmError::Busy(format!("group store: {e}"))
 }
 
 impl Grouped {
@@ -201,14 +204,17 @@ impl Grouped {
         &self,
         draft: &IncidentDraft,
         plan: &GroupPlan,
-    ) -> Result<IncidentRef, ItsmError> {
+    ) -> Result<(Group, String), ItsmError> {
+        // Child incidents need the parent first, and their creation makes
+        // it (its failure is theirs to queue); notes need only the join.
+        let make = plan.policy.children == Children::Notes;
         let key = plan.key.id();
         let child = draft.correlation_key.as_str();
         for _ in 0..ROUNDS {
             let now = (self.clock)();
             let (joined, marker) = self.membership(child, now).await?;
             if let Some(g) = joined {
-                return Ok(child_ref(&g, child));
+                return Ok(found(g));
             }
             let head: Option<(Head, u64)> = self.load(&key, now).await?;
             let generation = head.as_ref().map_or(0, |(h, _)| h.generation);
@@ -220,7 +226,7 @@ impl Grouped {
             if let Some((g, _)) = &current
                 && g.members.contains_key(child)
             {
-                return Ok(child_ref(g, child));
+                return Ok(found(g.clone()));
             }
             if generation > 1
                 && let Some((g, _)) = self
@@ -228,7 +234,7 @@ impl Grouped {
                     .await?
                 && g.members.contains_key(child)
             {
-                return Ok(child_ref(&g, child));
+                return Ok(found(g));
             }
             match current {
                 Some((mut g, version)) if g.admits(now, &g.policy.clone()) => {
@@ -237,10 +243,10 @@ impl Grouped {
                         continue;
                     }
                     if self.save(&gid, &g, Some(version), None).await? {
-                        if g.parent.is_none() {
+                        if g.parent.is_none() && make {
                             g.parent = self.make_parent(&gid).await;
                         }
-                        return Ok(child_ref(&g, child));
+                        return Ok((g, gid));
                     }
                 }
                 // The head names a generation not written yet (its opener
@@ -260,8 +266,10 @@ impl Grouped {
                     }
                     if self.save(&gid, &g, None, None).await? {
                         tracing::info!(group = %gid, label = %g.label, "group opened");
-                        g.parent = self.make_parent(&gid).await;
-                        return Ok(child_ref(&g, child));
+                        if make {
+                            g.parent = self.make_parent(&gid).await;
+                        }
+                        return Ok((g, gid));
                     }
                 }
                 // None yet, or the current one takes no one: the next
@@ -277,14 +285,54 @@ impl Grouped {
         Err(busy("the alert's group"))
     }
 
+    /// A child incident (`children: incidents`): created under the group's
+    /// parent, once the parent exists, as the alert's own incident: the
+    /// state machine's claim, look-before-create and settle rules make it
+    /// once. The parent is made here if it is missing; while another
+    /// attempt is making it this one waits (`Busy`: retried, then queued,
+    /// and the ITSM's breaker stays as it is).
+    async fn child_incident(
+        &self,
+        draft: &IncidentDraft,
+        g: &Group,
+        gid: &str,
+    ) -> Result<IncidentRef, ItsmError> {
+        // A group that ended before this child's incident was made (its
+        // create waited in the queue): its parent is resolved, and a child
+        // under it would stay open. The child is counted, as with notes.
+        let now = (self.clock)();
+        if let Some((current, _)) = self.load::<Group>(gid, now).await?
+            && current.ended.is_some()
+        {
+            return Ok(child_ref(&current, &draft.correlation_key));
+        }
+        let parent = match &g.parent {
+            Some(p) => p.clone(),
+            None => self.ensure_parent(gid).await?.ok_or_else(|| {
+                ItsmError::Busy(format!(
+                    "group {gid}'s parent incident is being created by another attempt; \
+                     this alert's incident follows it"
+                ))
+            })?,
+        };
+        let mut child = draft.clone();
+        child.group = None;
+        child.parent = Some(parent);
+        let created = self.itsm.create(&child).await?;
+        Ok(child_incident_ref(g, &draft.correlation_key, &created))
+    }
+
     /// A child's Resolved: counted once; the parent resolved when the
     /// policy says so (now if it can be, else by the round).
-    async fn leave(&self, gid: &str, child: &str) -> Result<ResolveOutcome, ItsmError> {
+    /// `Ok(true)` when the group had ended otherwise (by policy on another
+    /// child, a person, idleness; or it is gone past its retention): its
+    /// parent's resolve came before this child was counted out.
+    async fn leave(&self, gid: &str, child: &str) -> Result<bool, ItsmError> {
         for _ in 0..ROUNDS {
             let now = (self.clock)();
             let Some((mut g, version)) = self.load::<Group>(gid, now).await? else {
                 // Gone past its retention: nothing left to count.
-                return Ok(ResolveOutcome::AlreadyClosed);
+                return Ok(true);
             };
             let policy = g.policy.clone();
             match g.resolve_child(child, &policy) {
@@ -294,7 +342,7 @@ impl Grouped {
                     if !g.parked && !g.admits(now, &policy) && !super::round::settled(&g, now) {
                         self.index_add(gid).await?;
                     }
-                    return Ok(ResolveOutcome::Resolved);
+                    return Ok(g.ended.is_some());
                 }
                 decided => {
                     // The round drops groups that take no one and have
@@ -317,12 +365,13 @@ impl Grouped {
                     if unpark {
                         self.index_write(gid, true).await?;
                     }
+                    let ended_before = decided == ChildResolved::Counted && g.ended.is_some();
                     if decided == ChildResolved::ResolveParent {
                         tracing::info!(group = %gid, children = g.members.len(), "group resolved by policy");
                         self.finish_parent(gid).await;
                     }
                     self.retire_marker(gid, child, now).await;
-                    return Ok(ResolveOutcome::Resolved);
+                    return Ok(ended_before);
                 }
             }
         }
@@ -427,6 +476,12 @@ fn add(g: &mut Group, draft: &IncidentDraft, plan: &GroupPlan, now: i64) {
     }
 }
 
+/// A join that found the child already in `g`.
+fn found(g: Group) -> (Group, String) {
+    let gid = group_id(&g.key, g.generation);
+    (g, gid)
+}
+
 fn child_ref(g: &Group, child: &str) -> IncidentRef {
     IncidentRef {
         id: format!("{CHILD}{}/{child}", group_id(&g.key, g.generation)),
@@ -437,9 +492,26 @@ fn child_ref(g: &Group, child: &str) -> IncidentRef {
     }
 }
 
-/// The group and child a child reference names.
-fn parse_child(incident: &IncidentRef) -> Option<(&str, &str)> {
-    incident.id.strip_prefix(CHILD)?.split_once('/')
+/// A child incident's reference: its membership and its own id
+/// (`group:<group>/<child>/<incident id>`), under its own number.
+fn child_incident_ref(g: &Group, child: &str, incident: &IncidentRef) -> IncidentRef {
+    IncidentRef {
+        id: format!(
+            "{CHILD}{}/{child}/{}",
+            group_id(&g.key, g.generation),
+            incident.id
+        ),
+        number: incident.number.clone(),
+    }
+}
+
+/// The group, child and child incident (if any) a child reference names.
+fn parse_child(incident: &IncidentRef) -> Option<(&str, &str, Option<&str>)> {
+    let (gid, rest) = incident.id.strip_prefix(CHILD)?.split_once('/')?;
+    Some(match rest.split_once('/') {
+        Some((child, own)) => (gid, child, Some(own)),
+        None => (gid, rest, None),
+    })
 }
 
 #[async_trait]
@@ -453,9 +525,13 @@ impl ItsmClient for Grouped {
     }
 
     async fn create(&self, draft: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
-        match &draft.group {
-            Some(plan) => self.join(draft, plan).await,
-            None => self.itsm.create(draft).await,
+        let Some(plan) = &draft.group else {
+            return self.itsm.create(draft).await;
+        };
+        let (g, gid) = self.join(draft, plan).await?;
+        match g.policy.children {
+            Children::Notes => Ok(child_ref(&g, &draft.correlation_key)),
+            Children::Incidents => self.child_incident(draft, &g, &gid).await,
         }
     }
 
@@ -467,6 +543,11 @@ impl ItsmClient for Grouped {
         if correlation_key.starts_with("azmon-") {
             let (joined, _) = self.membership(correlation_key, (self.clock)()).await?;
             if let Some(g) = joined {
+                if g.policy.children == Children::Incidents {
+                    // Joined; its own incident may or may not exist yet.
+                    let own = self.itsm.find(correlation_key).await?;
+                    return Ok(own.map(|i| child_incident_ref(&g, correlation_key, &i)));
+                }
                 return Ok(Some(child_ref(&g, correlation_key)));
             }
         }
@@ -478,10 +559,23 @@ impl ItsmClient for Grouped {
         incident: &IncidentRef,
         resolution: &Resolution,
     ) -> Result<ResolveOutcome, ItsmError> {
-        match parse_child(incident) {
-            Some((gid, child)) => self.leave(gid, child).await,
-            None => self.itsm.resolve(incident, resolution).await,
+        let Some((gid, child, own)) = parse_child(incident) else {
+            return self.itsm.resolve(incident, resolution).await;
+        };
+        let ended_before = self.leave(gid, child).await?;
+        // A child incident is resolved by ServiceNow's cascade when its
+        // parent is. One made after that (its alert joined before the group
+        // ended; its create came later) or missed by it is resolved here,
+        // when its own alert resolves: idempotent, one read when the
+        // cascade did it.
+        if let (true, Some(id)) = (ended_before, own) {
+            let own = IncidentRef {
+                id: id.to_string(),
+                number: incident.number.clone(),
+            };
+            self.itsm.resolve(&own, resolution).await?;
         }
+        Ok(ResolveOutcome::Resolved)
     }
 
     async fn reopen(&self, incident: &IncidentRef, note: &str) -> Result<(), ItsmError> {

@@ -59,6 +59,7 @@ fn parent_draft(gid: &str, g: &Group) -> IncidentDraft {
         caller: t.caller,
         fields: t.fields,
         group: None,
+        parent: None,
     }
 }
 

@@ -93,4 +93,13 @@ impl GroupParents for Grouped {
             group: p.group,
         }))
     }
+
+    async fn is_child(&self, correlation_key: &str) -> Result<bool, StoreError> {
+        let marker = super::engine::member_id(correlation_key);
+        let found: Option<(serde_json::Value, u64)> = self
+            .load(&marker, (self.clock)())
+            .await
+            .map_err(store_error)?;
+        Ok(found.is_some())
+    }
 }

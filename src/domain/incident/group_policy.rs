@@ -144,14 +144,7 @@ impl GroupPolicy {
     /// Refuses what `itsm_kind` cannot do: children as incidents of their
     /// own need ServiceNow's `parent_incident`.
     pub fn check_for(&self, itsm_kind: &str) -> Result<(), String> {
-        if self.children == Children::Incidents && itsm_kind == "servicenow" {
-            return Err(
-                "group.children \"incidents\" is not available yet in this version; use \"notes\" \
-                 (the default: entries in the parent's work notes)"
-                    .into(),
-            );
-        }
-        if self.children == Children::Incidents {
+        if self.children == Children::Incidents && itsm_kind != "servicenow" {
             return Err(format!(
                 "group.children \"incidents\" needs ServiceNow's parent_incident; {itsm_kind} \
                  takes \"notes\" (entries in the parent's journal)"
@@ -235,13 +228,9 @@ mod tests {
     }
 
     #[test]
-    fn child_incidents_are_servicenow_only_and_not_yet_available() {
+    fn child_incidents_are_servicenow_only() {
         let p = parse(json!({"by": ["alert_rule"], "children": "incidents"})).unwrap();
-        assert!(
-            p.check_for("servicenow")
-                .unwrap_err()
-                .contains("not available yet")
-        );
+        assert_eq!(p.check_for("servicenow"), Ok(()));
         for kind in ["bmc-helix", "jira"] {
             assert!(p.check_for(kind).unwrap_err().contains("takes \"notes\""));
         }

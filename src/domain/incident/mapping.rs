@@ -36,6 +36,10 @@ pub struct IncidentDraft {
     /// The group the alert joins when a routing rule groups it (`None`:
     /// an incident of its own, as without grouping).
     pub group: Option<Box<GroupPlan>>,
+    /// The incident this one is created under (a group's child incident,
+    /// `children: incidents`): ServiceNow's `parent_incident`. The other
+    /// ITSMs refuse a draft with a parent (start-up refuses the setting).
+    pub parent: Option<crate::domain::correlation::IncidentRef>,
 }
 
 /// Text the ITSM records when the alert resolves.
@@ -81,6 +85,7 @@ pub fn draft(alert: &Alert, table: &SeverityTable, correlation_key: String) -> I
         caller: None,
         fields: Default::default(),
         group: None,
+        parent: None,
     }
 }
 

@@ -100,7 +100,20 @@ impl AlertSync {
         let action =
             |alert_id: &str, outcome, detail| action(change, target, alert_id, outcome, detail);
         let id = record.alert_id.as_str();
-        let (record, recovering) = match self.needs(&record, change, target, now, group) {
+        let mut need = self.needs(&record, change, target, now, group);
+        // A child incident an attempt created and did not record: the
+        // alert's own retry records it as its group's child. Recorded here
+        // as a plain incident, its Resolved would not count it out.
+        if matches!(need, Need::Adopt)
+            && let Some(groups) = &self.groups
+        {
+            match groups.is_child(&record.correlation_key).await {
+                Ok(true) => need = Need::Nothing,
+                Ok(false) => {}
+                Err(e) => return held(id, Vec::new(), format!("group store: {e}")),
+            }
+        }
+        let (record, recovering) = match need {
             Need::Nothing => return Decision::Settled(Vec::new()),
             Need::Wait(why) => return held(id, Vec::new(), why.to_string()),
             Need::Call { recovering } => (record, recovering),
@@ -184,7 +197,13 @@ impl AlertSync {
                 i.id.strip_prefix(GROUP_CHILD)
                     .is_some_and(|rest| rest.starts_with(&format!("{gid}/")))
             }
-            None => i.id == change.incident.id || i.number == change.incident.number,
+            // A group's child incident: its parent speaks for it (a person
+            // resolving the parent closes the children in Azure; the
+            // cascade after the bridge's own resolve closes nothing).
+            None => {
+                !i.is_group_child()
+                    && (i.id == change.incident.id || i.number == change.incident.number)
+            }
         });
         match record.state {
             // Mid-create by the webhook: look again next round.

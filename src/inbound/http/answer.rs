@@ -50,7 +50,7 @@ impl Failure {
             Failure::Process(ProcessError::Behind(_)) => 503,
             Failure::Process(ProcessError::Store(_)) => 503,
             Failure::Process(ProcessError::Itsm(
-                ItsmError::Unavailable(_) | ItsmError::Unanswered(_),
+                ItsmError::Unavailable(_) | ItsmError::Unanswered(_) | ItsmError::Busy(_),
             )) => 503,
             Failure::Process(ProcessError::Itsm(ItsmError::Throttled { .. })) => 503,
             // The ITSM refused; retrying will not help until the
@@ -82,6 +82,7 @@ impl Failure {
             Failure::Process(ProcessError::Itsm(
                 ItsmError::Unavailable(_) | ItsmError::Unanswered(_),
             )) => "itsm_unavailable",
+            Failure::Process(ProcessError::Itsm(ItsmError::Busy(_))) => "busy",
             Failure::Process(ProcessError::Itsm(ItsmError::Throttled { .. })) => "itsm_throttled",
             Failure::Process(ProcessError::Itsm(ItsmError::Rejected { .. })) => "itsm_rejected",
         }

@@ -59,3 +59,121 @@ async fn a_grouped_storm_through_an_outage_ends_with_one_parent_resolved_once() 
         assert_eq!(resolved, i == alerts - 1, "after the Resolved of storm-{i}");
     }
 }
+
+/// `children: incidents` (ServiceNow): the rule, and what the fake keeps.
+fn child_incident_rules() -> String {
+    json!({"rules": [{"name": "storm", "match": {"alert_rule": "test-metric*"},
+        "set": {}, "group": {"by": ["alert_rule"], "notes_every_secs": 60,
+        "children": "incidents"}}]})
+    .to_string()
+}
+
+/// The parent (the incident without `parent_incident`) and its children.
+fn family(fake: &Fake) -> (serde_json::Value, Vec<serde_json::Value>) {
+    let incidents = fake.incidents();
+    let parents: Vec<_> = incidents
+        .iter()
+        .filter(|i| i.get("parent_incident").is_none())
+        .cloned()
+        .collect();
+    assert_eq!(parents.len(), 1, "one parent: {incidents:?}");
+    let children = incidents
+        .iter()
+        .filter(|i| i.get("parent_incident").is_some())
+        .cloned()
+        .collect();
+    (parents[0].clone(), children)
+}
+
+/// Every child once, under the parent, by its alert's key.
+fn assert_one_child_each(fake: &Fake, alerts: usize) -> serde_json::Value {
+    let (parent, children) = family(fake);
+    assert_eq!(children.len(), alerts, "{children:?}");
+    let mut keys: Vec<&str> = children
+        .iter()
+        .map(|c| c["correlation_id"].as_str().unwrap())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), alerts, "a child incident per alert, once");
+    for c in &children {
+        assert_eq!(c["parent_incident"], parent["sys_id"], "{c}");
+    }
+    parent
+}
+
+#[tokio::test]
+async fn child_incidents_through_an_outage_one_each_under_one_parent_resolved_by_the_cascade() {
+    let t = store_and_forward(50)
+        .var("ROUTING_RULES", &child_incident_rules())
+        .start()
+        .await;
+    let fake = Fake::new(Vendor::ServiceNow);
+    fake.mount(&t.itsm).await;
+    fake.set_down(true);
+    let alerts = 12;
+    for i in 0..alerts {
+        let fired = metric_alert(&format!("child-{i}"), "Fired");
+        for _ in 0..(1 + usize::from(i % 3 == 0)) {
+            let reply = t.post(&fired).await;
+            assert!(matches!(reply.status, 200..=202), "{:?}", reply.body);
+        }
+    }
+    assert!(fake.incidents().is_empty());
+    fake.set_down(false);
+    Esm { t: &t }.drain().await;
+    let parent = assert_one_child_each(&fake, alerts);
+    assert_eq!(parent["state"], "1");
+    // Every Resolved but the last counts its child out and calls nothing;
+    // the last resolves the parent, and ServiceNow's cascade its children.
+    for i in 0..alerts {
+        let before = t.itsm.received_requests().await.unwrap().len();
+        let reply = t
+            .post(&metric_alert(&format!("child-{i}"), "Resolved"))
+            .await;
+        assert!(reply.status < 300, "{:?}", reply.body);
+        let (parent, children) = family(&fake);
+        let last = i == alerts - 1;
+        assert_eq!(parent["state"] == "6", last, "after child-{i}");
+        assert!(children.iter().all(|c| (c["state"] == "6") == last));
+        if !last {
+            let after = t.itsm.received_requests().await.unwrap().len();
+            assert_eq!(after, before, "child-{i}'s Resolved made an ITSM call");
+        }
+    }
+    let (_, children) = family(&fake);
+    assert!(children.iter().all(|c| c["close_notes"].is_string()));
+    // Azure's repeats after the end: no ITSM call.
+    let before = t.itsm.received_requests().await.unwrap().len();
+    t.post(&metric_alert("child-0", "Resolved")).await;
+    t.post(&metric_alert("child-0", "Fired")).await;
+    t.advance(61);
+    round(&t.app).await.unwrap();
+    assert_eq!(t.itsm.received_requests().await.unwrap().len(), before);
+}
+
+#[tokio::test]
+async fn concurrent_first_alerts_of_a_group_make_one_parent_and_one_child_incident_each() {
+    let t = store_and_forward(50)
+        .var("ROUTING_RULES", &child_incident_rules())
+        .start()
+        .await;
+    let fake = Fake::new(Vendor::ServiceNow);
+    fake.mount(&t.itsm).await;
+    let alerts = 8;
+    // Every alert at once: one opens the group and makes the parent; the
+    // others wait for it (inline, or queued: 202). Then Azure's repeats.
+    let fired: Vec<_> = (0..alerts)
+        .map(|i| metric_alert(&format!("rush-{i}"), "Fired"))
+        .collect();
+    let replies = futures::future::join_all(fired.iter().map(|a| t.post(a))).await;
+    for r in &replies {
+        assert!(matches!(r.status, 200..=202), "{:?}", r.body);
+    }
+    let replies = futures::future::join_all(fired.iter().map(|a| t.post(a))).await;
+    for r in &replies {
+        assert!(matches!(r.status, 200..=202), "{:?}", r.body);
+    }
+    Esm { t: &t }.drain().await;
+    assert_one_child_each(&fake, alerts);
+}
