@@ -23,6 +23,7 @@ use crate::domain::retry::RetryPolicy;
 use crate::domain::settings::Settings;
 use crate::domain::state_machine::Bridge;
 
+mod children;
 mod person;
 mod sim_findings;
 mod storm;
@@ -38,6 +39,8 @@ pub(super) struct Itsm {
     pub down: AtomicBool,
     /// The next create takes effect and its answer is lost.
     pub lose_create: AtomicBool,
+    /// Child incidents (`children: incidents`): child key → parent number.
+    pub children: Mutex<BTreeMap<String, String>>,
 }
 
 impl Itsm {
@@ -72,6 +75,12 @@ impl ItsmClient for Itsm {
             id: format!("sys{n}"),
             number: format!("INC{n:07}"),
         };
+        if let Some(parent) = &draft.parent {
+            let mut children = self.children.lock().unwrap();
+            let key = draft.correlation_key.clone();
+            assert!(!children.contains_key(&key), "a second child incident");
+            children.insert(key, parent.number.clone());
+        }
         let entry = (
             draft.correlation_key.clone(),
             incident.clone(),
@@ -100,6 +109,13 @@ impl ItsmClient for Itsm {
         );
         self.resolves.lock().unwrap().push(i.number.clone());
         let mut incidents = self.incidents.lock().unwrap();
+        // ServiceNow's cascade: a parent resolved resolves its children.
+        let children = self.children.lock().unwrap().clone();
+        for (key, _, _, resolved) in incidents.iter_mut() {
+            if children.get(key.as_str()) == Some(&i.number) {
+                *resolved = true;
+            }
+        }
         let found = incidents.iter_mut().find(|(_, x, ..)| x == i);
         Ok(match found {
             Some((.., resolved)) if *resolved => ResolveOutcome::AlreadyClosed,
