@@ -137,6 +137,11 @@ pub trait ItsmClient: Send + Sync {
     /// **Not idempotent**: each success is a new incident. After a failed
     /// or unanswered create, call `find` before creating again.
     ///
+    /// With `draft.parent` (a group's child incident) the incident is made
+    /// under that parent where the ITSM has child incidents (ServiceNow's
+    /// `parent_incident`); the others answer `Rejected` (status 0) and send
+    /// nothing.
+    ///
     /// # Errors
     /// `Unavailable` also when the ITSM answered success without an
     /// incident in it (the create may or may not have happened).

@@ -101,6 +101,34 @@ async fn contract(itsm: &dyn ItsmClient, name: &str) {
     );
 }
 
+/// A child incident under a parent (`draft.parent`, for a group's
+/// `children: incidents`): an ITSM that has them creates it there, found
+/// by its own key; one that has not refuses it (status 0) and sends nothing.
+async fn contract_children(itsm: &dyn ItsmClient, fake: &Fake, supported: bool) {
+    let parent_key = correlation_key("/alerts/a-parent");
+    let parent = itsm.create(&draft(&parent_key)).await.expect("the parent");
+    let key = correlation_key("/alerts/a-child");
+    let child = IncidentDraft {
+        parent: Some(parent.clone()),
+        ..draft(&key)
+    };
+    let sent = fake.incidents().len();
+    match (supported, itsm.create(&child).await) {
+        (true, Ok(made)) => {
+            assert_eq!(itsm.find(&key).await, Ok(Some(made.clone())));
+            assert_ne!(made, parent);
+            let kept = fake.incidents();
+            let made = kept.iter().find(|i| i["sys_id"] == made.id.as_str());
+            assert_eq!(made.unwrap()["parent_incident"], parent.id.as_str());
+        }
+        (false, Err(ItsmError::Rejected { status: 0, message })) => {
+            assert!(message.contains("ServiceNow"), "{message}");
+            assert_eq!(fake.incidents().len(), sent, "nothing sent");
+        }
+        (_, other) => panic!("supported={supported}: {other:?}"),
+    }
+}
+
 /// What a client that sees the ITSM says of incidents that do not exist.
 async fn contract_unknown_incident(itsm: &dyn ItsmClient, ghost: IncidentRef) {
     assert_eq!(
@@ -171,6 +199,7 @@ async fn servicenow_keeps_the_contract() {
     };
     let itsm = client(SN_PASSWORD);
     contract(&itsm, "servicenow").await;
+    contract_children(&itsm, &fake, true).await;
     let ghost = IncidentRef {
         id: "0123456789abcdef0123456789abcdef".into(),
         number: "INC9999999".into(),
@@ -196,6 +225,7 @@ async fn bmc_helix_keeps_the_contract() {
     };
     let itsm = client(BMC_PASSWORD);
     contract(&itsm, "bmc").await;
+    contract_children(&itsm, &fake, false).await;
     let ghost = IncidentRef {
         id: "INC000000099999".into(),
         number: "INC000000099999".into(),
@@ -227,6 +257,7 @@ async fn jira_keeps_the_contract() {
         api_token: JIRA_TOKEN.into(),
     });
     contract(&cloud, "jira").await;
+    contract_children(&cloud, &fake, false).await;
     // Data Center (REST v2, a personal access token) keeps it too.
     contract(&client(JiraAuth::Pat(JIRA_PAT.into())), "jira-dc").await;
     let ghost = IncidentRef {

@@ -89,6 +89,11 @@ impl Loop {
 
     /// A person resolves the parent incident `n` (from 0), five minutes ago.
     fn person_resolves_parent(&self, n: usize) {
+        self.resolved_in_feed(n, "jane.doe");
+    }
+
+    /// The feed shows incident `n` (from 0) resolved by `by`, five minutes ago.
+    fn resolved_in_feed(&self, n: usize, by: &str) {
         let (key, incident, ..) = self.r.itsm.incidents.lock().unwrap()[n].clone();
         let at = self.r.now.load(Ordering::SeqCst) - 300;
         self.feed.0.lock().unwrap().push(IncidentChange {
@@ -97,7 +102,7 @@ impl Loop {
             status: IncidentStatus::Closed,
             status_label: "Resolved".into(),
             updated_at: at,
-            updated_by: Some("jane.doe".into()),
+            updated_by: Some(by.into()),
         });
     }
 
@@ -213,4 +218,81 @@ async fn a_dry_run_shows_the_closes_and_leaves_the_group_open() {
     l.r.resolve(1).await;
     l.r.resolve(2).await;
     assert_eq!(l.r.itsm.resolves.lock().unwrap().len(), 1);
+}
+
+/// `children: incidents`: the parent resolved, and its children by
+/// ServiceNow's cascade, all in the feed.
+fn child_incidents(resolve: &str) -> Loop {
+    Loop {
+        r: rig(json!({"by": ["alert_rule"], "children": "incidents", "resolve": resolve})),
+        feed: Arc::default(),
+        azure: Arc::default(),
+    }
+}
+
+#[tokio::test]
+async fn child_incidents_resolved_by_the_cascade_of_the_bridges_own_resolve_close_nothing_in_azure()
+{
+    let l = child_incidents("first");
+    l.r.at(0);
+    for vm in 1..=3 {
+        l.r.fire(vm).await;
+    }
+    // Alert 1 resolves: `first` resolves the parent, the cascade its children.
+    l.r.resolve(1).await;
+    l.r.at(1200);
+    for n in 0..4 {
+        l.resolved_in_feed(n, "itsm-bridge");
+    }
+    let report = l.sync(false).round().await.unwrap();
+    assert!(
+        l.closed_in_azure().is_empty(),
+        "alerts 2 and 3 still fire in Azure: {report:?}"
+    );
+}
+
+#[tokio::test]
+async fn child_incidents_a_person_resolving_the_parent_closes_each_open_child_alert_once() {
+    let l = child_incidents("all");
+    l.r.at(0);
+    for vm in 1..=3 {
+        l.r.fire(vm).await;
+    }
+    l.r.resolve(1).await;
+    l.r.at(1200);
+    // The parent by a person, then (the cascade) the two open children.
+    l.person_resolves_parent(0);
+    for n in 1..4 {
+        l.resolved_in_feed(n, "jane.doe");
+    }
+    l.sync(false).round().await.unwrap();
+    l.r.at(1260);
+    l.sync(false).round().await.unwrap();
+    assert_eq!(l.closed_in_azure(), vec![alert_id(2), alert_id(3)]);
+}
+
+#[tokio::test]
+async fn a_child_incident_its_creator_left_unrecorded_is_not_adopted_by_the_sync_round() {
+    let l = child_incidents("all");
+    l.r.at(0);
+    l.r.fire(1).await;
+    l.r.itsm.lose_create.store(true, Ordering::SeqCst);
+    let lost =
+        l.r.bridge
+            .process(&l.r.alert(2, MonitorCondition::Fired, Severity::Sev3))
+            .await;
+    assert!(lost.is_err(), "{lost:?}");
+    // A person resolves child 2's incident before its alert's retry.
+    l.r.at(1200);
+    l.resolved_in_feed(2, "jane.doe");
+    l.sync(false).round().await.unwrap();
+    assert!(l.closed_in_azure().is_empty());
+    // The alert's own retry records it as the group's child, and its
+    // Resolved counts it out: the group (policy `all`) then resolves.
+    l.r.at(1300);
+    assert_eq!(l.r.fire(2).await, Outcome::Recovered);
+    l.r.resolve(1).await;
+    l.r.resolve(2).await;
+    let resolves = l.r.itsm.resolves.lock().unwrap().clone();
+    assert_eq!(resolves, vec!["INC0000001".to_string()], "the parent, once");
 }
