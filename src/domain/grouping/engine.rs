@@ -405,14 +405,19 @@ impl Grouped {
         Ok(match current {
             Some((g, _)) if g.members.contains_key(child) => format!("already in group {gid}"),
             Some((g, _)) if g.admits(now, &g.policy) => format!(
-                "join group {gid} ({} alert(s), last joined {} s ago, parent {})",
+                "join group {gid} ({} alert(s), last joined {} s ago, parent {}){}",
                 g.members.len(),
                 now - g.last_join_at,
                 g.parent
                     .as_ref()
-                    .map_or("not created yet", |p| p.number.as_str())
+                    .map_or("not created yet", |p| p.number.as_str()),
+                child_incident_note(&g.policy)
             ),
-            _ => format!("open a new group {}", group_id(&key, generation + 1)),
+            _ => format!(
+                "open a new group {}{}",
+                group_id(&key, generation + 1),
+                child_incident_note(&plan.policy)
+            ),
         })
     }
 
@@ -473,6 +478,16 @@ fn add(g: &mut Group, draft: &IncidentDraft, plan: &GroupPlan, now: i64) {
             caller: draft.caller.clone(),
             fields: draft.fields.clone(),
         });
+    }
+}
+
+/// What `--explain` adds for `children: incidents`.
+fn child_incident_note(
+    policy: &crate::domain::incident::group_policy::GroupPolicy,
+) -> &'static str {
+    match policy.children {
+        Children::Incidents => ", with a child incident under the parent",
+        Children::Notes => "",
     }
 }
 
