@@ -42,6 +42,11 @@
 //! 12. nothing of a group waits past the bound: its parent recorded, no
 //!     update in flight, no change waiting for an update, an ended
 //!     group's parent resolved.
+//! 13. with ServiceNow child incidents (`children: incidents`): a child
+//!     incident's parent is the parent of the group its alert is in; a
+//!     child whose Fired was answered 2xx (before its Resolved was sent)
+//!     has its incident unless its group ended; once its Resolved was
+//!     answered 2xx, its incident is resolved.
 
 use std::fmt;
 
@@ -49,7 +54,7 @@ use itsm_bridge::adapters::queue::Message;
 use itsm_bridge::domain::correlation::{AzureMark, correlation_key};
 use itsm_bridge::domain::grouping::group::Group;
 use itsm_bridge::domain::grouping::parent_key;
-use itsm_bridge::domain::incident::group_policy::ResolvePolicy;
+use itsm_bridge::domain::incident::group_policy::{Children, ResolvePolicy};
 use itsm_bridge::domain::ports::{AlertState, IncidentStatus};
 use itsm_bridge::domain::sync::ActionOutcome;
 
@@ -176,7 +181,8 @@ pub fn check(w: &World, late: bool) -> Vec<Violation> {
                 ),
             );
         }
-        for inc in &incidents {
+        // A group's child incident is resolved with its parent: 13.
+        for inc in incidents.iter().filter(|i| i.parent.is_none()) {
             if let Some(r) = r_ok
                 && inc.status != IncidentStatus::Closed
             {
@@ -216,10 +222,13 @@ pub fn check(w: &World, late: bool) -> Vec<Violation> {
                 ),
             );
         }
-        for inc in incidents
-            .iter()
-            .filter(|i| i.closed_by == Some(Who::Person) && i.first_closed_by == Some(Who::Person))
-        {
+        // A person resolving one child incident closes nothing in Azure
+        // (its group's parent speaks for it).
+        for inc in incidents.iter().filter(|i| {
+            i.parent.is_none()
+                && i.closed_by == Some(Who::Person)
+                && i.first_closed_by == Some(Who::Person)
+        }) {
             // Azure resolved the alert itself (it sent the Resolved): the
             // bridge may have recorded the person's resolve first.
             if r_start.is_some() {
@@ -482,7 +491,23 @@ fn groups(w: &World, late: bool, backend: &Backend, parked: &[String]) -> Vec<Vi
             .filter(|i| i.key == alert.key)
             .map(|i| i.number.as_str())
             .collect();
-        if !own.is_empty() {
+        let incidents_mode = alert.group.is_some_and(|r| {
+            w.sc.grouping.as_ref().expect("a grouped seed").rules[r]
+                .policy
+                .children
+                == Children::Incidents
+        });
+        if incidents_mode {
+            out_13(
+                &mut v,
+                &name,
+                alert,
+                &within,
+                backend,
+                ok(fired).filter(|&f| sent(resolved).is_none_or(|r| f < r)),
+                ok(resolved),
+            );
+        } else if !own.is_empty() {
             v(
                 9,
                 vec![name.clone()],
@@ -730,4 +755,74 @@ fn groups(w: &World, late: bool, backend: &Backend, parked: &[String]) -> Vec<Vi
         }
     }
     out
+}
+
+/// Invariant 13 for one alert of a `children: incidents` group: `within`
+/// the groups holding it (invariant 9 wants one), `fired` and `resolved`
+/// when its notifications were first answered 2xx (the Fired only if
+/// before its Resolved was sent).
+#[allow(clippy::too_many_arguments)]
+fn out_13(
+    v: &mut impl FnMut(u8, Vec<String>, String),
+    name: &str,
+    alert: &crate::scenario::AlertPlan,
+    within: &[&(String, String, Group)],
+    backend: &Backend,
+    fired: Option<i64>,
+    resolved: Option<i64>,
+) {
+    let own: Vec<&crate::itsm::Incident> = backend
+        .incidents
+        .iter()
+        .filter(|i| i.key == alert.key)
+        .collect();
+    let Some((gname, _, g)) = within.first() else {
+        if let Some(i) = own.first() {
+            v(
+                13,
+                vec![name.to_string()],
+                format!("{name} is in no group, yet has child incident {}", i.number),
+            );
+        }
+        return;
+    };
+    let parent = g.parent.as_ref().map(|p| p.id.as_str());
+    for i in &own {
+        if i.parent.as_deref() != parent || parent.is_none() {
+            v(
+                13,
+                vec![name.to_string(), gname.clone()],
+                format!(
+                    "{name}'s incident {} is under {:?}, not {gname}'s parent {:?}",
+                    i.number, i.parent, g.parent
+                ),
+            );
+        }
+    }
+    if let Some(f) = fired
+        && own.is_empty()
+        && g.ended.is_none()
+    {
+        v(
+            13,
+            vec![name.to_string(), gname.clone()],
+            format!(
+                "{name}'s Fired was answered 2xx at {}, {gname} is open, yet {name} has no child incident",
+                rel(f)
+            ),
+        );
+    }
+    if let Some(r) = resolved {
+        for i in own.iter().filter(|i| i.status != IncidentStatus::Closed) {
+            v(
+                13,
+                vec![name.to_string(), gname.clone()],
+                format!(
+                    "{name}'s Resolved was answered 2xx at {}, yet its incident {} is open",
+                    rel(r),
+                    i.number
+                ),
+            );
+        }
+    }
 }

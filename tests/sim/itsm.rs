@@ -45,6 +45,8 @@ pub struct Incident {
     pub journal: Vec<(i64, String)>,
     /// Every change to closed that took effect: when, by whom.
     pub closes: Vec<(i64, Who)>,
+    /// A child incident's parent (its id), as ServiceNow's `parent_incident`.
+    pub parent: Option<String>,
 }
 
 #[derive(Default)]
@@ -83,11 +85,32 @@ impl Backend {
             inc.status = IncidentStatus::Closed;
             inc.closed_by = Some(Who::Person);
             inc.first_closed_by.get_or_insert(Who::Person);
+            self.cascade(i, Who::Person, now);
         } else {
             inc.status = IncidentStatus::InProgress;
         }
+        let inc = &mut self.incidents[i];
         inc.updated_at = now;
         inc.updated_by = "a.person".into();
+    }
+
+    /// ServiceNow's parent-child synchronisation: a parent resolved
+    /// resolves its active children, by whoever resolved the parent.
+    pub fn cascade(&mut self, parent: usize, who: Who, now: i64) {
+        let id = self.incidents[parent].id.clone();
+        for c in self.incidents.iter_mut() {
+            if c.parent.as_deref() == Some(id.as_str()) && c.status != IncidentStatus::Closed {
+                c.status = IncidentStatus::Closed;
+                c.closes.push((now, who));
+                c.closed_by = Some(who);
+                c.first_closed_by.get_or_insert(who);
+                c.updated_at = now;
+                c.updated_by = match who {
+                    Who::Person => "a.person".into(),
+                    Who::Bridge => "itsm-bridge".into(),
+                };
+            }
+        }
     }
 }
 
@@ -188,6 +211,12 @@ impl ItsmClient for SimItsm {
     }
 
     async fn create(&self, draft: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
+        if draft.parent.is_some() && self.kind != "servicenow" {
+            return Err(ItsmError::Rejected {
+                status: 0,
+                message: "no child incidents".into(),
+            });
+        }
         let key = draft.correlation_key.clone();
         let name = self.ctx.name(&key);
         let created = self
@@ -205,6 +234,11 @@ impl ItsmClient for SimItsm {
                     let mut b = self.backend();
                     let n = b.incidents.len() + 1;
                     let (id, number) = self.number(n);
+                    // By the parent's number, as the real client sends it.
+                    let parent = draft.parent.as_ref().map(|p| {
+                        let found = b.incidents.iter().find(|i| i.number == p.number);
+                        found.map_or_else(String::new, |i| i.id.clone())
+                    });
                     b.incidents.push(Incident {
                         id: id.clone(),
                         number: number.clone(),
@@ -220,6 +254,7 @@ impl ItsmClient for SimItsm {
                         reopens: 0,
                         journal: Vec::new(),
                         closes: Vec::new(),
+                        parent,
                     });
                     IncidentRef { id, number }
                 },
@@ -279,9 +314,10 @@ impl ItsmClient for SimItsm {
             || {
                 let now = self.ctx.now();
                 let mut b = self.backend();
-                let Some(inc) = b.incidents.iter_mut().find(|i| i.id == incident.id) else {
+                let Some(i) = b.incidents.iter().position(|i| i.id == incident.id) else {
                     return ResolveOutcome::NotFound;
                 };
+                let inc = &mut b.incidents[i];
                 if inc.status == IncidentStatus::Closed {
                     return ResolveOutcome::AlreadyClosed;
                 }
@@ -291,6 +327,7 @@ impl ItsmClient for SimItsm {
                 inc.first_closed_by.get_or_insert(Who::Bridge);
                 inc.updated_at = now;
                 inc.updated_by = "itsm-bridge".into();
+                b.cascade(i, Who::Bridge, now);
                 ResolveOutcome::Resolved
             },
             |o| format!("{o:?}"),

@@ -100,7 +100,7 @@ pub fn grouped(seed: u64, parts: &Without) -> bool {
 impl Grouping {
     /// The rules, drawn from `g` (the grouping's own generator, so that
     /// the rest of the seed's world is what it would be without them).
-    fn new(g: &mut Rng) -> Grouping {
+    fn new(g: &mut Rng, kind: &str) -> Grouping {
         let rules: Vec<GroupRule> = (0..g.range(1, 2))
             .map(|i| {
                 let window = g.range(60, 900);
@@ -110,7 +110,16 @@ impl Grouping {
                     _ => "never",
                 };
                 let listed = if g.chance(0.3) { g.range(2, 6) } else { 200 };
+                // ServiceNow child incidents for half of ServiceNow's groups,
+                // chosen from what was drawn (not a draw of its own: every
+                // seed's world stays what it was, earlier findings' seeds too).
+                let children = if kind == "servicenow" && window % 2 == 1 {
+                    "incidents"
+                } else {
+                    "notes"
+                };
                 let policy = json!({
+                    "children": children,
                     "by": ["alert_rule", "resource_group"],
                     "window_secs": window,
                     "max_age_secs": g.range(window, 3600),
@@ -289,7 +298,7 @@ impl Scenario {
         let bursts: Vec<i64> = (0..rng.range(1, 3))
             .map(|_| rng.range(30, FAULT_PHASE - 400))
             .collect();
-        let mut g = grouping.map(|g| (Grouping::new(g), g));
+        let mut g = grouping.map(|g| (Grouping::new(g, kind), g));
         let mut alerts = Vec::new();
         let mut notifications = Vec::new();
         for i in 0..n {

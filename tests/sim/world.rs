@@ -140,7 +140,7 @@ impl World {
         let store = Arc::new(SimStore::new(ctx.clone()));
         let queue = Arc::new(Fifo::new(ctx.clone()));
         let azure = Arc::new(SimAzure::new(ctx.clone()));
-        let sync = Arc::new(AlertSync::new(
+        let sync = AlertSync::new(
             Arc::new(SimItsm::new(sc.kind, backend.clone(), ctx.clone())),
             store.clone(),
             azure.clone(),
@@ -151,7 +151,7 @@ impl World {
                 ..SyncSettings::default()
             },
             clock.clone(),
-        ));
+        );
         let settings = Settings {
             // No second attempt ever fits: retries are Azure's and the
             // worker's, never a sleep inside the process.
@@ -177,6 +177,12 @@ impl World {
                 settings.lease_secs,
             ))
         });
+        // As bootstrap wires it: a person resolving a group's parent ends
+        // the group and closes its open children in Azure.
+        let sync = Arc::new(match &groups {
+            Some(g) => sync.with_groups(g.clone()),
+            None => sync,
+        });
         if let Some(g) = &sc.grouping {
             name_groups(&ctx, &sc);
             for (r, rule) in g.rules.iter().enumerate() {
@@ -190,14 +196,15 @@ impl World {
                 ctx.note(
                     0,
                     format!(
-                        "routing: {} groups {} (window {} s, max age {} s, resolve {:?}, an update every {} s, {} listed)",
+                        "routing: {} groups {} (window {} s, max age {} s, resolve {:?}, an update every {} s, {} listed, children as {:?})",
                         rule.name,
                         children.join(" "),
                         p.window_secs,
                         p.max_age_secs,
                         p.resolve,
                         p.notes_every_secs,
-                        p.max_listed
+                        p.max_listed,
+                        p.children
                     ),
                 );
             }

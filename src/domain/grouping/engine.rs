@@ -119,13 +119,22 @@ impl Grouped {
         id: &str,
         now: i64,
     ) -> Result<Option<(T, u64)>, ItsmError> {
+        let found = self.load_expiring(id, now).await?;
+        Ok(found.map(|(value, version, _)| (value, version)))
+    }
+
+    /// A document, its version and when it expires.
+    pub(super) async fn load_expiring<T: DeserializeOwned>(
+        &self,
+        id: &str,
+        now: i64,
+    ) -> Result<Option<(T, u64, Option<i64>)>, ItsmError> {
         let Some(doc) = self.store.group_doc(id, now).await.map_err(unavailable)? else {
             return Ok(None);
         };
-        let value = serde_json::from_str(&doc.body).map_err(|e| {
-            ItsmError::Unavailable(format!("group document {id} is unreadable: {e}"))
-        })?;
-        Ok(Some((value, doc.version)))
+        let value = serde_json::from_str(&doc.body)
+            .map_err(|e| ItsmError::Busy(format!("group document {id} is unreadable: {e}")))?;
+        Ok(Some((value, doc.version, doc.expires_at)))
     }
 
     /// Whether `gid` is being opened: its key's head names it (its opener
@@ -324,15 +333,12 @@ impl Grouped {
 
     /// A child's Resolved: counted once; the parent resolved when the
     /// policy says so (now if it can be, else by the round).
-    /// `Ok(true)` when the group had ended otherwise (by policy on another
-    /// child, a person, idleness; or it is gone past its retention): its
-    /// parent's resolve came before this child was counted out.
-    async fn leave(&self, gid: &str, child: &str) -> Result<bool, ItsmError> {
+    async fn leave(&self, gid: &str, child: &str) -> Result<(), ItsmError> {
         for _ in 0..ROUNDS {
             let now = (self.clock)();
             let Some((mut g, version)) = self.load::<Group>(gid, now).await? else {
                 // Gone past its retention: nothing left to count.
-                return Ok(true);
+                return Ok(());
             };
             let policy = g.policy.clone();
             match g.resolve_child(child, &policy) {
@@ -342,7 +348,7 @@ impl Grouped {
                     if !g.parked && !g.admits(now, &policy) && !super::round::settled(&g, now) {
                         self.index_add(gid).await?;
                     }
-                    return Ok(g.ended.is_some());
+                    return Ok(());
                 }
                 decided => {
                     // The round drops groups that take no one and have
@@ -365,13 +371,12 @@ impl Grouped {
                     if unpark {
                         self.index_write(gid, true).await?;
                     }
-                    let ended_before = decided == ChildResolved::Counted && g.ended.is_some();
                     if decided == ChildResolved::ResolveParent {
                         tracing::info!(group = %gid, children = g.members.len(), "group resolved by policy");
                         self.finish_parent(gid).await;
                     }
                     self.retire_marker(gid, child, now).await;
-                    return Ok(ended_before);
+                    return Ok(());
                 }
             }
         }
@@ -577,13 +582,13 @@ impl ItsmClient for Grouped {
         let Some((gid, child, own)) = parse_child(incident) else {
             return self.itsm.resolve(incident, resolution).await;
         };
-        let ended_before = self.leave(gid, child).await?;
-        // A child incident is resolved by ServiceNow's cascade when its
-        // parent is. One made after that (its alert joined before the group
-        // ended; its create came later) or missed by it is resolved here,
-        // when its own alert resolves: idempotent, one read when the
-        // cascade did it.
-        if let (true, Some(id)) = (ended_before, own) {
+        self.leave(gid, child).await?;
+        // A child incident resolves with its alert (idempotent in effect:
+        // the retry after a failure resolves it again, harmlessly). The
+        // cascade from the parent resolves the children still firing; it
+        // cannot reach one made after the parent was closed (a person
+        // closed it before the bridge learnt of it), which this does.
+        if let Some(id) = own {
             let own = IncidentRef {
                 id: id.to_string(),
                 number: incident.number.clone(),

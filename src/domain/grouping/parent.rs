@@ -149,7 +149,9 @@ impl Grouped {
     }
 
     /// Applies `change` to the stored group and writes it back, again on a
-    /// conflict.
+    /// conflict. A change that changes nothing writes nothing, and a write
+    /// keeps the document's expiry: a settled group's countdown (the
+    /// round's `retire`) survives a repeated or late change.
     pub(super) async fn update(
         &self,
         gid: &str,
@@ -157,11 +159,13 @@ impl Grouped {
     ) -> Result<Option<Group>, ItsmError> {
         for _ in 0..ROUNDS * 3 {
             let now = (self.clock)();
-            let Some((mut g, version)) = self.load::<Group>(gid, now).await? else {
+            let Some((mut g, version, expires_at)) = self.load_expiring::<Group>(gid, now).await?
+            else {
                 return Ok(None);
             };
+            let before = g.clone();
             change(&mut g, now);
-            if self.save(gid, &g, Some(version), None).await? {
+            if g == before || self.save(gid, &g, Some(version), expires_at).await? {
                 return Ok(Some(g));
             }
         }
