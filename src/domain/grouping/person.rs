@@ -70,6 +70,17 @@ impl GroupParents for Grouped {
                 .map_err(store_error)?
                 .map(|(g, _)| g)
         } else {
+            // Listed before the change: the round gives the ended group its
+            // expiry, also one it had parked (settled with children open)
+            // before the person's resolve; a crash between the two writes
+            // leaves it listed, not kept for good.
+            let current = self.load::<Group>(&p.group, now).await;
+            if current
+                .map_err(store_error)?
+                .is_some_and(|(g, _)| g.ended.is_none())
+            {
+                self.index_add(&p.group).await.map_err(store_error)?;
+            }
             self.update(&p.group, |g, _| {
                 if g.ended.is_none() {
                     g.ended = Some(End::Person);

@@ -329,3 +329,41 @@ async fn reading_a_persons_resolve_again_keeps_the_settled_groups_expiry() {
     let kept = l.r.store.group_doc(gid, later).await.unwrap();
     assert!(kept.is_none(), "the ended group outlived its 30 days");
 }
+
+/// Found by the simulation (seed 9, `SIM_GROUPS=all`): a group the round
+/// had parked (nothing to do, children still open, no idle limit) was
+/// ended by a person's resolve, off the round's index: no round ever gave
+/// it its expiry, and it was kept for good.
+#[tokio::test]
+async fn a_parked_group_a_person_ends_is_listed_again_and_expires() {
+    let l = Loop {
+        r: rig(json!({"by": ["alert_rule"], "window_secs": 60, "max_age_secs": 60})),
+        feed: Arc::default(),
+        azure: Arc::default(),
+    };
+    l.r.at(0);
+    l.r.fire(1).await;
+    l.r.fire(2).await;
+    // Past its window, its update written: parked, children open.
+    l.r.at(120);
+    l.r.grouped.round().await;
+    l.r.at(240);
+    let parked = l.r.grouped.round().await;
+    assert_eq!((parked.done, parked.groups), (0, 0), "{parked:?}");
+    l.r.at(1200);
+    l.person_resolves_parent(0);
+    l.sync(false).round().await.unwrap();
+    l.r.at(1260);
+    let round = l.r.grouped.round().await;
+    assert_eq!(round.done, 1, "visited and retired: {round:?}");
+    let record = l.r.store.get(&alert_id(1), 0).await.unwrap().unwrap();
+    let id = record.incident.unwrap().id;
+    let gid = id
+        .strip_prefix("group:")
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    let later = 1_800_000_000 + 1260 + 31 * 24 * 3600;
+    assert!(l.r.store.group_doc(gid, later).await.unwrap().is_none());
+}
