@@ -156,6 +156,15 @@ pub trait ItsmClient: Send + Sync {
     /// outside `[A-Za-z0-9-]`: it would not be safe in the ITSM's query.
     async fn find(&self, correlation_key: &str) -> Result<Option<IncidentRef>, ItsmError>;
 
+    /// The alert under `correlation_key` resolved before any incident was
+    /// made for it (a takeover's `find` found none): what the client holds
+    /// for it besides incidents is settled. A group counts its child out
+    /// (a ServiceNow child incident not made yet: its alert still joined).
+    /// Idempotent. The ITSM clients hold nothing: the default does nothing.
+    async fn resolved_without_incident(&self, _correlation_key: &str) -> Result<(), ItsmError> {
+        Ok(())
+    }
+
     /// Resolves `incident` with `resolution`'s notes.
     ///
     /// **Idempotent in effect**: resolving a resolved incident answers

@@ -209,6 +209,9 @@ impl Bridge {
                         Err(self.release(claim, unsure_search(), r.look_until).await)
                     }
                     Ok(None) => {
+                        if let Err(e) = self.itsm.resolved_without_incident(&key).await {
+                            return Err(self.release(claim, e, r.look_until).await);
+                        }
                         let rec =
                             self.next(Some(&claim), alert, ResolvedWithoutIncident, None, now);
                         self.store.put(&rec, Some(claim.version), now).await?;

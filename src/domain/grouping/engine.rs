@@ -574,6 +574,19 @@ impl ItsmClient for Grouped {
         self.itsm.find(correlation_key).await
     }
 
+    async fn resolved_without_incident(&self, correlation_key: &str) -> Result<(), ItsmError> {
+        // A child that joined and whose incident (`children: incidents`)
+        // was not made before its alert resolved: counted out all the same.
+        if correlation_key.starts_with("azmon-") {
+            let (joined, _) = self.membership(correlation_key, (self.clock)()).await?;
+            if let Some(g) = joined {
+                let gid = group_id(&g.key, g.generation);
+                self.leave(&gid, correlation_key).await?;
+            }
+        }
+        self.itsm.resolved_without_incident(correlation_key).await
+    }
+
     async fn resolve(
         &self,
         incident: &IncidentRef,

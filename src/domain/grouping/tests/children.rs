@@ -180,3 +180,32 @@ async fn a_child_made_under_a_parent_a_person_closed_unseen_resolves_with_its_al
     r.resolve(1).await;
     assert!(resolved(&r, &key_of(&r, 1)) && resolved(&r, &key_of(&r, 2)));
 }
+
+/// Found by the simulation (seed 141, `SIM_GROUPS=all`): a child joined,
+/// its incident not made (the ITSM down), and its Resolved came first: the
+/// takeover found no incident and recorded the alert resolved, yet its
+/// group still counted it open, so `all` never resolved the parent.
+#[tokio::test]
+async fn a_child_that_resolves_before_its_incident_is_made_is_counted_out() {
+    let r = incidents_rig("all");
+    r.at(0);
+    r.fire(1).await;
+    r.itsm.down.store(true, Ordering::SeqCst);
+    let waiting = r
+        .bridge
+        .process(&r.alert(2, MonitorCondition::Fired, Severity::Sev3))
+        .await;
+    assert!(waiting.is_err(), "{waiting:?}");
+    r.itsm.down.store(false, Ordering::SeqCst);
+    r.at(61);
+    assert_eq!(r.resolve(2).await, Outcome::ResolvedWithoutIncident);
+    assert_eq!(children_of(&r).len(), 1, "no incident for child 2");
+    r.resolve(1).await;
+    let parent = r.itsm.incidents.lock().unwrap()[0].1.number.clone();
+    let resolves = r.itsm.resolves.lock().unwrap().clone();
+    assert_eq!(
+        resolves.iter().filter(|n| **n == parent).count(),
+        1,
+        "the last open child resolves the parent: {resolves:?}"
+    );
+}
