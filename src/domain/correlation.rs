@@ -49,6 +49,15 @@ impl IncidentRef {
     pub fn is_group_child(&self) -> bool {
         self.id.starts_with(GROUP_CHILD)
     }
+
+    /// Whether this is a grouped alert's membership that also names its own
+    /// child incident (`group:<group>/<child>/<incident id>`,
+    /// `children: incidents`).
+    pub fn is_child_incident(&self) -> bool {
+        self.id
+            .strip_prefix(GROUP_CHILD)
+            .is_some_and(|rest| rest.matches('/').count() == 2)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

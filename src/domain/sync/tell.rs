@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::{Action, ActionOutcome, AlertSync};
 use crate::domain::correlation::{
-    AzureMark, AzureSync, CorrelationRecord, GROUP_CHILD, RecordState,
+    AzureMark, AzureSync, CorrelationRecord, GROUP_CHILD, IncidentRef, RecordState,
 };
 use crate::domain::ports::{AlertState, AzureError, IncidentChange, IncidentStatus, StoreError};
 
@@ -385,9 +385,17 @@ impl AlertSync {
         azure: AzureSync,
     ) -> Result<CorrelationRecord, StoreError> {
         let now = (self.clock)();
-        // Closed in the ITSM and in Azure: the record ends like a finished one.
+        // Closed in the ITSM and in Azure: the record ends like a finished
+        // one. Not a child incident's: closed in Azure for its parent, it
+        // may itself be open (made after a person closed the parent, out of
+        // the cascade's reach), and its alert's Resolved, however late,
+        // must find the record to resolve it.
+        let child = prev
+            .incident
+            .as_ref()
+            .is_some_and(IncidentRef::is_child_incident);
         let expires_at = match azure.sent {
-            Some(AzureMark::Closed) => prev
+            Some(AzureMark::Closed) if !child => prev
                 .expires_at
                 .min(now.saturating_add(self.settings.record_ttl_secs)),
             _ => prev.expires_at,

@@ -367,3 +367,38 @@ async fn a_parked_group_a_person_ends_is_listed_again_and_expires() {
     let later = 1_800_000_000 + 1260 + 31 * 24 * 3600;
     assert!(l.r.store.group_doc(gid, later).await.unwrap().is_none());
 }
+
+/// Found by the simulation (seed 319, `SIM_GROUPS=all`): a child incident
+/// made after a person closed its parent (before the sync round saw it)
+/// is out of the cascade's reach; the round closed its alert in Azure and
+/// let its record expire, so the alert's Resolved months later found
+/// nothing and the child incident stayed open.
+#[tokio::test]
+async fn a_child_incident_made_under_a_closed_parent_resolves_with_its_alert_months_later() {
+    let l = child_incidents("all");
+    l.r.at(0);
+    l.r.fire(1).await;
+    // A person resolves the parent; the bridge has not seen it yet.
+    let parent = l.r.itsm.incidents.lock().unwrap()[0].1.clone();
+    for (_, i, .., done) in l.r.itsm.incidents.lock().unwrap().iter_mut() {
+        if *i == parent {
+            *done = true;
+        }
+    }
+    l.r.at(60);
+    l.r.fire(2).await;
+    let key = {
+        let a = l.r.alert(2, MonitorCondition::Fired, Severity::Sev3);
+        crate::domain::correlation::correlation_key(&a.alert_id)
+    };
+    l.r.at(1200);
+    l.person_resolves_parent(0);
+    l.sync(false).round().await.unwrap();
+    assert_eq!(l.closed_in_azure(), vec![alert_id(1), alert_id(2)]);
+    // A hundred days on, alert 2 resolves in Azure.
+    l.r.at(100 * 24 * 3600);
+    l.r.resolve(2).await;
+    let incidents = l.r.itsm.incidents.lock().unwrap().clone();
+    let own = incidents.iter().find(|(k, ..)| *k == key).unwrap();
+    assert!(own.3, "child incident {} still open", own.1.number);
+}
