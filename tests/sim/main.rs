@@ -38,6 +38,7 @@ use std::time::Instant;
 
 use check::Violation;
 use exec::{Rng, Step};
+use itsm_bridge::domain::ports::IncidentStatus;
 use scenario::{FAULT_PHASE, QUIET, START, Scenario, TTL_SECS};
 use world::{Event, World};
 
@@ -455,4 +456,57 @@ fn each_grouped_invariant_catches_what_it_is_for() {
     );
     w.store.overwrite_group(&gid, &group);
     assert!(broken(&w).is_empty());
+}
+
+/// Invariant 13 (child incidents): a clean run whose group made child
+/// incidents, then a child put under another parent, and a child left open
+/// after its alert's Resolved was answered.
+#[test]
+fn the_child_incident_invariant_catches_what_it_is_for() {
+    let w = (1..600)
+        .filter(|s: &u64| s.is_multiple_of(3))
+        .map(simulate)
+        .filter(|(_, v, _)| v.is_empty())
+        .map(|(w, _, _)| w)
+        .find(|w| answered_child(w).is_some())
+        .expect("a grouped seed with child incidents that keeps the promise");
+    let broken = |w: &World| -> Vec<u8> {
+        let mut found: Vec<u8> = check::check(w, true).iter().map(|v| v.invariant).collect();
+        found.sort();
+        found.dedup();
+        found
+    };
+    assert!(broken(&w).is_empty());
+    let child = answered_child(&w).unwrap();
+    let parent = w.backend.lock().unwrap().incidents[child].parent.clone();
+    w.backend.lock().unwrap().incidents[child].parent = Some("elsewhere".into());
+    assert!(
+        broken(&w).contains(&13),
+        "under another parent: invariant 13"
+    );
+    w.backend.lock().unwrap().incidents[child].parent = parent;
+    // Closed because its alert resolved (each child's Resolved resolves it):
+    // left open instead.
+    w.backend.lock().unwrap().incidents[child].status = IncidentStatus::Open;
+    assert!(
+        broken(&w).contains(&13),
+        "open after its alert resolved: invariant 13"
+    );
+    w.backend.lock().unwrap().incidents[child].status = IncidentStatus::Closed;
+    assert!(broken(&w).is_empty());
+}
+
+/// A child incident (its index) whose alert's Resolved was answered 2xx.
+fn answered_child(w: &World) -> Option<usize> {
+    let b = w.backend.lock().unwrap();
+    b.incidents.iter().position(|i| {
+        i.parent.is_some()
+            && i.status == IncidentStatus::Closed
+            && w.sc.alerts.iter().enumerate().any(|(a, alert)| {
+                alert.key == i.key
+                    && w.sc.notifications.iter().enumerate().any(|(n, x)| {
+                        x.alert == a && !x.fired && w.ledger.first_ok.contains_key(&n)
+                    })
+            })
+    })
 }
