@@ -23,6 +23,8 @@ struct Itsm {
     down: AtomicBool,
     /// Answers 403 (a refusal) instead.
     refuse: AtomicBool,
+    /// The next create answers `Busy` (the bridge's own state waits).
+    busy: AtomicBool,
     calls: Mutex<Vec<&'static str>>,
 }
 
@@ -52,6 +54,9 @@ impl ItsmClient for Itsm {
         Ok(())
     }
     async fn create(&self, _: &IncidentDraft) -> Result<IncidentRef, ItsmError> {
+        if self.busy.swap(false, Ordering::SeqCst) {
+            return Err(ItsmError::Busy("a group's parent is being created".into()));
+        }
         self.call("create")?;
         Ok(IncidentRef {
             id: "sys1".into(),

@@ -195,6 +195,11 @@ impl Delivery {
                 };
                 (fate, Evidence::Up)
             }
+            // Waiting on the bridge's own state (a group's parent being
+            // made): says nothing of the ITSM, holds nothing else back.
+            Err(ProcessError::Itsm(e @ ItsmError::Busy(_))) => {
+                (retry(&ProcessError::Itsm(e)).await, Evidence::None)
+            }
             Err(ProcessError::Itsm(e)) => {
                 let fate = retry(&ProcessError::Itsm(e.clone())).await;
                 (fate, Evidence::Down(e))

@@ -176,3 +176,33 @@ async fn a_probe_taken_by_an_attempt_that_never_called_is_given_back() {
     assert!(matches!(done, Ok(Accepted::Processed(_))), "{done:?}");
     assert_eq!(alerts.len(), 1);
 }
+
+/// A delivery that waits on the bridge's own state (`Busy`: a group's
+/// parent another attempt is making) is retried by itself: the breaker
+/// stays closed and the rest of the batch is delivered.
+#[tokio::test]
+async fn a_busy_delivery_holds_nothing_else_back_and_leaves_the_breaker_closed() {
+    let r = rig();
+    let alerts = queued_in_an_outage(&r, 3).await;
+    r.itsm.down.store(false, Ordering::SeqCst);
+    r.now.fetch_add(31, Ordering::SeqCst);
+    let w = worker(&r);
+    let policy = WorkerPolicy::default();
+    // The probe is due: the first delivery takes it and finds the ITSM up.
+    let fates = w.deliver_batch(&batch(&alerts[..1], 1), &policy).await;
+    assert!(matches!(fates[0], Fate::Delivered(_)), "{fates:?}");
+    r.itsm.busy.store(true, Ordering::SeqCst);
+    let fates = w.deliver_batch(&batch(&alerts[1..], 1), &policy).await;
+    assert!(matches!(fates[0], Fate::Retry { .. }), "{fates:?}");
+    assert!(
+        matches!(fates[1], Fate::Delivered(_)),
+        "held back: {fates:?}"
+    );
+    assert!(
+        matches!(
+            w.breaker.gate(false).await,
+            crate::domain::delivery::breaker::Gate::Closed
+        ),
+        "the breaker opened on Busy"
+    );
+}

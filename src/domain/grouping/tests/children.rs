@@ -215,8 +215,10 @@ async fn a_child_that_resolves_before_its_incident_is_made_is_counted_out() {
 /// attempt retried, as Azure or the queue would), the round every minute.
 #[tokio::test]
 async fn a_storm_of_child_incidents_makes_one_parent_and_one_child_each() {
-    let r = rig(json!({"by": ["alert_rule"], "children": "incidents", "notes_every_secs": 60,
-                       "max_listed": 2000}));
+    let r = rig(
+        json!({"by": ["alert_rule"], "children": "incidents", "notes_every_secs": 60,
+                       "max_listed": 2000}),
+    );
     r.at(0);
     let first = r.alert(0, MonitorCondition::Fired, Severity::Sev3);
     let tenfold = (0..10).map(|_| r.bridge.process(&first));
