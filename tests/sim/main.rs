@@ -385,12 +385,6 @@ fn each_grouped_invariant_catches_what_it_is_for() {
             Some((w, gid))
         })
         .expect("a grouped seed that keeps the promise and writes an update");
-    let broken = |w: &World| -> Vec<u8> {
-        let mut found: Vec<u8> = check::check(w, true).iter().map(|v| v.invariant).collect();
-        found.sort();
-        found.dedup();
-        found
-    };
     assert!(broken(&w).is_empty());
     let parent = w
         .backend
@@ -470,12 +464,6 @@ fn the_child_incident_invariant_catches_what_it_is_for() {
         .map(|(w, _, _)| w)
         .find(|w| answered_child(w).is_some())
         .expect("a grouped seed with child incidents that keeps the promise");
-    let broken = |w: &World| -> Vec<u8> {
-        let mut found: Vec<u8> = check::check(w, true).iter().map(|v| v.invariant).collect();
-        found.sort();
-        found.dedup();
-        found
-    };
     assert!(broken(&w).is_empty());
     let child = answered_child(&w).unwrap();
     let parent = w.backend.lock().unwrap().incidents[child].parent.clone();
@@ -509,4 +497,12 @@ fn answered_child(w: &World) -> Option<usize> {
                     })
             })
     })
+}
+
+/// The invariants a world breaks, each once.
+fn broken(w: &World) -> Vec<u8> {
+    let mut found: Vec<u8> = check::check(w, true).iter().map(|v| v.invariant).collect();
+    found.sort();
+    found.dedup();
+    found
 }

@@ -10,28 +10,40 @@ use serde_json::json;
 
 use super::{Esm, store_and_forward};
 use crate::fakes::{Fake, Vendor};
-use crate::helpers::metric_alert;
+use crate::helpers::{TestApp, metric_alert};
 
-#[tokio::test]
-async fn a_grouped_storm_through_an_outage_ends_with_one_parent_resolved_once() {
-    let rules = json!({"rules": [{"name": "storm", "match": {"alert_rule": "test-metric*"},
-        "set": {}, "group": {"by": ["alert_rule"], "notes_every_secs": 60}}]});
+/// The webhook and worker over moto with `rules`, the fake ServiceNow.
+async fn start(rules: &str) -> (TestApp, Fake) {
     let t = store_and_forward(50)
-        .var("ROUTING_RULES", &rules.to_string())
+        .var("ROUTING_RULES", rules)
         .start()
         .await;
     let fake = Fake::new(Vendor::ServiceNow);
     fake.mount(&t.itsm).await;
+    (t, fake)
+}
+
+/// `alerts` alerts fire while ServiceNow is down, every third twice: each
+/// answered 2xx, nothing reaches ServiceNow; then it is back.
+async fn fire_while_down(t: &TestApp, fake: &Fake, name: &str, alerts: usize) {
     fake.set_down(true);
-    let alerts = 24;
     for i in 0..alerts {
-        let fired = metric_alert(&format!("storm-{i}"), "Fired");
+        let fired = metric_alert(&format!("{name}-{i}"), "Fired");
         for _ in 0..(1 + usize::from(i % 3 == 0)) {
             let reply = t.post(&fired).await;
             assert!(matches!(reply.status, 200..=202), "{:?}", reply.body);
         }
     }
     assert!(fake.incidents().is_empty());
+}
+
+#[tokio::test]
+async fn a_grouped_storm_through_an_outage_ends_with_one_parent_resolved_once() {
+    let rules = json!({"rules": [{"name": "storm", "match": {"alert_rule": "test-metric*"},
+        "set": {}, "group": {"by": ["alert_rule"], "notes_every_secs": 60}}]});
+    let (t, fake) = start(&rules.to_string()).await;
+    let alerts = 24;
+    fire_while_down(&t, &fake, "storm", alerts).await;
     fake.set_down(false);
     Esm { t: &t }.drain().await;
     t.advance(61);
@@ -104,22 +116,9 @@ fn assert_one_child_each(fake: &Fake, alerts: usize) -> serde_json::Value {
 
 #[tokio::test]
 async fn child_incidents_through_an_outage_one_each_under_one_parent_each_resolved_once() {
-    let t = store_and_forward(50)
-        .var("ROUTING_RULES", &child_incident_rules())
-        .start()
-        .await;
-    let fake = Fake::new(Vendor::ServiceNow);
-    fake.mount(&t.itsm).await;
-    fake.set_down(true);
+    let (t, fake) = start(&child_incident_rules()).await;
     let alerts = 12;
-    for i in 0..alerts {
-        let fired = metric_alert(&format!("child-{i}"), "Fired");
-        for _ in 0..(1 + usize::from(i % 3 == 0)) {
-            let reply = t.post(&fired).await;
-            assert!(matches!(reply.status, 200..=202), "{:?}", reply.body);
-        }
-    }
-    assert!(fake.incidents().is_empty());
+    fire_while_down(&t, &fake, "child", alerts).await;
     fake.set_down(false);
     Esm { t: &t }.drain().await;
     let parent = assert_one_child_each(&fake, alerts);
@@ -147,12 +146,7 @@ async fn child_incidents_through_an_outage_one_each_under_one_parent_each_resolv
 
 #[tokio::test]
 async fn concurrent_first_alerts_of_a_group_make_one_parent_and_one_child_incident_each() {
-    let t = store_and_forward(50)
-        .var("ROUTING_RULES", &child_incident_rules())
-        .start()
-        .await;
-    let fake = Fake::new(Vendor::ServiceNow);
-    fake.mount(&t.itsm).await;
+    let (t, fake) = start(&child_incident_rules()).await;
     let alerts = 8;
     // Every alert at once: one opens the group and makes the parent; the
     // others wait for it (inline, or queued: 202). Then Azure's repeats.

@@ -19,6 +19,18 @@ fn resolved(r: &Rig, key: &str) -> bool {
     incidents.iter().any(|(k, .., done)| k == key && *done)
 }
 
+/// Alert `vm` fires while the ITSM is down: it joins its group and its
+/// incident waits (the notification would queue).
+async fn joins_while_the_itsm_is_down(r: &Rig, vm: usize) {
+    r.itsm.down.store(true, Ordering::SeqCst);
+    let waiting = r
+        .bridge
+        .process(&r.alert(vm, MonitorCondition::Fired, Severity::Sev3))
+        .await;
+    assert!(waiting.is_err(), "{waiting:?}");
+    r.itsm.down.store(false, Ordering::SeqCst);
+}
+
 fn key_of(r: &Rig, vm: usize) -> String {
     let a = r.alert(vm, MonitorCondition::Fired, Severity::Sev3);
     crate::domain::correlation::correlation_key(&a.alert_id)
@@ -117,13 +129,7 @@ async fn a_child_waiting_for_the_itsm_when_its_group_ends_gets_no_incident_under
     r.at(0);
     r.fire(1).await;
     // Child 2 joins while the ITSM is down: its incident waits (queued).
-    r.itsm.down.store(true, Ordering::SeqCst);
-    let waiting = r
-        .bridge
-        .process(&r.alert(2, MonitorCondition::Fired, Severity::Sev3))
-        .await;
-    assert!(waiting.is_err(), "{waiting:?}");
-    r.itsm.down.store(false, Ordering::SeqCst);
+    joins_while_the_itsm_is_down(&r, 2).await;
     // Child 1 resolves first: `first` resolves the parent (and child 1).
     r.at(61);
     r.resolve(1).await;
@@ -190,13 +196,7 @@ async fn a_child_that_resolves_before_its_incident_is_made_is_counted_out() {
     let r = incidents_rig("all");
     r.at(0);
     r.fire(1).await;
-    r.itsm.down.store(true, Ordering::SeqCst);
-    let waiting = r
-        .bridge
-        .process(&r.alert(2, MonitorCondition::Fired, Severity::Sev3))
-        .await;
-    assert!(waiting.is_err(), "{waiting:?}");
-    r.itsm.down.store(false, Ordering::SeqCst);
+    joins_while_the_itsm_is_down(&r, 2).await;
     r.at(61);
     assert_eq!(r.resolve(2).await, Outcome::ResolvedWithoutIncident);
     assert_eq!(children_of(&r).len(), 1, "no incident for child 2");

@@ -115,6 +115,14 @@ impl Loop {
     }
 }
 
+/// The group alert `vm` is a child of, from its record.
+async fn group_of(l: &Loop, vm: usize) -> String {
+    let record = l.r.store.get(&alert_id(vm), 0).await.unwrap().unwrap();
+    let id = record.incident.unwrap().id;
+    let rest = id.strip_prefix("group:").unwrap();
+    rest.split('/').next().unwrap().to_string()
+}
+
 fn alert_id(vm: usize) -> String {
     format!("/subscriptions/s1/providers/Microsoft.AlertsManagement/alerts/{vm}")
 }
