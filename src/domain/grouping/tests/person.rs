@@ -325,14 +325,8 @@ async fn reading_a_persons_resolve_again_keeps_the_settled_groups_expiry() {
     let parent_key = l.r.itsm.incidents.lock().unwrap()[0].0.clone();
     let again = l.r.grouped.closed_by_person(&parent_key, false).await;
     assert!(again.unwrap().unwrap().open_children.len() == 2);
-    let record = l.r.store.get(&alert_id(1), 0).await.unwrap().unwrap();
-    let id = record.incident.unwrap().id;
-    let gid = id
-        .strip_prefix("group:")
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap();
+    let gid = group_of(&l, 1).await;
+    let gid = gid.as_str();
     let later = 1_800_000_000 + 1320 + 31 * 24 * 3600;
     let kept = l.r.store.group_doc(gid, later).await.unwrap();
     assert!(kept.is_none(), "the ended group outlived its 30 days");
@@ -364,14 +358,8 @@ async fn a_parked_group_a_person_ends_is_listed_again_and_expires() {
     l.r.at(1260);
     let round = l.r.grouped.round().await;
     assert_eq!(round.done, 1, "visited and retired: {round:?}");
-    let record = l.r.store.get(&alert_id(1), 0).await.unwrap().unwrap();
-    let id = record.incident.unwrap().id;
-    let gid = id
-        .strip_prefix("group:")
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap();
+    let gid = group_of(&l, 1).await;
+    let gid = gid.as_str();
     let later = 1_800_000_000 + 1260 + 31 * 24 * 3600;
     assert!(l.r.store.group_doc(gid, later).await.unwrap().is_none());
 }
