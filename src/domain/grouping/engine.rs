@@ -187,15 +187,32 @@ impl Grouped {
     }
 
     /// Names `gid` as the child's group before the child is written there;
-    /// `Ok(false)` when another attempt for the child wrote the marker first.
+    /// `Ok(false)` when another attempt for the child wrote the marker first
+    /// (or is writing the child into the group the marker named).
+    ///
+    /// Two attempts of one child may run at once (a claim's lease ran out
+    /// under the first; containers' clocks disagree on a window). Every mark
+    /// is a conditional write, also one naming the group already named, and
+    /// moving the marker away from a group first rewrites that group: a
+    /// join into it read before then fails and goes round again, finding
+    /// the child where the marker now says. One child, one group.
     async fn mark(
         &self,
         child: &str,
         gid: &str,
         marker: Option<&(String, u64)>,
     ) -> Result<bool, ItsmError> {
-        if marker.is_some_and(|(g, _)| g == gid) {
-            return Ok(true);
+        if let Some((old, _)) = marker
+            && old != gid
+            && let Some((g, version, expires_at)) =
+                self.load_expiring::<Group>(old, (self.clock)()).await?
+        {
+            if g.members.contains_key(child) {
+                return Ok(false);
+            }
+            if !self.save(old, &g, Some(version), expires_at).await? {
+                return Ok(false);
+            }
         }
         let m = Membership {
             group: gid.to_string(),

@@ -259,3 +259,33 @@ async fn a_group_the_round_meets_before_its_opener_wrote_it_stays_listed() {
     let round = r.grouped.round().await;
     assert_eq!(round.updates_written, 1, "{round:?}");
 }
+
+/// Two attempts of one child at once (its claim's lease ran out under the
+/// first, or two containers' clocks disagree): the first marks the child
+/// for group 1 and is about to write it there; the second, later, finds
+/// group 1 past its window, opens group 2 and moves the marker. The
+/// first's write then went through: one child in two groups.
+#[tokio::test]
+async fn two_attempts_of_one_child_at_once_leave_it_in_one_group() {
+    let (r, store) = flaky(json!({"by": ["alert_rule"], "window_secs": 60}));
+    r.at(0);
+    r.fire(1).await;
+    r.at(30);
+    let alert = r.alert(2, MonitorCondition::Fired, Severity::Sev3);
+    let draft = r.bridge.draft(&alert).1;
+    let key = draft.group.as_ref().expect("grouped").key.id();
+    let (grouped, now, second) = (r.grouped.clone(), r.now.clone(), draft.clone());
+    let other: Meanwhile = Box::new(move || {
+        // The other attempt, 2 minutes on: group 1 takes no one now.
+        now.store(1_800_000_000 + 150, Ordering::SeqCst);
+        futures::executor::block_on(grouped.create(&second)).expect("joined");
+    });
+    *store.before.lock().unwrap() = Some((format!("{key}#1"), other));
+    r.grouped.create(&draft).await.expect("joined");
+    assert_eq!(
+        groups_of(&r, 2).await.len(),
+        1,
+        "{:?}",
+        groups_of(&r, 2).await
+    );
+}
