@@ -243,13 +243,12 @@ pub fn build(
     };
     // Grouped alerts join their group instead of opening an incident; every
     // other call passes through (and always does without a `group` rule).
-    let lease_secs = config.settings.lease_secs;
     let grouped = |client: Arc<dyn ItsmClient>| {
         Arc::new(Grouped::new(
             client,
             group_store.clone(),
             clock.clone(),
-            lease_secs,
+            &config.settings,
         ))
     };
     let groups = grouped(itsm.clone());

@@ -55,8 +55,26 @@ impl ItsmConfig {
     /// the way that succeeds, with the periodic login or token request; not
     /// the one-off second try after a refusal (a 401 that rereads the
     /// secret, a Jira transition id gone stale after a workflow change).
-    pub fn requests_per_attempt(&self) -> (u32, &'static str) {
+    /// With `child_incidents` (only ServiceNow takes them) an alert's
+    /// attempt may also find and create its group's parent before its own
+    /// incident, or resolve the parent with its own.
+    pub fn requests_per_attempt(&self, child_incidents: bool) -> (u32, &'static str) {
         match self {
+            ItsmConfig::ServiceNow(_, CredentialsConfig::Fixed(Credentials::Basic { .. }))
+                if child_incidents =>
+            {
+                (
+                    4,
+                    "ServiceNow with child incidents: the group's parent found and created, \
+                     then the child's find and create (or two resolves and their state checks)",
+                )
+            }
+            ItsmConfig::ServiceNow(..) if child_incidents => (
+                5,
+                "ServiceNow with child incidents: the group's parent found and created, then the \
+                 child's find and create (or two resolves and their state checks), and an OAuth \
+                 token",
+            ),
             ItsmConfig::ServiceNow(_, CredentialsConfig::Fixed(Credentials::Basic { .. })) => (
                 2,
                 "ServiceNow: find and create, or a resolve and its state check",

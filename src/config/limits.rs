@@ -20,8 +20,13 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    pub fn from_env(env: &Env, itsm: &ItsmConfig) -> Result<Attempt, ConfigError> {
-        let (requests, why) = itsm.requests_per_attempt();
+    /// `child_incidents`: a routing rule groups with `children: incidents`.
+    pub fn from_env(
+        env: &Env,
+        itsm: &ItsmConfig,
+        child_incidents: bool,
+    ) -> Result<Attempt, ConfigError> {
+        let (requests, why) = itsm.requests_per_attempt(child_incidents);
         Ok(Attempt {
             timeout: attempt_timeout(env)?,
             requests,

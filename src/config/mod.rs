@@ -163,7 +163,7 @@ impl Config {
             ));
         }
         let lease_secs = env.number("CLAIM_LEASE_SECS", 60)?;
-        let attempt = Attempt::from_env(env, &itsm)?;
+        let attempt = Attempt::from_env(env, &itsm, routing.child_incidents())?;
         let delivery = DeliveryConfig::from_env(env, lease_secs, &attempt)?;
         let mut sync = SyncConfig::from_env(env)?;
         let ttl_secs =

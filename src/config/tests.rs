@@ -190,3 +190,39 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// With `children: incidents` an attempt may make the group's parent before
+/// the alert's own incident: four requests, each up to ITSM_TIMEOUT_MS, and
+/// the worker's deadline must hold them all.
+#[test]
+fn child_incidents_count_the_parents_requests_in_an_attempt() {
+    let rules = r#"{"rules": [{"name": "vm-cpu", "match": {"alert_rule": "vm-cpu-*"},
+                   "set": {}, "group": {"by": ["alert_rule"], "children": "incidents"}}]}"#;
+    let mut vars = BASE.to_vec();
+    vars.push(("ROUTING_RULES", rules));
+    vars.push((
+        "DELIVERY_QUEUE_URL",
+        "https://sqs.eu-west-1.amazonaws.com/1/q.fifo",
+    ));
+    let c = load(&vars).unwrap();
+    assert_eq!(c.settings.retry.attempt, Duration::from_secs(4 * 3));
+    // The same rules with notes: the parent's find and create fit in two.
+    let notes = rules.replace("\"incidents\"", "\"notes\"");
+    let mut vars = BASE.to_vec();
+    vars.push(("ROUTING_RULES", &notes));
+    assert_eq!(
+        load(&vars).unwrap().settings.retry.attempt,
+        Duration::from_secs(2 * 3)
+    );
+    // A worker deadline that holds two requests but not four is refused,
+    // naming the arithmetic.
+    let mut vars = BASE.to_vec();
+    vars.push(("ROUTING_RULES", rules));
+    vars.push((
+        "DELIVERY_QUEUE_URL",
+        "https://sqs.eu-west-1.amazonaws.com/1/q.fifo",
+    ));
+    vars.push(("WORKER_DEADLINE_MS", "9000"));
+    let e = load(&vars).unwrap_err();
+    assert!(e.problem.contains("4 requests"), "{e}");
+}

@@ -147,7 +147,8 @@ impl Delivery {
         let attempt = self.inline.process_unless_queued(alert).await;
         let called = match &attempt {
             Ok(processed) => processed.itsm_calls > 0,
-            Err(e) => matches!(e, ProcessError::Itsm(_)),
+            // Waiting for a group's parent says nothing of the ITSM.
+            Err(e) => matches!(e, ProcessError::Itsm(e) if !matches!(e, ItsmError::Busy(_))),
         };
         if probing && !called {
             self.breaker.release_probe().await;

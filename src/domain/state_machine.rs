@@ -383,9 +383,14 @@ impl Bridge {
             queued_digest: prev.and_then(|p| p.queued_digest.clone()),
             queue: prev.map(|p| p.queue.clone()).unwrap_or_default(),
             look_until: prev.map_or(0, |p| p.look_until),
-            // What Azure was told belongs to the incident it was told about.
+            // What Azure was told belongs to the incident it was told about;
+            // or, told before the claim made its incident (a person resolved
+            // its group's parent meanwhile), to the firing the claim is for.
             azure: prev
-                .filter(|p| p.incident == rec_incident)
+                .filter(|p| {
+                    p.incident == rec_incident
+                        || (p.state == RecordState::Claimed && p.incident.is_none())
+                })
                 .map_or_else(Default::default, |p| p.azure.clone()),
         }
     }

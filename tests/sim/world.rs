@@ -170,12 +170,7 @@ impl World {
         // decorator around an ITSM client of its own.
         let groups = sc.grouping.as_ref().map(|_| {
             let raw = Arc::new(SimItsm::new(sc.kind, backend.clone(), ctx.clone()));
-            Arc::new(Grouped::new(
-                raw,
-                store.clone(),
-                clock.clone(),
-                settings.lease_secs,
-            ))
+            Arc::new(Grouped::new(raw, store.clone(), clock.clone(), &settings))
         });
         // As bootstrap wires it: a person resolving a group's parent ends
         // the group and closes its open children in Azure.
@@ -304,7 +299,7 @@ impl World {
                 raw,
                 self.store.clone(),
                 self.clock.clone(),
-                self.settings.lease_secs,
+                &self.settings,
             )),
             None => raw,
         };

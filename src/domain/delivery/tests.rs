@@ -366,6 +366,7 @@ mod holes;
 mod outage;
 mod review;
 mod review23;
+mod review24;
 
 #[tokio::test]
 async fn a_queued_answer_carries_the_itsms_failure() {

@@ -26,6 +26,7 @@ use crate::domain::incident::mapping::{IncidentDraft, Resolution};
 use crate::domain::ports::{
     Clock, GroupDoc, GroupStore, ItsmClient, ItsmError, ResolveOutcome, StoreError,
 };
+use crate::domain::settings::Settings;
 
 pub struct Grouped {
     pub(super) itsm: Arc<dyn ItsmClient>,
@@ -33,6 +34,9 @@ pub struct Grouped {
     pub(super) clock: Clock,
     /// How long a parent's creator holds it: the claim lease.
     pub(super) lease_secs: i64,
+    /// `ITSM_CREATE_SETTLE_SECS` when set: how long a lost create may take
+    /// to show in a search, over the ITSM's own figure.
+    settle_secs: Option<i64>,
 }
 
 /// Read-decide-write rounds before a busy group answers "try again" (the
@@ -100,18 +104,27 @@ pub(super) fn unavailable(e: StoreError) -> ItsmError {
 }
 
 impl Grouped {
+    /// Claims as the state machine's: `settings`' lease and create settle
+    /// time.
     pub fn new(
         itsm: Arc<dyn ItsmClient>,
         store: Arc<dyn GroupStore>,
         clock: Clock,
-        lease_secs: i64,
+        settings: &Settings,
     ) -> Grouped {
         Grouped {
             itsm,
             store,
             clock,
-            lease_secs,
+            lease_secs: settings.lease_secs,
+            settle_secs: settings.create_settle_secs,
         }
+    }
+
+    /// How long a create whose answer was lost may take to show in a search.
+    pub(super) fn settle_secs(&self) -> i64 {
+        self.settle_secs
+            .unwrap_or_else(|| self.itsm.create_settle_secs())
     }
 
     pub(super) async fn load<T: DeserializeOwned>(
@@ -558,7 +571,7 @@ impl ItsmClient for Grouped {
     }
 
     fn create_settle_secs(&self) -> i64 {
-        self.itsm.create_settle_secs()
+        self.settle_secs()
     }
 
     async fn create(&self, draft: &IncidentDraft) -> Result<IncidentRef, ItsmError> {

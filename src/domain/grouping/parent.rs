@@ -74,7 +74,15 @@ impl Grouped {
 
     /// The parent, creating it under the group's claim if need be (`None`:
     /// another caller holds the claim, or a lost create may still show).
+    ///
+    /// The claim works as an alert's: it says at once until when an empty
+    /// search proves nothing (its lease's end plus the ITSM's search lag,
+    /// a lease at least),
+    /// so a takeover after a creator died mid-create looks and waits; a
+    /// creator that lives to see its create fail puts back the time the
+    /// claim found, or a later one when its create's answer was lost.
     pub(super) async fn ensure_parent(&self, gid: &str) -> Result<Option<IncidentRef>, ItsmError> {
+        let settle = self.settle_secs();
         let mut taken = None;
         for _ in 0..ROUNDS {
             let now = (self.clock)();
@@ -87,15 +95,20 @@ impl Grouped {
             if g.members.is_empty() || now < g.parent_work.lease_until {
                 return Ok(None);
             }
+            let found = g.parent_work.look_until;
             g.parent_work.lease_until = now + self.lease_secs;
+            // As an alert's claim: the lag counts as a lease at least (a
+            // clock up to a lease ahead waits for a create on its way).
+            let lag = settle.max(self.lease_secs);
+            g.parent_work.look_until = found.max(g.parent_work.lease_until + lag);
             g.parent_work.creates += 1;
             if self.save(gid, &g, Some(version), None).await? {
-                taken = Some((g, now));
+                taken = Some((g, found));
                 break;
             }
         }
         // A busy group (joins rewriting it): the next join or round claims it.
-        let Some((g, claimed)) = taken else {
+        let Some((g, look_until)) = taken else {
             return Ok(None);
         };
         let key = parent_key(gid);
@@ -104,13 +117,24 @@ impl Grouped {
         let pointer = ParentOf {
             group: gid.to_string(),
         };
-        self.save(&pointer_id(&key), &pointer, None, None).await?;
+        if let Err(e) = self.save(&pointer_id(&key), &pointer, None, None).await {
+            self.release(gid, g.parent_work.creates, look_until).await?;
+            return Err(e);
+        }
         // An earlier create may have taken effect: look first.
         if g.parent_work.creates > 1 {
-            if let Some(found) = self.itsm.find(&key).await? {
+            let found = match self.itsm.find(&key).await {
+                Ok(found) => found,
+                Err(e) => {
+                    self.release(gid, g.parent_work.creates, look_until).await?;
+                    return Err(e);
+                }
+            };
+            if let Some(found) = found {
                 return self.record_parent(gid, found).await.map(Some);
             }
-            if claimed < g.parent_work.look_until {
+            if (self.clock)() < look_until {
+                self.release(gid, g.parent_work.creates, look_until).await?;
                 return Ok(None);
             }
         }
@@ -120,18 +144,30 @@ impl Grouped {
                 self.record_parent(gid, created).await.map(Some)
             }
             Err(e) => {
-                let settle = match e {
-                    ItsmError::Unanswered(_) => self.itsm.create_settle_secs(),
+                let lost = match e {
+                    ItsmError::Unanswered(_) => (self.clock)() + settle,
                     _ => 0,
                 };
-                self.update(gid, |g, now| {
-                    g.parent_work.lease_until = 0;
-                    g.parent_work.look_until = g.parent_work.look_until.max(now + settle);
-                })
-                .await?;
+                self.release(gid, g.parent_work.creates, look_until.max(lost))
+                    .await?;
                 Err(e)
             }
         }
+    }
+
+    /// Ends this caller's claim (the `claim`th create begun) on the parent:
+    /// the next caller claims at once, and trusts an empty search only from
+    /// `look_until`. A claim taken since (this one's lease ran out) is left
+    /// alone.
+    async fn release(&self, gid: &str, claim: u32, look_until: i64) -> Result<(), ItsmError> {
+        self.update(gid, |g, _| {
+            if g.parent.is_none() && g.parent_work.creates == claim {
+                g.parent_work.lease_until = 0;
+                g.parent_work.look_until = look_until;
+            }
+        })
+        .await?;
+        Ok(())
     }
 
     async fn record_parent(

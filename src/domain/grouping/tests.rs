@@ -25,6 +25,7 @@ use crate::domain::state_machine::Bridge;
 
 mod children;
 mod person;
+mod review24;
 mod sim_findings;
 mod storm;
 
@@ -179,7 +180,12 @@ pub(super) fn rig(group: serde_json::Value) -> Rig {
         },
         ..Settings::default()
     };
-    let grouped = Arc::new(Grouped::new(itsm.clone(), store.clone(), clock.clone(), 60));
+    let grouped = Arc::new(Grouped::new(
+        itsm.clone(),
+        store.clone(),
+        clock.clone(),
+        &settings,
+    ));
     let bridge = Bridge::new(grouped.clone(), store.clone(), settings, clock);
     Rig {
         itsm,

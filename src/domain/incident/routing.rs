@@ -161,6 +161,16 @@ impl Routing {
         }
     }
 
+    /// Whether any rule, or the default, makes each grouped alert an
+    /// incident of its own under the group's parent.
+    pub fn child_incidents(&self) -> bool {
+        let incidents = |g: &Option<GroupPolicy>| {
+            g.as_ref()
+                .is_some_and(|g| g.children == super::group_policy::Children::Incidents)
+        };
+        incidents(&self.default.group) || self.rules.iter().any(|r| incidents(&r.group))
+    }
+
     /// Whether any rule, or the default, groups alerts.
     pub fn groups(&self) -> bool {
         self.default.group.is_some() || self.rules.iter().any(|r| r.group.is_some())

@@ -5,10 +5,13 @@ use super::*;
 
 impl Bridge {
     /// Leases `rec` to this attempt. Should the attempt die, whatever it
-    /// created shows in a search by the lease's end plus the ITSM's lag.
+    /// created shows in a search by the lease's end plus the ITSM's lag;
+    /// the lag counts as a lease at least, so that a container whose clock
+    /// runs up to a lease ahead, taking over while this attempt's create is
+    /// still on its way, waits for it rather than creating a second.
     pub(super) fn lease(&self, rec: &mut CorrelationRecord, now: i64) {
         rec.lease_until = now + self.settings.lease_secs;
-        rec.look_until = rec.lease_until + self.settle_secs();
+        rec.look_until = rec.lease_until + self.settle_secs().max(self.settings.lease_secs);
     }
 
     /// After an ITSM failure, ends the claim's lease at once so that the

@@ -60,6 +60,8 @@ impl Bridge {
             _ => {
                 let mut claim = self.next(Some(&r), alert, RecordState::Claimed, None, now);
                 claim.incident = None;
+                // A new firing: Azure was told nothing about it yet.
+                claim.azure = Default::default();
                 claim.correlation_key = correlation_key(&format!(
                     "{}|{}",
                     alert.alert_id,
@@ -77,6 +79,9 @@ impl Bridge {
         rec.fired_at = alert.fired_at.clone();
         if state == RecordState::Open {
             rec.resolved_at = None;
+            // Reopened for a new firing: what Azure was told of the old
+            // one (closed) must not stop a later close of this one.
+            rec.azure = Default::default();
         }
         let incident = rec.incident.clone();
         self.commit(&r, rec).await?;

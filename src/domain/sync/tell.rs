@@ -219,6 +219,11 @@ impl AlertSync {
                 return Need::Adopt;
             }
             RecordState::Open if same_incident => {}
+            // An open child of the group a person resolved whose own
+            // incident is not made yet (`children: incidents`: the ITSM
+            // failed, the parent was being made, the attempt died): its
+            // alert fires in Azure all the same, and its group is over.
+            RecordState::Claimed if group.is_some() && record.incident.is_none() => {}
             // The bridge resolved it (its own resolve), the alert resolved
             // first, an earlier firing's incident: nothing to tell Azure.
             _ => return Need::Nothing,
@@ -394,8 +399,10 @@ impl AlertSync {
             .incident
             .as_ref()
             .is_some_and(IncidentRef::is_child_incident);
+        // Nor a claim's: its alert's queued Fired is still to be recorded.
+        let finished = !child && prev.state != RecordState::Claimed;
         let expires_at = match azure.sent {
-            Some(AzureMark::Closed) if !child => prev
+            Some(AzureMark::Closed) if finished => prev
                 .expires_at
                 .min(now.saturating_add(self.settings.record_ttl_secs)),
             _ => prev.expires_at,

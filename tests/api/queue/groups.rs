@@ -15,6 +15,8 @@ use crate::helpers::{TestApp, metric_alert};
 /// The webhook and worker over moto with `rules`, the fake ServiceNow.
 async fn start(rules: &str) -> (TestApp, Fake) {
     let t = store_and_forward(50)
+        // An attempt with child incidents makes up to 4 requests of 300 ms.
+        .var("WORKER_DEADLINE_MS", "1500")
         .var("ROUTING_RULES", rules)
         .start()
         .await;

@@ -93,7 +93,7 @@ fn flaky(group: serde_json::Value) -> (Rig, Arc<Flaky>) {
         r.itsm.clone(),
         store.clone(),
         clock.clone(),
-        60,
+        &settings,
     ));
     let bridge = Bridge::new(grouped.clone(), store.clone(), settings, clock);
     let rig = Rig {

@@ -112,6 +112,44 @@ async fn concurrent_deliveries_open_exactly_one_incident() {
     assert_eq!(r.outcome(&alert).await, Ok(Outcome::Duplicate));
 }
 
+/// Another container whose clock runs a lease (and a second) ahead takes
+/// the claim over while the first attempt's create is still on its way: its
+/// search cannot see that create yet, and it must not make a second one.
+#[tokio::test]
+async fn a_clock_a_lease_ahead_waits_for_a_create_still_on_its_way() {
+    let itsm = Scripted {
+        create_delay: Some(Duration::from_millis(200)),
+        ..Scripted::default()
+    };
+    let r = rig_with(itsm, RefirePolicy::Ignore);
+    let ahead = {
+        let now = r.now.clone();
+        let lease = r.bridge.settings().lease_secs;
+        Bridge::new(
+            r.itsm.clone(),
+            r.store.clone(),
+            r.bridge.settings().clone(),
+            Arc::new(move || now.load(Ordering::SeqCst) + lease + 1),
+        )
+    };
+    let alert = fired();
+    let (first, second) = futures::join!(r.bridge.process(&alert), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        ahead.process(&alert).await
+    });
+    assert!(
+        matches!(second, Err(ProcessError::Itsm(ItsmError::Unavailable(_)))),
+        "the container ahead must wait for the search to catch up: {second:?}"
+    );
+    let creates = r
+        .itsm
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("create"))
+        .count();
+    assert_eq!(creates, 1, "{:?} then {first:?}", r.itsm.calls());
+}
+
 /// Fired and resolved once, under `policy`; then the same alert fires again.
 async fn refired(policy: RefirePolicy) -> (Rig, Result<Outcome, ProcessError>) {
     let r = rig_with(Scripted::default(), policy);
@@ -181,4 +219,31 @@ async fn a_refire_with_nothing_to_reopen_opens_a_new_incident() {
     let again = alert(MonitorCondition::Fired, AGAIN);
     assert_eq!(r.outcome(&again).await, Ok(Outcome::Created));
     assert_eq!(r.record().await.state, RecordState::Open);
+}
+
+/// A person resolved the first firing's incident and the sync round closed
+/// the alert in Azure (its record says so). The alert fires again: the
+/// record that follows must not carry that mark, or the round would skip
+/// closing the new firing when a person resolves its incident.
+#[tokio::test]
+async fn a_refire_forgets_what_azure_was_told_of_the_earlier_firing() {
+    for policy in [RefirePolicy::Reopen, RefirePolicy::New] {
+        let r = rig_with(Scripted::default(), policy);
+        assert_eq!(r.outcome(&fired()).await, Ok(Outcome::Created));
+        assert_eq!(r.outcome(&resolved()).await, Ok(Outcome::Resolved));
+        let t = r.now.load(Ordering::SeqCst);
+        let mut told = r.record().await;
+        let version = told.version;
+        told.azure.sent = Some(crate::domain::correlation::AzureMark::Closed);
+        told.version += 1;
+        r.store.put(&told, Some(version), t).await.unwrap();
+        let again = r.outcome(&alert(MonitorCondition::Fired, AGAIN)).await;
+        assert!(
+            matches!(again, Ok(Outcome::Reopened | Outcome::Created)),
+            "{policy:?}: {again:?}"
+        );
+        let rec = r.record().await;
+        assert_eq!(rec.state, RecordState::Open, "{policy:?}");
+        assert_eq!(rec.azure.sent, None, "{policy:?}: the old firing's mark");
+    }
 }
