@@ -47,12 +47,18 @@
 //!     child whose Fired was answered 2xx (before its Resolved was sent)
 //!     has its incident unless its group ended; once its Resolved was
 //!     answered 2xx, its incident is resolved.
+//! 14. a person resolving a group's parent (the group's end: not after
+//!     the bridge ended it by policy) closes in Azure each alert of
+//!     the group that Azure did not resolve itself (its Resolved never
+//!     sent), whatever became of the alert's own incident (`incidents`:
+//!     made, queued, or never made), unless its id can never be closed
+//!     (then a round reports it).
 
 use std::fmt;
 
 use itsm_bridge::adapters::queue::Message;
 use itsm_bridge::domain::correlation::{AzureMark, correlation_key};
-use itsm_bridge::domain::grouping::group::Group;
+use itsm_bridge::domain::grouping::group::{End, Group};
 use itsm_bridge::domain::grouping::parent_key;
 use itsm_bridge::domain::incident::group_policy::{Children, ResolvePolicy};
 use itsm_bridge::domain::ports::{AlertState, IncidentStatus};
@@ -401,7 +407,7 @@ fn update_number(text: &str) -> Option<u32> {
         .ok()
 }
 
-/// Invariants 8-12, for a grouped seed.
+/// Invariants 8-14, for a grouped seed.
 fn groups(w: &World, late: bool, backend: &Backend, parked: &[String]) -> Vec<Violation> {
     let mut out = Vec::new();
     let mut v = |invariant, names: Vec<String>, detail: String| {
@@ -548,6 +554,41 @@ fn groups(w: &World, late: bool, backend: &Backend, parked: &[String]) -> Vec<Vi
                     rel(*t)
                 ),
             );
+        }
+        // A person's resolve the round reads after the bridge ended the
+        // group by policy or idleness is not the group's end: the policy
+        // spoke first, and its resolve closes nothing in Azure.
+        if g.ended == Some(End::Person)
+            && parents
+                .iter()
+                .any(|i| i.first_closed_by == Some(Who::Person))
+        {
+            for a in g.members.keys().filter_map(|k| alert_of(k)) {
+                let alert = &w.sc.alerts[a];
+                if sent(notif(a, false)).is_some() {
+                    continue;
+                }
+                let reported = w.ledger.reports.iter().flat_map(|r| &r.actions).any(|x| {
+                    x.alert_id == alert.id
+                        && !matches!(x.outcome, ActionOutcome::Deferred | ActionOutcome::Denied)
+                }) || w.store.record(&alert.id).is_some_and(|r| {
+                    matches!(r.azure.sent, Some(AzureMark::Skipped | AzureMark::Gone))
+                });
+                let closed = w
+                    .azure
+                    .get(&alert.id)
+                    .is_some_and(|z| z.state == AlertState::Closed);
+                if !closed && (!reported || alert.manageable) {
+                    v(
+                        14,
+                        names.clone(),
+                        format!(
+                            "a person resolved {gname}'s parent {numbers:?}, yet its child {}'s Azure alert is not closed",
+                            alert.name
+                        ),
+                    );
+                }
+            }
         }
         if let Some(p) = &g.parent
             && !parents.iter().any(|i| i.id == p.id)

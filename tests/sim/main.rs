@@ -9,7 +9,7 @@
 //!   with grouped routes (`scenario::Grouping`; `SIM_GROUPS=all` makes
 //!   every seed grouped, `SIM_GROUPS=none` none): the ITSM clients wrapped
 //!   in `Grouped` as bootstrap wraps them, the group round beside the sync
-//!   round, and invariants 8-12 (`check.rs`).
+//!   round, and invariants 8-14 (`check.rs`).
 //! - `SIM_SEED=N cargo test --test sim seeded -- --nocapture` replays seed
 //!   N exactly and prints its trace.
 //! - `cargo test --test sim -- --ignored long_search --nocapture`
@@ -481,6 +481,45 @@ fn the_child_incident_invariant_catches_what_it_is_for() {
         "open after its alert resolved: invariant 13"
     );
     w.backend.lock().unwrap().incidents[child].status = IncidentStatus::Closed;
+    assert!(broken(&w).is_empty());
+}
+
+/// Invariant 14: a clean run where a person resolved a group's parent and
+/// the round closed a child alert in Azure; then that alert put back open.
+#[test]
+fn the_persons_resolve_invariant_catches_what_it_is_for() {
+    use itsm_bridge::domain::grouping::group::End;
+    use itsm_bridge::domain::ports::AlertState;
+    let closed_child = |w: &World| {
+        w.store.groups().into_iter().find_map(|(_, g)| {
+            (g.ended == Some(End::Person)).then_some(())?;
+            g.members.keys().find_map(|k| {
+                let i = w.sc.alerts.iter().position(|a| &a.key == k)?;
+                let a = &w.sc.alerts[i];
+                let z = w.azure.get(&a.id)?;
+                // Azure did not resolve it itself: the round's to close.
+                let resolved = w.sc.notifications.iter().enumerate().any(|(n, x)| {
+                    x.alert == i && !x.fired && w.ledger.first_start.contains_key(&n)
+                });
+                (z.state == AlertState::Closed && a.manageable && !resolved).then(|| a.id.clone())
+            })
+        })
+    };
+    let (w, id) = (1..600)
+        .filter(|s: &u64| s.is_multiple_of(3))
+        .map(simulate)
+        .filter(|(_, v, _)| v.is_empty())
+        .find_map(|(w, _, _)| closed_child(&w).map(|id| (w, id)))
+        .expect("a grouped seed where a person resolved a parent with a child open");
+    assert!(broken(&w).is_empty());
+    let before = w.azure.get(&id).unwrap().state;
+    w.azure.alerts.lock().unwrap().get_mut(&id).unwrap().state = AlertState::New;
+    let found = broken(&w);
+    w.azure.alerts.lock().unwrap().get_mut(&id).unwrap().state = before;
+    assert!(
+        found.contains(&14),
+        "a child left open: invariant 14 ({found:?})"
+    );
     assert!(broken(&w).is_empty());
 }
 
