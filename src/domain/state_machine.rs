@@ -281,8 +281,12 @@ impl Bridge {
                         }
                     }
                     let created = self.itsm.create(draft).await;
+                    // It may still be on its way: not trusted before the
+                    // lag has passed, nor before the claim's own look-until
+                    // (a container whose clock runs ahead must wait too).
                     if let Err(ItsmError::Unanswered(_)) = &created {
-                        own.store((self.clock)() + settle, Ordering::Relaxed);
+                        let until = ((self.clock)() + settle).max(claim.look_until);
+                        own.store(until, Ordering::Relaxed);
                     }
                     created.map(|i| (i, Outcome::Created))
                 }

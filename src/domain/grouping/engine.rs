@@ -63,6 +63,13 @@ fn index_of(gid: &str) -> String {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Head {
     generation: u32,
+    /// When this generation was named (Unix seconds; 0 before this was
+    /// kept). Its opener writes the group right after; a generation whose
+    /// group is still missing a lease later was never written (its opener
+    /// died) or has expired (30 days after it settled): the next one opens,
+    /// so that a group's id, and its parent's key, are never used twice.
+    #[serde(default)]
+    named_at: i64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -257,6 +264,9 @@ impl Grouped {
             }
             let head: Option<(Head, u64)> = self.load(&key, now).await?;
             let generation = head.as_ref().map_or(0, |(h, _)| h.generation);
+            let just_named = head
+                .as_ref()
+                .is_some_and(|(h, _)| now < h.named_at.saturating_add(self.lease_secs));
             let gid = group_id(&key, generation);
             let current: Option<(Group, u64)> = match generation {
                 0 => None,
@@ -289,8 +299,9 @@ impl Grouped {
                     }
                 }
                 // The head names a generation not written yet (its opener
-                // is writing it, or died): whoever comes writes it.
-                None if generation > 0 => {
+                // is writing it, or died moments ago): whoever comes
+                // writes it. Missing longer, it is gone: the next opens.
+                None if generation > 0 && just_named => {
                     self.index_add(&gid).await?;
                     let mut g = Group::open(
                         key.clone(),
@@ -316,6 +327,7 @@ impl Grouped {
                 _ => {
                     let next = Head {
                         generation: generation + 1,
+                        named_at: now,
                     };
                     self.save(&key, &next, head.map(|(_, v)| v), None).await?;
                 }

@@ -144,8 +144,12 @@ impl Grouped {
                 self.record_parent(gid, created).await.map(Some)
             }
             Err(e) => {
+                // A create whose answer was lost may still be on its way:
+                // the lag from now, the claim's own look-until at least.
                 let lost = match e {
-                    ItsmError::Unanswered(_) => (self.clock)() + settle,
+                    ItsmError::Unanswered(_) => {
+                        ((self.clock)() + settle).max(g.parent_work.look_until)
+                    }
                     _ => 0,
                 };
                 self.release(gid, g.parent_work.creates, look_until.max(lost))

@@ -26,6 +26,7 @@ use crate::domain::state_machine::Bridge;
 mod children;
 mod person;
 mod review24;
+mod review24b;
 mod sim_findings;
 mod storm;
 

@@ -39,7 +39,12 @@ impl Bridge {
                     rec.queued_at = found.queued_at;
                     rec.queued_digest = found.queued_digest.clone();
                     rec.queue = found.queue.clone();
-                    if rec.incident == found.incident {
+                    // As `next`: what Azure was told of this incident, or
+                    // of the claim's firing before its incident was made (a
+                    // person resolved its group's parent meanwhile).
+                    if rec.incident == found.incident
+                        || (found.state == RecordState::Claimed && found.incident.is_none())
+                    {
                         rec.azure = found.azure.clone();
                     }
                     rec.version = found.version + 1;

@@ -16,7 +16,7 @@ use crate::domain::sync::{ActionOutcome, AlertSync, SyncSettings};
 
 /// The ITSM's change feed: whatever the test puts in it.
 #[derive(Default)]
-struct Feed(Mutex<Vec<IncidentChange>>);
+pub(super) struct Feed(pub(super) Mutex<Vec<IncidentChange>>);
 
 #[async_trait]
 impl IncidentChanges for Feed {
@@ -41,8 +41,8 @@ impl IncidentChanges for Feed {
 
 /// Azure: the changes it took, and failures to give the next ones.
 #[derive(Default)]
-struct Azure {
-    changed: Mutex<Vec<String>>,
+pub(super) struct Azure {
+    pub(super) changed: Mutex<Vec<String>>,
     /// The next change takes effect and its answer is lost.
     lose_next: AtomicBool,
 }
@@ -115,6 +115,39 @@ impl Loop {
     }
 }
 
+/// The sync role over `r`'s store and groups on a container whose clock
+/// reads `offset` seconds more than the rig's.
+pub(super) fn sync_at(r: &Rig, feed: &Arc<Feed>, azure: &Arc<Azure>, offset: i64) -> AlertSync {
+    let now = r.now.clone();
+    AlertSync::new(
+        feed.clone(),
+        r.store.clone(),
+        azure.clone(),
+        SyncSettings::default(),
+        Arc::new(move || now.load(Ordering::SeqCst) + offset),
+    )
+    .with_groups(r.grouped.clone())
+}
+
+/// A person resolves incident `n` (from 0) in the ITSM at rig time `at`,
+/// and the feed shows it.
+pub(super) fn person_resolves_at(r: &Rig, feed: &Feed, n: usize, at: i64) {
+    let (key, incident, ..) = r.itsm.incidents.lock().unwrap()[n].clone();
+    for (_, i, .., done) in r.itsm.incidents.lock().unwrap().iter_mut() {
+        if *i == incident {
+            *done = true;
+        }
+    }
+    feed.0.lock().unwrap().push(IncidentChange {
+        correlation_key: key,
+        incident,
+        status: IncidentStatus::Closed,
+        status_label: "Resolved".into(),
+        updated_at: at,
+        updated_by: Some("jane.doe".into()),
+    });
+}
+
 /// The group alert `vm` is a child of, from its record.
 async fn group_of(l: &Loop, vm: usize) -> String {
     let record = l.r.store.get(&alert_id(vm), 0).await.unwrap().unwrap();
@@ -123,7 +156,7 @@ async fn group_of(l: &Loop, vm: usize) -> String {
     rest.split('/').next().unwrap().to_string()
 }
 
-fn alert_id(vm: usize) -> String {
+pub(super) fn alert_id(vm: usize) -> String {
     format!("/subscriptions/s1/providers/Microsoft.AlertsManagement/alerts/{vm}")
 }
 

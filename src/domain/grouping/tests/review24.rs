@@ -5,97 +5,13 @@
 
 use std::sync::Mutex;
 
+use super::person::{Azure, Feed, alert_id, person_resolves_at, sync_at};
 use super::*;
-use crate::domain::ports::{
-    AlertState, AlertStates, AzureError, ChangePage, ChangeWindow, IncidentChange, IncidentChanges,
-    IncidentStatus,
-};
-use crate::domain::sync::{AlertSync, SyncSettings};
 
 // ---------------------------------------------------------------------
-// Doubles: the change feed and Azure (as in tests/person.rs), and an ITSM
-// whose search lags its creates and whose create can "crash" its caller.
+// Doubles: the change feed and Azure are person.rs's; an ITSM whose
+// search lags its creates and whose create can "crash" its caller.
 // ---------------------------------------------------------------------
-
-#[derive(Default)]
-struct Feed(Mutex<Vec<IncidentChange>>);
-
-#[async_trait]
-impl IncidentChanges for Feed {
-    fn kind(&self) -> &'static str {
-        "servicenow"
-    }
-    async fn changed(&self, w: ChangeWindow, _: Option<&str>) -> Result<ChangePage, ItsmError> {
-        let changes = self
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|c| c.updated_at >= w.since && c.updated_at < w.until)
-            .cloned()
-            .collect();
-        Ok(ChangePage {
-            changes,
-            next: None,
-        })
-    }
-}
-
-#[derive(Default)]
-struct Azure {
-    changed: Mutex<Vec<String>>,
-}
-
-#[async_trait]
-impl AlertStates for Azure {
-    async fn current(&self, id: &str) -> Result<AlertState, AzureError> {
-        let done = self.changed.lock().unwrap().iter().any(|c| c == id);
-        Ok(if done {
-            AlertState::Closed
-        } else {
-            AlertState::New
-        })
-    }
-    async fn change(&self, id: &str, _: AlertState, _: &str) -> Result<(), AzureError> {
-        self.changed.lock().unwrap().push(id.to_string());
-        Ok(())
-    }
-}
-
-fn alert_id(vm: usize) -> String {
-    format!("/subscriptions/s1/providers/Microsoft.AlertsManagement/alerts/{vm}")
-}
-
-fn sync(r: &Rig, feed: &Arc<Feed>, azure: &Arc<Azure>) -> AlertSync {
-    let now = r.now.clone();
-    AlertSync::new(
-        feed.clone(),
-        r.store.clone(),
-        azure.clone(),
-        SyncSettings::default(),
-        Arc::new(move || now.load(Ordering::SeqCst)),
-    )
-    .with_groups(r.grouped.clone())
-}
-
-/// The feed shows incident `n` (from 0) resolved by a person, 5 min ago.
-fn person_resolves(r: &Rig, feed: &Feed, n: usize) {
-    let (key, incident, ..) = r.itsm.incidents.lock().unwrap()[n].clone();
-    for (_, i, .., done) in r.itsm.incidents.lock().unwrap().iter_mut() {
-        if *i == incident {
-            *done = true;
-        }
-    }
-    let at = r.now.load(Ordering::SeqCst) - 300;
-    feed.0.lock().unwrap().push(IncidentChange {
-        correlation_key: key,
-        incident,
-        status: IncidentStatus::Closed,
-        status_label: "Resolved".into(),
-        updated_at: at,
-        updated_by: Some("jane.doe".into()),
-    });
-}
 
 /// Parents are the incidents created without a parent (the double's
 /// `children` map holds every child incident's key).
@@ -237,15 +153,15 @@ async fn a_child_whose_incident_waits_in_the_queue_is_closed_in_azure_once_after
     r.itsm.down.store(false, Ordering::SeqCst);
     // A person resolves the parent; the sync round sees it.
     r.at(1200);
-    person_resolves(&r, &feed, 0);
-    sync(&r, &feed, &azure).round().await.unwrap();
+    person_resolves_at(&r, &feed, 0, r.now.load(Ordering::SeqCst) - 300);
+    sync_at(&r, &feed, &azure, 0).round().await.unwrap();
     // The worker delivers alert 2's queued Fired some minutes later.
     r.at(1500);
     r.fire(2).await;
     // Later sync rounds.
     for t in [1560, 4000, 8000] {
         r.at(t);
-        sync(&r, &feed, &azure).round().await.unwrap();
+        sync_at(&r, &feed, &azure, 0).round().await.unwrap();
     }
     let mut closed = azure.changed.lock().unwrap().clone();
     closed.sort();
@@ -278,10 +194,10 @@ async fn a_child_whose_attempt_died_after_joining_is_closed_in_azure_after_a_per
     // incident, record Claimed)
     let _ = died;
     r.at(1200);
-    person_resolves(&r, &feed, 0);
-    sync(&r, &feed, &azure).round().await.unwrap();
+    person_resolves_at(&r, &feed, 0, r.now.load(Ordering::SeqCst) - 300);
+    sync_at(&r, &feed, &azure, 0).round().await.unwrap();
     r.at(4000);
-    sync(&r, &feed, &azure).round().await.unwrap();
+    sync_at(&r, &feed, &azure, 0).round().await.unwrap();
     let mut closed = azure.changed.lock().unwrap().clone();
     closed.sort();
     assert_eq!(closed, vec![alert_id(1), alert_id(2)]);
@@ -500,8 +416,8 @@ async fn control_with_notes_a_child_joined_during_an_outage_is_closed_after_a_pe
     r.fire(2).await;
     r.itsm.down.store(false, Ordering::SeqCst);
     r.at(1200);
-    person_resolves(&r, &feed, 0);
-    sync(&r, &feed, &azure).round().await.unwrap();
+    person_resolves_at(&r, &feed, 0, r.now.load(Ordering::SeqCst) - 300);
+    sync_at(&r, &feed, &azure, 0).round().await.unwrap();
     let mut closed = azure.changed.lock().unwrap().clone();
     closed.sort();
     assert_eq!(closed, vec![alert_id(1), alert_id(2)]);
