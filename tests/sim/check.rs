@@ -242,12 +242,7 @@ pub fn check(w: &World, late: bool) -> Vec<Violation> {
             }
             // Reported: a round said so, or (when that round died before
             // its report) the record remembers what Azure could not be told.
-            let reported = w.ledger.reports.iter().flat_map(|r| &r.actions).any(|x| {
-                x.alert_id == alert.id
-                    && !matches!(x.outcome, ActionOutcome::Deferred | ActionOutcome::Denied)
-            }) || w.store.record(&alert.id).is_some_and(|r| {
-                matches!(r.azure.sent, Some(AzureMark::Skipped | AzureMark::Gone))
-            });
+            let reported = reported(w, &alert.id);
             let closed = azure
                 .as_ref()
                 .is_some_and(|z| z.state == AlertState::Closed);
@@ -405,6 +400,19 @@ fn update_number(text: &str) -> Option<u32> {
         .next()?
         .parse()
         .ok()
+}
+
+/// Whether Azure's refusal to close `alert_id` was reported: a round said
+/// so, or (when that round died before its report) the record remembers
+/// what Azure could not be told.
+fn reported(w: &World, alert_id: &str) -> bool {
+    w.ledger.reports.iter().flat_map(|r| &r.actions).any(|x| {
+        x.alert_id == alert_id
+            && !matches!(x.outcome, ActionOutcome::Deferred | ActionOutcome::Denied)
+    }) || w
+        .store
+        .record(alert_id)
+        .is_some_and(|r| matches!(r.azure.sent, Some(AzureMark::Skipped | AzureMark::Gone)))
 }
 
 /// Invariants 8-14, for a grouped seed.
@@ -568,12 +576,7 @@ fn groups(w: &World, late: bool, backend: &Backend, parked: &[String]) -> Vec<Vi
                 if sent(notif(a, false)).is_some() {
                     continue;
                 }
-                let reported = w.ledger.reports.iter().flat_map(|r| &r.actions).any(|x| {
-                    x.alert_id == alert.id
-                        && !matches!(x.outcome, ActionOutcome::Deferred | ActionOutcome::Denied)
-                }) || w.store.record(&alert.id).is_some_and(|r| {
-                    matches!(r.azure.sent, Some(AzureMark::Skipped | AzureMark::Gone))
-                });
+                let reported = reported(w, &alert.id);
                 let closed = w
                     .azure
                     .get(&alert.id)
