@@ -76,11 +76,11 @@ impl Grouped {
     /// another caller holds the claim, or a lost create may still show).
     ///
     /// The claim works as an alert's: it says at once until when an empty
-    /// search proves nothing (its lease's end plus the ITSM's search lag,
-    /// a lease at least),
-    /// so a takeover after a creator died mid-create looks and waits; a
-    /// creator that lives to see its create fail puts back the time the
-    /// claim found, or a later one when its create's answer was lost.
+    /// search proves nothing (its lease's end plus the ITSM's search lag, a
+    /// lease at least), so a takeover after a creator died mid-create looks
+    /// and waits; a creator that lives to see its create fail puts back the
+    /// time the claim found, or a later one when its create's answer was
+    /// lost.
     pub(super) async fn ensure_parent(&self, gid: &str) -> Result<Option<IncidentRef>, ItsmError> {
         let settle = self.settle_secs();
         let mut taken = None;
